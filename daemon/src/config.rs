@@ -1,0 +1,882 @@
+//! Configuration: the TOML file, environment overrides, secret files, and validation.
+//!
+//! Loading is `parse → apply environment → resolve secrets → validate`; the result is an
+//! immutable [`Config`] that the rest of the daemon reads through `Arc`s. Every key is
+//! documented in `config/tokend.toml`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tokend_shared::Secret;
+
+/// Where `tokend` looks when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/tokend/tokend.toml";
+
+/// Environment variables that are not config overrides (read elsewhere).
+const RESERVED_ENV: &[&str] = &["TOKEND_CONFIG", "TOKEND_LOG"];
+
+/// Config sections that `TOKEND_<SECTION>_<KEY>` may address.
+const SECTIONS: &[&str] = &[
+    "listen", "provider", "jwks", "verify", "claims", "cookies", "log",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// TOML syntax or schema error; the message names the key, line and column.
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error("{key}: cannot read secret file {path}: {source}")]
+    SecretFile {
+        key: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub listen: ListenConfig,
+    pub provider: ProviderConfig,
+    #[serde(default)]
+    pub jwks: JwksConfig,
+    #[serde(default)]
+    pub verify: VerifyConfig,
+    #[serde(default)]
+    pub claims: ClaimsConfig,
+    #[serde(default)]
+    pub cookies: CookiesConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    /// Unix socket path; absent = no socket listener.
+    pub socket: Option<PathBuf>,
+    /// Permission bits of the socket file, octal string.
+    #[serde(default = "default_socket_mode", with = "octal_mode")]
+    pub socket_mode: u32,
+    /// Group (name or numeric gid) that owns the socket file, so apps in that group may connect.
+    pub socket_group: Option<GroupSpec>,
+    /// TCP address of the HTTP listener; absent = no TCP listener.
+    pub http: Option<SocketAddr>,
+    /// Only with this set may `http` be an address other than loopback.
+    #[serde(default)]
+    pub allow_non_loopback: bool,
+    /// Connections served at once across both listeners; more wait in the kernel backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Largest request body accepted (413 beyond).
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Time a client has to send its request headers.
+    #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Time a request may take from headers to response.
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// On SIGTERM, how long in-flight requests may take before they are cut.
+    #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+/// A group given by name or by numeric id.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum GroupSpec {
+    Id(u32),
+    Name(String),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// The public issuer, exactly as in the provider's tokens (Authentik's ends with a slash).
+    pub issuer: String,
+    /// Where tokend itself reaches the provider (server-to-server); the public Host is still sent.
+    pub internal_url: Option<String>,
+    pub client_id: String,
+    #[serde(default, serialize_with = "Secret::serialize_redacted_opt")]
+    pub client_secret: Option<Secret>,
+    /// File holding the client secret (trailing newline ignored); relative to the config file.
+    pub client_secret_file: Option<PathBuf>,
+    /// Expected `aud`; defaults to `client_id`.
+    pub audience: Option<String>,
+    /// Accepted signature algorithms. HS256/384/512 (Authentik without a signing key) only alone.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<AlgName>,
+    /// Timeout of each request to the provider.
+    #[serde(default = "default_http_timeout", with = "humantime_serde")]
+    pub http_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwksConfig {
+    /// How often the keys are refetched in the background.
+    #[serde(default = "default_refresh_interval", with = "humantime_serde")]
+    pub refresh_interval: Duration,
+    /// Least time between two fetches caused by unknown `kid`s.
+    #[serde(default = "default_min_refetch_interval", with = "humantime_serde")]
+    pub min_refetch_interval: Duration,
+    /// How long the last good keys stay in use while the provider cannot be reached.
+    #[serde(default = "default_max_stale", with = "humantime_serde")]
+    pub max_stale: Duration,
+    /// Last good discovery document and JWKS, for starting while the provider is down.
+    pub cache_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyConfig {
+    /// Clock skew allowed on exp, iat and nbf.
+    #[serde(default = "default_leeway", with = "humantime_serde")]
+    pub leeway: Duration,
+    /// How long a verified token is remembered (never past its exp).
+    #[serde(default = "default_cache_ttl", with = "humantime_serde")]
+    pub cache_ttl: Duration,
+    /// Most tokens remembered; 0 disables the cache.
+    #[serde(default = "default_cache_max_entries")]
+    pub cache_max_entries: usize,
+    /// Longer tokens are refused as malformed before any parsing.
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimsConfig {
+    /// Claim holding the organization id; `sub` when the token lacks it.
+    #[serde(default = "default_organization_claim")]
+    pub organization_claim: String,
+    /// Claim holding the list of group names.
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// Ordered group→role rules; the first whose group the user is in wins.
+    #[serde(default = "default_roles")]
+    pub roles: Vec<RoleRule>,
+    /// Role of a user matching no rule.
+    #[serde(default = "default_role")]
+    pub default_role: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RoleRule {
+    pub group: String,
+    pub role: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CookiesConfig {
+    /// Cookie carrying the access token (read by `GET /v1/verify` before `Authorization`).
+    #[serde(default = "default_access_cookie")]
+    pub access_name: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// tracing filter, e.g. "info" or "tokend=debug"; `TOKEND_LOG` wins over it.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// A JWS algorithm name as written in the config, checked while parsing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlgName(pub Algorithm);
+
+impl AlgName {
+    pub fn is_hmac(self) -> bool {
+        matches!(
+            self.0,
+            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
+        )
+    }
+}
+
+impl<'de> Deserialize<'de> for AlgName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.eq_ignore_ascii_case("none") {
+            return Err(serde::de::Error::custom(
+                "algorithm `none` is never accepted",
+            ));
+        }
+        s.parse::<Algorithm>().map(AlgName).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "unsupported algorithm `{s}`; expected one of RS256, RS384, RS512, PS256, PS384, \
+                 PS512, ES256, ES384, EdDSA, HS256, HS384, HS512"
+            ))
+        })
+    }
+}
+
+impl Serialize for AlgName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{:?}", self.0))
+    }
+}
+
+mod octal_mode {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        let s = String::deserialize(d)?;
+        let mode = u32::from_str_radix(s.trim_start_matches("0o"), 8).map_err(|_| {
+            serde::de::Error::custom(format!("`{s}` is not an octal mode like \"0660\""))
+        })?;
+        if mode > 0o777 {
+            return Err(serde::de::Error::custom(format!(
+                "`{s}` has bits beyond 0777"
+            )));
+        }
+        Ok(mode)
+    }
+
+    pub fn serialize<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{mode:04o}"))
+    }
+}
+
+fn default_socket_mode() -> u32 {
+    0o660
+}
+fn default_max_connections() -> usize {
+    1024
+}
+fn default_max_body_bytes() -> usize {
+    64 * 1024
+}
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_algorithms() -> Vec<AlgName> {
+    use Algorithm::*;
+    [
+        RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA,
+    ]
+    .into_iter()
+    .map(AlgName)
+    .collect()
+}
+fn default_http_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_refresh_interval() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_min_refetch_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_stale() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn default_leeway() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_cache_ttl() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_cache_max_entries() -> usize {
+    100_000
+}
+fn default_max_token_bytes() -> usize {
+    16 * 1024
+}
+fn default_organization_claim() -> String {
+    "organizationId".into()
+}
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+fn default_roles() -> Vec<RoleRule> {
+    vec![
+        RoleRule {
+            group: "ecosire-admins".into(),
+            role: "admin".into(),
+        },
+        RoleRule {
+            group: "ecosire-support".into(),
+            role: "support".into(),
+        },
+    ]
+}
+fn default_role() -> String {
+    "user".into()
+}
+fn default_access_cookie() -> String {
+    "ecosire_auth".into()
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+
+macro_rules! default_from_serde {
+    ($($ty:ty),*) => {$(
+        impl Default for $ty {
+            fn default() -> Self {
+                // Every field of these sections has a serde default, so an empty table is valid.
+                toml::from_str("").expect("all fields have defaults")
+            }
+        }
+    )*};
+}
+default_from_serde!(
+    ListenConfig,
+    JwksConfig,
+    VerifyConfig,
+    ClaimsConfig,
+    CookiesConfig,
+    LogConfig
+);
+
+impl Config {
+    /// Reads, overrides from `env`, resolves secrets and validates the file at `path`.
+    pub fn load(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base_dir = path.parent().unwrap_or(Path::new("."));
+        Self::from_toml(&text, path, base_dir, env)
+    }
+
+    /// Like [`Config::load`] for text already read; `origin` names it in errors.
+    pub fn from_toml(
+        text: &str,
+        origin: &Path,
+        base_dir: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let parse_err = |e: toml::de::Error| ConfigError::Parse {
+            path: origin.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        };
+        // First pass on the text itself, so schema errors carry the key's line and column.
+        toml::from_str::<Config>(text).map_err(parse_err)?;
+        let mut table: toml::Table = toml::from_str(text).map_err(parse_err)?;
+        let env: BTreeMap<String, String> = env.into_iter().collect();
+        let applied = apply_env(&mut table, &env)?;
+        let mut config: Config =
+            Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Env {
+                var: applied.join(", "),
+                message: e.to_string().trim_end().to_string(),
+            })?;
+        config.resolve_paths(base_dir);
+        config.resolve_secret(env.get("CREDENTIALS_DIRECTORY").map(Path::new))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base_dir: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base_dir.join(&*p);
+            }
+        };
+        if let Some(p) = self.provider.client_secret_file.as_mut() {
+            resolve(p);
+        }
+        if let Some(p) = self.jwks.cache_file.as_mut() {
+            resolve(p);
+        }
+    }
+
+    /// The secret comes from `client_secret`, else `client_secret_file`, else the systemd
+    /// credential `client_secret` in `$CREDENTIALS_DIRECTORY`.
+    fn resolve_secret(&mut self, credentials_dir: Option<&Path>) -> Result<(), ConfigError> {
+        if self.provider.client_secret.is_some() && self.provider.client_secret_file.is_some() {
+            return Err(invalid(
+                "provider.client_secret",
+                "set either client_secret or client_secret_file, not both",
+            ));
+        }
+        if self.provider.client_secret.is_some() {
+            return Ok(());
+        }
+        let (key, path) = match (&self.provider.client_secret_file, credentials_dir) {
+            (Some(file), _) => ("provider.client_secret_file", file.clone()),
+            (None, Some(dir)) if dir.join("client_secret").is_file() => {
+                ("CREDENTIALS_DIRECTORY", dir.join("client_secret"))
+            }
+            _ => return Ok(()),
+        };
+        let mut text =
+            std::fs::read_to_string(&path).map_err(|source| ConfigError::SecretFile {
+                key,
+                path: path.clone(),
+                source,
+            })?;
+        let trimmed = text.trim_end_matches(['\r', '\n']).len();
+        text.truncate(trimmed);
+        self.provider.client_secret = Some(Secret::new(text));
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.listen;
+        if l.socket.is_none() && l.http.is_none() {
+            return Err(invalid(
+                "listen",
+                "nothing to listen on: set `socket`, `http` or both",
+            ));
+        }
+        if let Some(addr) = l.http
+            && !addr.ip().is_loopback()
+            && !l.allow_non_loopback
+        {
+            return Err(invalid(
+                "listen.http",
+                format!(
+                    "{addr} is not a loopback address; tokend is a local sidecar. Set \
+                     `allow_non_loopback = true` if you really mean it"
+                ),
+            ));
+        }
+        if matches!(&l.socket, Some(p) if p.as_os_str().is_empty()) {
+            return Err(invalid("listen.socket", "empty path"));
+        }
+        if matches!(&l.socket_group, Some(GroupSpec::Name(n)) if n.is_empty()) {
+            return Err(invalid("listen.socket_group", "empty group name"));
+        }
+        if l.max_connections == 0 {
+            return Err(invalid("listen.max_connections", "must be at least 1"));
+        }
+        for (key, d) in [
+            ("listen.header_read_timeout", l.header_read_timeout),
+            ("listen.request_timeout", l.request_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(key, "must be longer than 0s"));
+            }
+        }
+
+        let p = &self.provider;
+        check_url("provider.issuer", &p.issuer)?;
+        if let Some(url) = &p.internal_url {
+            check_url("provider.internal_url", url)?;
+        }
+        if p.client_id.trim().is_empty() {
+            return Err(invalid(
+                "provider.client_id",
+                "must not be empty (or set AUTHENTIK_CLIENT_ID)",
+            ));
+        }
+        if matches!(&p.audience, Some(a) if a.is_empty()) {
+            return Err(invalid("provider.audience", "must not be empty"));
+        }
+        if p.algorithms.is_empty() {
+            return Err(invalid(
+                "provider.algorithms",
+                "list at least one algorithm",
+            ));
+        }
+        let hmac = p.algorithms.iter().filter(|a| a.is_hmac()).count();
+        if hmac > 0 && hmac != p.algorithms.len() {
+            return Err(invalid(
+                "provider.algorithms",
+                "HS256/HS384/HS512 (Authentik without a signing key) cannot be mixed with \
+                 asymmetric algorithms",
+            ));
+        }
+        if hmac > 0 && p.client_secret.as_ref().is_none_or(Secret::is_empty) {
+            return Err(invalid(
+                "provider.algorithms",
+                "HS* verification needs the client secret (client_secret, client_secret_file, \
+                 AUTHENTIK_CLIENT_SECRET or the systemd credential `client_secret`)",
+            ));
+        }
+        if p.http_timeout.is_zero() {
+            return Err(invalid("provider.http_timeout", "must be longer than 0s"));
+        }
+
+        let j = &self.jwks;
+        if j.refresh_interval < Duration::from_secs(1) {
+            return Err(invalid("jwks.refresh_interval", "must be at least 1s"));
+        }
+        if j.max_stale < j.refresh_interval {
+            return Err(invalid(
+                "jwks.max_stale",
+                "must be at least jwks.refresh_interval, or keys would expire between refreshes",
+            ));
+        }
+        if matches!(&j.cache_file, Some(p) if p.as_os_str().is_empty()) {
+            return Err(invalid("jwks.cache_file", "empty path"));
+        }
+
+        if self.verify.max_token_bytes < 64 {
+            return Err(invalid("verify.max_token_bytes", "must be at least 64"));
+        }
+        for (key, name) in [
+            ("claims.organization_claim", &self.claims.organization_claim),
+            ("claims.groups_claim", &self.claims.groups_claim),
+            ("claims.default_role", &self.claims.default_role),
+            ("cookies.access_name", &self.cookies.access_name),
+        ] {
+            if name.is_empty() {
+                return Err(invalid(key, "must not be empty"));
+            }
+        }
+        if !is_cookie_name(&self.cookies.access_name) {
+            return Err(invalid(
+                "cookies.access_name",
+                "not a valid cookie name (letters, digits and !#$%&'*+-.^_`|~ only)",
+            ));
+        }
+        if let Some(r) = self
+            .claims
+            .roles
+            .iter()
+            .find(|r| r.group.is_empty() || r.role.is_empty())
+        {
+            return Err(invalid(
+                "claims.roles",
+                format!(
+                    "rule {{ group = {:?}, role = {:?} }} needs both a group and a role",
+                    r.group, r.role
+                ),
+            ));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| invalid("log.level", format!("not a valid filter: {e}")))?;
+        Ok(())
+    }
+
+    /// The expected `aud`.
+    pub fn audience(&self) -> &str {
+        self.provider
+            .audience
+            .as_deref()
+            .unwrap_or(&self.provider.client_id)
+    }
+
+    /// The effective configuration as TOML, secrets shown as `[redacted]`.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+fn check_url(key: &'static str, value: &str) -> Result<(), ConfigError> {
+    match reqwest::Url::parse(value) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        Ok(_) => Err(invalid(key, format!("`{value}` is not an http(s) URL"))),
+        Err(e) => Err(invalid(key, format!("`{value}` is not a URL: {e}"))),
+    }
+}
+
+fn is_cookie_name(name: &str) -> bool {
+    name.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Applies AUTHENTIK_* and TOKEND_<SECTION>_<KEY> variables to the parsed table; returns the
+/// names of the variables applied.
+fn apply_env(
+    table: &mut toml::Table,
+    env: &BTreeMap<String, String>,
+) -> Result<Vec<String>, ConfigError> {
+    let mut applied = Vec::new();
+    fn set(
+        table: &mut toml::Table,
+        section: &str,
+        key: &str,
+        value: toml::Value,
+    ) -> Result<(), String> {
+        let entry = table
+            .entry(section.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        match entry {
+            toml::Value::Table(t) => {
+                t.insert(key.to_string(), value);
+                Ok(())
+            }
+            _ => Err(format!("`{section}` in the file is not a table")),
+        }
+    }
+    for (var, value) in env {
+        let result = match var.as_str() {
+            "AUTHENTIK_URL" => {
+                let issuer = issuer_from_authentik_url(value, table).map_err(|message| {
+                    ConfigError::Env {
+                        var: var.clone(),
+                        message,
+                    }
+                })?;
+                set(table, "provider", "issuer", toml::Value::String(issuer))
+            }
+            "AUTHENTIK_INTERNAL_URL" => set(
+                table,
+                "provider",
+                "internal_url",
+                toml::Value::String(value.clone()),
+            ),
+            "AUTHENTIK_CLIENT_ID" => set(
+                table,
+                "provider",
+                "client_id",
+                toml::Value::String(value.clone()),
+            ),
+            "AUTHENTIK_CLIENT_SECRET" => {
+                // An explicit secret replaces a configured secret file.
+                if let Some(toml::Value::Table(p)) = table.get_mut("provider") {
+                    p.remove("client_secret_file");
+                }
+                set(
+                    table,
+                    "provider",
+                    "client_secret",
+                    toml::Value::String(value.clone()),
+                )
+            }
+            v if v.starts_with("TOKEND_") && !RESERVED_ENV.contains(&v) => {
+                let rest = v["TOKEND_".len()..].to_ascii_lowercase();
+                let Some((section, key)) = SECTIONS.iter().find_map(|s| {
+                    rest.strip_prefix(s)
+                        .and_then(|k| k.strip_prefix('_'))
+                        .map(|k| (*s, k))
+                }) else {
+                    return Err(ConfigError::Env {
+                        var: var.clone(),
+                        message: format!(
+                            "not a known override; use TOKEND_<SECTION>_<KEY> with SECTION one \
+                             of {}",
+                            SECTIONS.join(", ").to_uppercase()
+                        ),
+                    });
+                };
+                set(table, section, key, env_value(value))
+            }
+            _ => continue,
+        };
+        result.map_err(|message| ConfigError::Env {
+            var: var.clone(),
+            message,
+        })?;
+        applied.push(var.clone());
+    }
+    Ok(applied)
+}
+
+/// `AUTHENTIK_URL` is either the issuer itself (it contains `/application/o/`) or Authentik's
+/// base URL, in which case the application slug is taken from the configured issuer.
+fn issuer_from_authentik_url(value: &str, table: &toml::Table) -> Result<String, String> {
+    if value.contains("/application/o/") {
+        return Ok(value.to_string());
+    }
+    let configured = table
+        .get("provider")
+        .and_then(|p| p.get("issuer"))
+        .and_then(|i| i.as_str())
+        .ok_or("is a base URL, so provider.issuer must name the application slug")?;
+    let slug_path = configured
+        .find("/application/o/")
+        .map(|i| &configured[i..])
+        .ok_or("is a base URL, but provider.issuer has no /application/o/<slug>/ path")?;
+    Ok(format!("{}{}", value.trim_end_matches('/'), slug_path))
+}
+
+/// Env values are strings, except plain booleans, integers and `[…]` arrays.
+fn env_value(raw: &str) -> toml::Value {
+    if let Ok(b) = raw.parse::<bool>() {
+        return toml::Value::Boolean(b);
+    }
+    if !raw.starts_with('0')
+        && raw.len() < 19
+        && let Ok(i) = raw.parse::<i64>()
+    {
+        return toml::Value::Integer(i);
+    }
+    if raw.starts_with('[')
+        && let Ok(t) = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        && let Some(v) = t.get("v")
+    {
+        return v.clone();
+    }
+    toml::Value::String(raw.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[listen]
+http = "127.0.0.1:9180"
+
+[provider]
+issuer = "https://auth.example.com/application/o/shop/"
+client_id = "shop"
+"#;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_toml(
+            text,
+            Path::new("test.toml"),
+            Path::new("/etc/tokend"),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn defaults_follow_the_reference_design() {
+        let c = load(MINIMAL, &[]).expect("valid");
+        assert_eq!(c.cookies.access_name, "ecosire_auth");
+        assert_eq!(c.claims.organization_claim, "organizationId");
+        assert_eq!(c.claims.default_role, "user");
+        assert_eq!(c.claims.roles[0].group, "ecosire-admins");
+        assert_eq!(c.verify.leeway, Duration::from_secs(60));
+        assert_eq!(c.jwks.min_refetch_interval, Duration::from_secs(10));
+        assert_eq!(c.listen.socket_mode, 0o660);
+        assert!(!c.listen.allow_non_loopback);
+        assert_eq!(c.audience(), "shop");
+        assert!(c.provider.algorithms.iter().all(|a| !a.is_hmac()));
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err =
+            load(&format!("{MINIMAL}\n[jwks]\nrefresh = \"5m\"\n"), &[]).expect_err("unknown key");
+        let msg = err.to_string();
+        assert!(msg.contains("refresh"), "{msg}");
+        assert!(msg.contains("line 10"), "{msg}");
+    }
+
+    #[test]
+    fn authentik_env_overrides() {
+        let c = load(
+            MINIMAL,
+            &[
+                ("AUTHENTIK_URL", "https://sso.example.org/"),
+                ("AUTHENTIK_INTERNAL_URL", "http://authentik-server:9000"),
+                ("AUTHENTIK_CLIENT_ID", "other"),
+                ("AUTHENTIK_CLIENT_SECRET", "s3cret"),
+                ("TOKEND_VERIFY_LEEWAY", "5s"),
+                ("TOKEND_LISTEN_ALLOW_NON_LOOPBACK", "true"),
+                ("TOKEND_PROVIDER_ALGORITHMS", "[\"ES256\"]"),
+                ("TOKEND_LOG", "debug"),
+                ("PATH", "/usr/bin"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(
+            c.provider.issuer,
+            "https://sso.example.org/application/o/shop/"
+        );
+        assert_eq!(
+            c.provider.internal_url.as_deref(),
+            Some("http://authentik-server:9000")
+        );
+        assert_eq!(c.provider.client_id, "other");
+        assert_eq!(
+            c.provider.client_secret.as_ref().map(Secret::expose),
+            Some("s3cret")
+        );
+        assert_eq!(c.verify.leeway, Duration::from_secs(5));
+        assert!(c.listen.allow_non_loopback);
+        assert_eq!(c.provider.algorithms, vec![AlgName(Algorithm::ES256)]);
+    }
+
+    #[test]
+    fn full_issuer_in_authentik_url_is_taken_as_is() {
+        let c = load(
+            MINIMAL,
+            &[("AUTHENTIK_URL", "https://a.example/application/o/x/")],
+        )
+        .expect("valid");
+        assert_eq!(c.provider.issuer, "https://a.example/application/o/x/");
+    }
+
+    #[test]
+    fn unknown_tokend_variable_is_an_error() {
+        let err = load(MINIMAL, &[("TOKEND_NOPE_X", "1")]).expect_err("unknown");
+        assert!(err.to_string().contains("TOKEND_NOPE_X"), "{err}");
+        let err = load(MINIMAL, &[("TOKEND_VERIFY_LEEWAY", "soon")]).expect_err("bad value");
+        assert!(err.to_string().contains("TOKEND_VERIFY_LEEWAY"), "{err}");
+    }
+
+    #[test]
+    fn hmac_needs_a_secret_and_stands_alone() {
+        let hs = format!("{MINIMAL}algorithms = [\"HS256\"]\n");
+        assert!(load(&hs, &[]).is_err());
+        assert!(load(&hs, &[("AUTHENTIK_CLIENT_SECRET", "x")]).is_ok());
+        let mixed = format!("{MINIMAL}algorithms = [\"HS256\", \"RS256\"]\n");
+        assert!(load(&mixed, &[("AUTHENTIK_CLIENT_SECRET", "x")]).is_err());
+        let none = format!("{MINIMAL}algorithms = [\"none\"]\n");
+        let err = load(&none, &[]).expect_err("none refused");
+        assert!(err.to_string().contains("never accepted"), "{err}");
+    }
+
+    #[test]
+    fn secret_from_credentials_directory_and_redacted_output() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("client_secret"), "from-credential\n").expect("write");
+        let c = load(
+            MINIMAL,
+            &[(
+                "CREDENTIALS_DIRECTORY",
+                dir.path().to_str().expect("utf-8 path"),
+            )],
+        )
+        .expect("valid");
+        assert_eq!(
+            c.provider.client_secret.as_ref().map(Secret::expose),
+            Some("from-credential")
+        );
+        let shown = c.to_redacted_toml();
+        assert!(!shown.contains("from-credential"), "{shown}");
+        assert!(shown.contains("[redacted]"), "{shown}");
+        assert!(!format!("{c:?}").contains("from-credential"));
+    }
+
+    #[test]
+    fn non_loopback_needs_opt_in() {
+        let text = MINIMAL.replace("127.0.0.1:9180", "0.0.0.0:9180");
+        let err = load(&text, &[]).expect_err("refused");
+        assert!(err.to_string().contains("listen.http"), "{err}");
+    }
+}

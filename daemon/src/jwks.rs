@@ -1,0 +1,708 @@
+//! The verification keys: the provider's JWKS, cached in memory (lock-free reads), refreshed in
+//! the background, refetched once (single flight, rate-limited) for unknown `kid`s, kept through
+//! outages up to `max_stale`, and mirrored to a disk cache so tokend starts while the provider
+//! is down. In HS256 mode the only key is the client secret.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde::{Deserialize, Serialize};
+use tokend_shared::{Readiness, Secret};
+
+use crate::config::JwksConfig;
+use crate::provider::{ProviderError, ProviderMetadata, Upstream, check_issuer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    #[error("JWKS from {url} is not a JSON object with a `keys` array: {message}")]
+    Parse { url: String, message: String },
+    #[error("disk cache {path}: {message}")]
+    DiskCache { path: PathBuf, message: String },
+}
+
+/// What a key can verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyKind {
+    Rsa,
+    EcP256,
+    EcP384,
+    Ed25519,
+    /// The client secret (Authentik without a signing key). Never built from a JWKS entry.
+    Hmac,
+}
+
+/// One verification key.
+pub struct VerifyKey {
+    pub kid: Option<String>,
+    pub kind: KeyKind,
+    /// The JWK's own `alg`, which then is the only algorithm it verifies.
+    pub alg: Option<Algorithm>,
+    pub decoding: DecodingKey,
+    /// Canonical JSON of the JWK, to keep the same `Arc` across refreshes of an unchanged key.
+    raw: String,
+}
+
+impl std::fmt::Debug for VerifyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyKey")
+            .field("kid", &self.kid)
+            .field("kind", &self.kind)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VerifyKey {
+    /// Whether a token signed with `alg` may be checked with this key.
+    pub fn fits(&self, alg: Algorithm) -> bool {
+        if self.alg.is_some_and(|a| a != alg) {
+            return false;
+        }
+        use Algorithm::*;
+        matches!(
+            (self.kind, alg),
+            (KeyKind::Rsa, RS256 | RS384 | RS512 | PS256 | PS384 | PS512)
+                | (KeyKind::EcP256, ES256)
+                | (KeyKind::EcP384, ES384)
+                | (KeyKind::Ed25519, EdDSA)
+                | (KeyKind::Hmac, HS256 | HS384 | HS512)
+        )
+    }
+
+    fn hmac(secret: &Secret) -> Self {
+        Self {
+            kid: None,
+            kind: KeyKind::Hmac,
+            alg: None,
+            decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
+            raw: String::new(),
+        }
+    }
+
+    /// Builds a key from one JWKS entry; `Ok(None)` for entries that are not signature keys.
+    fn from_jwk_value(value: &serde_json::Value) -> Result<Option<Self>, String> {
+        if value.get("use").and_then(|u| u.as_str()) == Some("enc") {
+            return Ok(None);
+        }
+        let kid = value.get("kid").and_then(|k| k.as_str()).map(str::to_owned);
+        let alg = match value.get("alg").and_then(|a| a.as_str()) {
+            None => None,
+            Some(a) => Some(
+                a.parse::<Algorithm>()
+                    .map_err(|_| format!("alg {a:?} cannot be verified by tokend"))?,
+            ),
+        };
+        let jwk: Jwk = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
+        let kind = match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => KeyKind::Rsa,
+            AlgorithmParameters::EllipticCurve(p) => match &p.curve {
+                EllipticCurve::P256 => KeyKind::EcP256,
+                EllipticCurve::P384 => KeyKind::EcP384,
+                other => return Err(format!("curve {other:?} is not supported")),
+            },
+            AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
+                KeyKind::Ed25519
+            }
+            AlgorithmParameters::OctetKeyPair(p) => {
+                return Err(format!("curve {:?} is not supported", p.curve));
+            }
+            // A symmetric key in a JWKS is never trusted: that is how HS/RS confusion starts.
+            AlgorithmParameters::OctetKey(_) => return Ok(None),
+            _ => return Err("unknown key type".into()),
+        };
+        let decoding = DecodingKey::from_jwk(&jwk).map_err(|e| e.to_string())?;
+        Ok(Some(Self {
+            kid,
+            kind,
+            alg,
+            decoding,
+            raw: value.to_string(),
+        }))
+    }
+}
+
+/// Where the current keys came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeySource {
+    None,
+    Provider,
+    DiskCache,
+    ClientSecret,
+}
+
+/// An immutable set of keys; replaced as a whole.
+#[derive(Debug)]
+pub struct KeySet {
+    by_kid: HashMap<String, Arc<VerifyKey>>,
+    without_kid: Vec<Arc<VerifyKey>>,
+    /// When the provider served these keys; staleness is measured from here.
+    pub fetched_at: Option<SystemTime>,
+    /// Bumped on every install, so waiters can tell that a refetch happened.
+    pub generation: u64,
+    pub source: KeySource,
+}
+
+impl KeySet {
+    fn empty(generation: u64) -> Self {
+        Self {
+            by_kid: HashMap::new(),
+            without_kid: Vec::new(),
+            fetched_at: None,
+            generation,
+            source: KeySource::None,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_kid.len() + self.without_kid.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn by_kid(&self, kid: &str) -> Option<&Arc<VerifyKey>> {
+        self.by_kid.get(kid)
+    }
+
+    /// For a token without `kid`: the single key that fits `alg`, if exactly one does.
+    pub fn sole_fit(&self, alg: Algorithm) -> Option<&Arc<VerifyKey>> {
+        let mut fits = self
+            .by_kid
+            .values()
+            .chain(self.without_kid.iter())
+            .filter(|k| k.fits(alg));
+        match (fits.next(), fits.next()) {
+            (Some(k), None) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// Whether `key` is still one of these keys (same material, not merely the same kid).
+    pub fn contains(&self, key: &Arc<VerifyKey>) -> bool {
+        match &key.kid {
+            Some(kid) => self.by_kid.get(kid).is_some_and(|k| Arc::ptr_eq(k, key)),
+            None => self.without_kid.iter().any(|k| Arc::ptr_eq(k, key)),
+        }
+    }
+
+    fn age(&self) -> Option<Duration> {
+        self.fetched_at
+            .map(|t| SystemTime::now().duration_since(t).unwrap_or_default())
+    }
+}
+
+/// How an unknown-kid refetch went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refetch {
+    /// This caller fetched; look again.
+    Fetched,
+    /// Another caller fetched meanwhile; look again.
+    Newer,
+    /// Within `min_refetch_interval` of the last refetch: not fetched.
+    HeldBack,
+    /// The fetch failed; the old keys stay.
+    Failed,
+}
+
+/// Counters for the metrics endpoint and the console.
+#[derive(Debug, Default)]
+pub struct JwksStats {
+    pub fetch_ok: AtomicU64,
+    pub fetch_failed: AtomicU64,
+    pub unknown_kid_refetches: AtomicU64,
+    pub unknown_kid_held_back: AtomicU64,
+}
+
+/// The disk cache file: enough to start verifying without the provider.
+#[derive(Debug, Serialize, Deserialize)]
+struct DiskCache {
+    version: u32,
+    issuer: String,
+    /// Seconds since the epoch when the provider served this JWKS.
+    fetched_at: u64,
+    discovery: ProviderMetadata,
+    jwks: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct RawJwks {
+    /// Authentik without a signing key serves `{}`: no `keys` member is an empty set.
+    #[serde(default)]
+    keys: Vec<serde_json::Value>,
+}
+
+/// The key cache. Shared as `Arc<Jwks>`.
+#[derive(Debug)]
+pub struct Jwks {
+    keys: ArcSwap<KeySet>,
+    metadata: ArcSwapOption<ProviderMetadata>,
+    upstream: Upstream,
+    cfg: JwksConfig,
+    /// HS256 mode: keys are the client secret, the JWKS is not used.
+    hmac: bool,
+    /// Serializes unknown-kid refetches; holds the time of the last one.
+    refetch_gate: tokio::sync::Mutex<Option<Instant>>,
+    /// The last failure, shown by /readyz while there are no keys.
+    last_error: Mutex<Option<String>>,
+    pub stats: JwksStats,
+}
+
+impl Jwks {
+    /// A cache with no keys yet (or, in HS mode, the client secret as the only key).
+    pub fn new(upstream: Upstream, cfg: JwksConfig, hmac_secret: Option<&Secret>) -> Self {
+        let keys = match hmac_secret {
+            Some(secret) => {
+                let key = Arc::new(VerifyKey::hmac(secret));
+                KeySet {
+                    by_kid: HashMap::new(),
+                    without_kid: vec![key],
+                    fetched_at: Some(SystemTime::now()),
+                    generation: 1,
+                    source: KeySource::ClientSecret,
+                }
+            }
+            None => KeySet::empty(0),
+        };
+        Self {
+            keys: ArcSwap::from_pointee(keys),
+            metadata: ArcSwapOption::empty(),
+            upstream,
+            cfg,
+            hmac: hmac_secret.is_some(),
+            refetch_gate: tokio::sync::Mutex::new(None),
+            last_error: Mutex::new(None),
+            stats: JwksStats::default(),
+        }
+    }
+
+    /// The current keys; cheap, lock-free.
+    pub fn keys(&self) -> arc_swap::Guard<Arc<KeySet>> {
+        self.keys.load()
+    }
+
+    /// The discovery document, once read (from the provider or the disk cache).
+    pub fn metadata(&self) -> Option<Arc<ProviderMetadata>> {
+        self.metadata.load_full()
+    }
+
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    /// Loads the disk cache, if configured, present, for this issuer and not too stale.
+    pub fn load_disk_cache(&self) -> Result<bool, JwksError> {
+        let Some(path) = &self.cfg.cache_file else {
+            return Ok(false);
+        };
+        let err = |message: String| JwksError::DiskCache {
+            path: path.clone(),
+            message,
+        };
+        let text = match std::fs::read(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(err(e.to_string())),
+        };
+        let cache: DiskCache = serde_json::from_slice(&text).map_err(|e| err(e.to_string()))?;
+        if cache.issuer != self.upstream.issuer() {
+            return Err(err(format!(
+                "written for issuer {:?}, not {:?}; ignored",
+                cache.issuer,
+                self.upstream.issuer()
+            )));
+        }
+        check_issuer(self.upstream.issuer(), &cache.discovery).map_err(|e| err(e.to_string()))?;
+        let fetched_at = UNIX_EPOCH + Duration::from_secs(cache.fetched_at);
+        let age = SystemTime::now()
+            .duration_since(fetched_at)
+            .unwrap_or_default();
+        if age > self.cfg.max_stale {
+            return Err(err(format!(
+                "{}s old, beyond jwks.max_stale; ignored",
+                age.as_secs()
+            )));
+        }
+        self.metadata.store(Some(Arc::new(cache.discovery)));
+        if !self.hmac {
+            let raw: RawJwks =
+                serde_json::from_value(cache.jwks).map_err(|e| err(e.to_string()))?;
+            self.install(&raw.keys, fetched_at, KeySource::DiskCache);
+        }
+        Ok(true)
+    }
+
+    /// Discovery (when not yet done) and a JWKS fetch; installs the keys on success.
+    pub async fn refresh(&self) -> Result<(), JwksError> {
+        let result = self.try_refresh().await;
+        match &result {
+            Ok(()) => {
+                self.stats.fetch_ok.fetch_add(1, Ordering::Relaxed);
+                *lock(&self.last_error) = None;
+            }
+            Err(e) => {
+                self.stats.fetch_failed.fetch_add(1, Ordering::Relaxed);
+                *lock(&self.last_error) = Some(e.to_string());
+            }
+        }
+        result
+    }
+
+    async fn try_refresh(&self) -> Result<(), JwksError> {
+        let meta = match self.metadata.load_full() {
+            // A discovery document from the disk cache is replaced by a live one once possible.
+            Some(m) if self.keys.load().source == KeySource::Provider => m,
+            _ => {
+                let m = Arc::new(self.upstream.discover().await?);
+                self.metadata.store(Some(m.clone()));
+                m
+            }
+        };
+        if self.hmac {
+            self.write_disk_cache(&meta, serde_json::json!({}), SystemTime::now())
+                .await;
+            return Ok(());
+        }
+        let body = self.upstream.get_bytes(&meta.jwks_uri).await?;
+        let parse_err = |message: String| JwksError::Parse {
+            url: meta.jwks_uri.clone(),
+            message,
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| parse_err(e.to_string()))?;
+        let raw: RawJwks =
+            serde_json::from_value(value.clone()).map_err(|e| parse_err(e.to_string()))?;
+        let now = SystemTime::now();
+        self.install(&raw.keys, now, KeySource::Provider);
+        self.write_disk_cache(&meta, value, now).await;
+        Ok(())
+    }
+
+    /// Replaces the key set, keeping the `Arc` of every key whose JWK is unchanged.
+    fn install(&self, entries: &[serde_json::Value], fetched_at: SystemTime, source: KeySource) {
+        let old = self.keys.load_full();
+        let mut by_kid = HashMap::new();
+        let mut without_kid = Vec::new();
+        for entry in entries {
+            let key = match VerifyKey::from_jwk_value(entry) {
+                Ok(Some(k)) => k,
+                Ok(None) => continue,
+                Err(message) => {
+                    let kid = entry.get("kid").and_then(|k| k.as_str()).unwrap_or("-");
+                    tracing::warn!(kid, %message, "JWKS entry skipped");
+                    continue;
+                }
+            };
+            let existing = key
+                .kid
+                .as_deref()
+                .and_then(|kid| old.by_kid.get(kid))
+                .or_else(|| old.without_kid.iter().find(|k| k.raw == key.raw))
+                .filter(|k| k.raw == key.raw)
+                .cloned();
+            let key = existing.unwrap_or_else(|| Arc::new(key));
+            match key.kid.clone() {
+                Some(kid) => {
+                    by_kid.insert(kid, key);
+                }
+                None => without_kid.push(key),
+            }
+        }
+        let set = KeySet {
+            by_kid,
+            without_kid,
+            fetched_at: Some(fetched_at),
+            generation: old.generation + 1,
+            source,
+        };
+        let kids: Vec<&str> = set.by_kid.keys().map(String::as_str).collect();
+        let before: Vec<&str> = old.by_kid.keys().map(String::as_str).collect();
+        if kids.len() != before.len() || kids.iter().any(|k| !old.by_kid.contains_key(*k)) {
+            tracing::info!(
+                keys = set.len(),
+                ?kids,
+                ?source,
+                "verification keys changed"
+            );
+        }
+        self.keys.store(Arc::new(set));
+    }
+
+    async fn write_disk_cache(
+        &self,
+        meta: &ProviderMetadata,
+        jwks: serde_json::Value,
+        fetched_at: SystemTime,
+    ) {
+        let Some(path) = self.cfg.cache_file.clone() else {
+            return;
+        };
+        let cache = DiskCache {
+            version: 1,
+            issuer: self.upstream.issuer().to_string(),
+            fetched_at: fetched_at
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs(),
+            discovery: meta.clone(),
+            jwks,
+        };
+        let result = tokio::task::spawn_blocking(move || write_atomically(&path, &cache)).await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot write the JWKS disk cache"),
+            Err(e) => tracing::warn!(error = %e, "JWKS disk cache writer failed"),
+        }
+    }
+
+    /// Called for a token whose `kid` is unknown. At most one fetch runs at a time, and
+    /// fetches are at least `min_refetch_interval` apart, so bogus kids cannot hammer the
+    /// provider. `seen_generation` is the key-set generation the caller looked in.
+    pub async fn refetch_unknown_kid(&self, seen_generation: u64) -> Refetch {
+        if self.hmac {
+            return Refetch::HeldBack;
+        }
+        let mut last = self.refetch_gate.lock().await;
+        if self.keys.load().generation != seen_generation {
+            return Refetch::Newer;
+        }
+        if last.is_some_and(|t| t.elapsed() < self.cfg.min_refetch_interval) {
+            self.stats
+                .unknown_kid_held_back
+                .fetch_add(1, Ordering::Relaxed);
+            return Refetch::HeldBack;
+        }
+        *last = Some(Instant::now());
+        self.stats
+            .unknown_kid_refetches
+            .fetch_add(1, Ordering::Relaxed);
+        match self.refresh().await {
+            Ok(()) => Refetch::Fetched,
+            Err(e) => {
+                tracing::warn!(error = %e, "JWKS refetch for an unknown kid failed");
+                Refetch::Failed
+            }
+        }
+    }
+
+    /// Background refresh until `shutdown` resolves: every `refresh_interval`, sooner (with
+    /// backoff) after a failure; drops keys older than `max_stale`.
+    pub async fn run_refresher(self: Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
+        let mut shutdown = shutdown;
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            let wait = match self.refresh().await {
+                Ok(()) => {
+                    backoff = Duration::from_secs(1);
+                    self.cfg.refresh_interval
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "JWKS refresh failed; keeping the last good keys");
+                    self.drop_if_stale();
+                    let wait = backoff.min(self.cfg.refresh_interval);
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    wait
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
+    fn drop_if_stale(&self) {
+        let keys = self.keys.load();
+        if keys.source == KeySource::ClientSecret || keys.is_empty() {
+            return;
+        }
+        if keys.age().is_some_and(|age| age > self.cfg.max_stale) {
+            tracing::error!(
+                max_stale = ?self.cfg.max_stale,
+                "verification keys are older than jwks.max_stale and the provider is unreachable; \
+                 dropping them"
+            );
+            self.keys
+                .store(Arc::new(KeySet::empty(keys.generation + 1)));
+        }
+    }
+
+    /// Whether tokens can be verified, and if not, why.
+    pub fn readiness(&self) -> Readiness {
+        let keys = self.keys.load();
+        let keys_age_seconds = keys.age().map(|a| a.as_secs());
+        let reason = if !keys.is_empty() {
+            None
+        } else if keys.fetched_at.is_some() {
+            Some(
+                "the provider's JWKS has no signing keys (Authentik without a signing key serves \
+                 `{}` and signs HS256 with the client secret: set provider.algorithms = \
+                 [\"HS256\"])"
+                    .to_string(),
+            )
+        } else {
+            Some(match lock(&self.last_error).as_deref() {
+                Some(e) => format!("no verification keys loaded: {e}"),
+                None => {
+                    "no verification keys loaded yet: waiting for the first JWKS fetch".to_string()
+                }
+            })
+        };
+        Readiness {
+            ready: reason.is_none(),
+            reason,
+            keys: keys.len(),
+            keys_age_seconds,
+        }
+    }
+}
+
+/// A key for unit tests elsewhere in the crate.
+#[cfg(test)]
+pub(crate) fn test_key() -> VerifyKey {
+    VerifyKey::hmac(&Secret::new("test"))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Writes `value` as JSON to a temporary file beside `path`, then renames it over `path`.
+fn write_atomically(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    serde_json::to_writer(&mut tmp, value)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    // A real 2048-bit RSA public key (test fixture, not a secret).
+    const N: &str = "u1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0_IzW7yWR7QkrmBL7jTKEn5u-qKhbwKfBstIs-bMY2Zkp18gnTxKLxoS2tFczGkPLPgizskuemMghRniWaoLcyehkd3qqGElvW_VDL5AaWTg0nLVkjRo9z-40RQzuVaE8AkAFmxZzow3x-VJYKdjykkJ0iT9wCS0DRTXu269V264Vf_3jvredZiKRkgwlL9xNAwxXFg0x_XFw005UWVRIkdgcKWTjpBP2dPwVZ4WWC-9aGVd-Gyn1o0CLelf4rEjGoXbAAEgAqeGUxrcIlbjXfbcmw";
+
+    fn rsa(kid: &str) -> serde_json::Value {
+        json!({"kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256", "n": N, "e": "AQAB"})
+    }
+
+    fn jwks() -> Jwks {
+        let cfg: crate::config::ProviderConfig =
+            toml::from_str("issuer = \"http://127.0.0.1:1/application/o/x/\"\nclient_id = \"c\"\n")
+                .expect("valid");
+        Jwks::new(
+            Upstream::new(&cfg).expect("client"),
+            JwksConfig::default(),
+            None,
+        )
+    }
+
+    #[test]
+    fn empty_object_is_a_valid_empty_jwks() {
+        let raw: RawJwks = serde_json::from_str("{}").expect("valid");
+        assert!(raw.keys.is_empty());
+        let j = jwks();
+        j.install(&raw.keys, SystemTime::now(), KeySource::Provider);
+        let r = j.readiness();
+        assert!(!r.ready);
+        assert!(r.reason.as_deref().unwrap_or("").contains("HS256"), "{r:?}");
+    }
+
+    #[test]
+    fn unchanged_keys_keep_their_identity_and_withdrawn_keys_vanish() {
+        let j = jwks();
+        j.install(
+            &[rsa("k1"), rsa("k2")],
+            SystemTime::now(),
+            KeySource::Provider,
+        );
+        let k1 = j.keys().by_kid("k1").cloned().expect("k1 loaded");
+        j.install(&[rsa("k1")], SystemTime::now(), KeySource::Provider);
+        let keys = j.keys();
+        assert!(keys.contains(&k1), "same JWK keeps the same Arc");
+        assert!(keys.by_kid("k2").is_none());
+        assert_eq!(keys.generation, 2);
+        assert!(j.readiness().ready);
+    }
+
+    #[test]
+    fn encryption_symmetric_and_unknown_entries_are_skipped() {
+        let j = jwks();
+        j.install(
+            &[
+                json!({"kty": "RSA", "kid": "enc", "use": "enc", "alg": "RSA-OAEP-256", "n": N, "e": "AQAB"}),
+                json!({"kty": "oct", "kid": "sym", "k": "c2VjcmV0"}),
+                json!({"kty": "EC", "kid": "p521", "crv": "P-521", "x": "AA", "y": "AA"}),
+                json!({"kty": "what", "kid": "odd"}),
+                rsa("good"),
+            ],
+            SystemTime::now(),
+            KeySource::Provider,
+        );
+        let keys = j.keys();
+        assert_eq!(keys.len(), 1);
+        assert!(keys.by_kid("good").is_some());
+    }
+
+    #[test]
+    fn alg_must_fit_the_key() {
+        let key = VerifyKey::from_jwk_value(&rsa("k"))
+            .expect("valid")
+            .expect("sig key");
+        assert!(key.fits(Algorithm::RS256));
+        assert!(!key.fits(Algorithm::PS256), "the JWK's alg pins it");
+        assert!(!key.fits(Algorithm::HS256));
+        let mut no_alg = rsa("k");
+        no_alg.as_object_mut().map(|o| o.remove("alg"));
+        let key = VerifyKey::from_jwk_value(&no_alg)
+            .expect("valid")
+            .expect("sig key");
+        assert!(key.fits(Algorithm::PS512));
+        assert!(!key.fits(Algorithm::ES256));
+        assert!(!key.fits(Algorithm::HS256));
+    }
+
+    #[test]
+    fn disk_cache_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("jwks.json");
+        let meta = ProviderMetadata {
+            issuer: "http://127.0.0.1:1/application/o/x/".into(),
+            jwks_uri: "http://127.0.0.1:1/application/o/x/jwks/".into(),
+            authorization_endpoint: None,
+            token_endpoint: None,
+            end_session_endpoint: None,
+            revocation_endpoint: None,
+            userinfo_endpoint: None,
+            id_token_signing_alg_values_supported: vec![],
+        };
+        let cache = DiskCache {
+            version: 1,
+            issuer: meta.issuer.clone(),
+            fetched_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .expect("after epoch")
+                .as_secs(),
+            discovery: meta,
+            jwks: json!({"keys": [rsa("k1")]}),
+        };
+        write_atomically(&path, &cache).expect("written");
+        let mut j = jwks();
+        j.cfg.cache_file = Some(path);
+        assert!(j.load_disk_cache().expect("loads"));
+        assert_eq!(j.keys().source, KeySource::DiskCache);
+        assert!(j.keys().by_kid("k1").is_some());
+        assert!(j.metadata().is_some());
+    }
+}

@@ -1,0 +1,716 @@
+//! Access-token verification: JWS shape and header, key selection (with unknown-kid refetch),
+//! signature (jsonwebtoken), claim checks, the claim mapping to [`Claims`], and the bounded
+//! cache of verified tokens that makes a repeated token cost no signature check.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use dashmap::DashMap;
+use jsonwebtoken::Algorithm;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use tokend_shared::{Claims, Reason, VerifyResponse};
+
+use crate::config::{ClaimsConfig, Config, RoleRule};
+use crate::jwks::{Jwks, KeySet, Refetch, VerifyKey};
+
+/// Why a token was refused. Messages never contain the token or its signature.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum VerifyError {
+    #[error("{0}")]
+    Malformed(String),
+    #[error("{0}")]
+    UnsupportedAlg(String),
+    #[error("{0}")]
+    UnknownKid(String),
+    #[error("signature does not match")]
+    BadSignature,
+    #[error("token expired {0}s ago")]
+    Expired(i64),
+    #[error("{0}")]
+    NotYetValid(String),
+    #[error("issuer {0:?} is not the configured issuer")]
+    WrongIssuer(String),
+    #[error("audience does not include {0:?}")]
+    WrongAudience(String),
+    #[error("this is an ID token (no azp, uid or scope claim); present the access token instead")]
+    IdTokenNotAccepted,
+    #[error("{0}")]
+    WrongTokenType(String),
+    #[error("claim `{0}` is missing or not of the expected type")]
+    MissingClaim(&'static str),
+    #[error("no verification keys are loaded (provider unreachable and no cache)")]
+    KeysUnavailable,
+}
+
+impl VerifyError {
+    pub fn reason(&self) -> Reason {
+        match self {
+            VerifyError::Malformed(_) => Reason::Malformed,
+            VerifyError::UnsupportedAlg(_) => Reason::UnsupportedAlg,
+            VerifyError::UnknownKid(_) => Reason::UnknownKid,
+            VerifyError::BadSignature => Reason::BadSignature,
+            VerifyError::Expired(_) => Reason::Expired,
+            VerifyError::NotYetValid(_) => Reason::NotYetValid,
+            VerifyError::WrongIssuer(_) => Reason::WrongIssuer,
+            VerifyError::WrongAudience(_) => Reason::WrongAudience,
+            VerifyError::IdTokenNotAccepted => Reason::IdTokenNotAccepted,
+            VerifyError::WrongTokenType(_) => Reason::WrongTokenType,
+            VerifyError::MissingClaim(_) => Reason::MissingClaim,
+            VerifyError::KeysUnavailable => Reason::KeysUnavailable,
+        }
+    }
+}
+
+/// A verified token.
+#[derive(Debug)]
+pub struct Verified {
+    pub claims: Claims,
+    /// The `200` body of `/v1/verify`, rendered once so cache hits serialize nothing.
+    pub body: Bytes,
+}
+
+/// Turns verified token claims into the API's [`Claims`].
+#[derive(Debug, Clone)]
+pub struct ClaimMapper {
+    organization_claim: String,
+    groups_claim: String,
+    roles: Vec<RoleRule>,
+    default_role: String,
+}
+
+impl ClaimMapper {
+    pub fn new(cfg: &ClaimsConfig) -> Self {
+        Self {
+            organization_claim: cfg.organization_claim.clone(),
+            groups_claim: cfg.groups_claim.clone(),
+            roles: cfg.roles.clone(),
+            default_role: cfg.default_role.clone(),
+        }
+    }
+
+    /// `sub` and `exp` have been checked by the caller.
+    pub fn map(&self, mut all: Map<String, Value>, sub: String, exp: i64) -> Claims {
+        let mut take_string = |name: &str| match all.remove(name) {
+            Some(Value::String(s)) => Some(s),
+            Some(other) => {
+                // Not a string: leave it visible among the other claims.
+                all.insert(name.to_string(), other);
+                None
+            }
+            None => None,
+        };
+        let email = take_string("email");
+        let name = take_string("name");
+        let preferred_username = take_string("preferred_username");
+        let organization_id = match all.remove(&self.organization_claim) {
+            Some(Value::String(s)) if !s.is_empty() => s,
+            Some(Value::Number(n)) => n.to_string(),
+            _ => sub.clone(),
+        };
+        let groups: Vec<String> = match all.remove(&self.groups_claim) {
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .filter_map(|g| match g {
+                    Value::String(s) => Some(s),
+                    _ => None,
+                })
+                .collect(),
+            Some(Value::String(s)) => vec![s],
+            _ => Vec::new(),
+        };
+        let scope = match all.remove("scope") {
+            Some(Value::String(s)) => Some(s),
+            Some(Value::Array(items)) => Some(
+                items
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+            _ => None,
+        };
+        all.remove("sub");
+        all.remove("exp");
+        let role = self
+            .roles
+            .iter()
+            .find(|r| groups.contains(&r.group))
+            .map_or_else(|| self.default_role.clone(), |r| r.role.clone());
+        Claims {
+            sub,
+            email,
+            name,
+            preferred_username,
+            organization_id,
+            groups,
+            role,
+            scope,
+            exp,
+            extra: all,
+        }
+    }
+}
+
+/// What is remembered for a verified token.
+struct CacheEntry {
+    verified: Arc<Verified>,
+    /// Unix seconds after which the entry is not used (min of exp and insert + TTL).
+    valid_until: i64,
+    /// The key that verified it; a hit counts only while that key is still published.
+    key: Arc<VerifyKey>,
+}
+
+/// Bounded map from SHA-256(token) to its verification result.
+pub struct TokenCache {
+    map: DashMap<[u8; 32], CacheEntry>,
+    max_entries: usize,
+    ttl: i64,
+}
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache")
+            .field("entries", &self.map.len())
+            .field("max_entries", &self.max_entries)
+            .finish()
+    }
+}
+
+impl TokenCache {
+    pub fn new(max_entries: usize, ttl: Duration) -> Self {
+        Self {
+            map: DashMap::new(),
+            max_entries,
+            ttl: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
+        }
+    }
+
+    fn key(token: &str) -> [u8; 32] {
+        Sha256::digest(token.as_bytes()).into()
+    }
+
+    fn get(&self, hash: &[u8; 32], now: i64, keys: &KeySet) -> Option<Arc<Verified>> {
+        let entry = self.map.get(hash)?;
+        if now < entry.valid_until && keys.contains(&entry.key) {
+            return Some(entry.verified.clone());
+        }
+        drop(entry);
+        self.map.remove(hash);
+        None
+    }
+
+    fn insert(&self, hash: [u8; 32], entry: CacheEntry, now: i64) {
+        if self.max_entries == 0 {
+            return;
+        }
+        if self.map.len() >= self.max_entries {
+            self.sweep(now);
+            if self.map.len() >= self.max_entries {
+                return; // full of live entries: verify without remembering
+            }
+        }
+        self.map.insert(hash, entry);
+    }
+
+    /// Removes expired entries.
+    pub fn sweep(&self, now: i64) {
+        self.map.retain(|_, e| e.valid_until > now);
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+#[derive(Deserialize)]
+struct Header {
+    alg: String,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    crit: Option<Value>,
+}
+
+/// The verifier. Shared as `Arc<Verifier>`.
+#[derive(Debug)]
+pub struct Verifier {
+    issuer: String,
+    audience: String,
+    algorithms: Vec<Algorithm>,
+    leeway: i64,
+    max_token_bytes: usize,
+    mapper: ClaimMapper,
+    jwks: Arc<Jwks>,
+    cache: TokenCache,
+}
+
+pub fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl Verifier {
+    pub fn new(config: &Config, jwks: Arc<Jwks>) -> Self {
+        Self {
+            issuer: config.provider.issuer.clone(),
+            audience: config.audience().to_string(),
+            algorithms: config.provider.algorithms.iter().map(|a| a.0).collect(),
+            leeway: i64::try_from(config.verify.leeway.as_secs()).unwrap_or(i64::MAX),
+            max_token_bytes: config.verify.max_token_bytes,
+            mapper: ClaimMapper::new(&config.claims),
+            jwks,
+            cache: TokenCache::new(config.verify.cache_max_entries, config.verify.cache_ttl),
+        }
+    }
+
+    pub fn cache(&self) -> &TokenCache {
+        &self.cache
+    }
+
+    pub fn jwks(&self) -> &Arc<Jwks> {
+        &self.jwks
+    }
+
+    /// Verifies an access token. Cache hit: no parsing, no signature check.
+    pub async fn verify(&self, token: &str) -> Result<Arc<Verified>, VerifyError> {
+        if token.len() > self.max_token_bytes {
+            return Err(VerifyError::Malformed(format!(
+                "token is longer than {} bytes",
+                self.max_token_bytes
+            )));
+        }
+        let now = now_unix();
+        let hash = TokenCache::key(token);
+        let keys = self.jwks.keys();
+        if let Some(hit) = self.cache.get(&hash, now, &keys) {
+            return Ok(hit);
+        }
+        let parts = split(token)?;
+        let header = parse_header(parts.header)?;
+        let alg = self.check_alg(&header)?;
+        let key = match self.select_key(&keys, &header, alg)? {
+            Some(k) => k,
+            None => {
+                let generation = keys.generation;
+                drop(keys);
+                self.after_refetch(generation, &header, alg).await?
+            }
+        };
+        let (verified, exp) = self.check(&parts, alg, &key, now)?;
+        let verified = Arc::new(verified);
+        let valid_until = exp.min(now.saturating_add(self.cache.ttl));
+        self.cache.insert(
+            hash,
+            CacheEntry {
+                verified: verified.clone(),
+                valid_until,
+                key,
+            },
+            now,
+        );
+        Ok(verified)
+    }
+
+    fn check_alg(&self, header: &Header) -> Result<Algorithm, VerifyError> {
+        if header.alg.eq_ignore_ascii_case("none") {
+            return Err(VerifyError::UnsupportedAlg(
+                "alg `none` (unsigned token) is never accepted".into(),
+            ));
+        }
+        let alg: Algorithm = header.alg.parse().map_err(|_| {
+            VerifyError::UnsupportedAlg(format!("alg {:?} is not supported", short(&header.alg)))
+        })?;
+        if !self.algorithms.contains(&alg) {
+            return Err(VerifyError::UnsupportedAlg(format!(
+                "alg {alg:?} is not allowed by provider.algorithms"
+            )));
+        }
+        if header.crit.is_some() {
+            return Err(VerifyError::Malformed(
+                "the `crit` header parameter is not supported".into(),
+            ));
+        }
+        if let Some(typ) = &header.typ {
+            let t = typ.to_ascii_lowercase();
+            if t.contains("id_token") {
+                return Err(VerifyError::IdTokenNotAccepted);
+            }
+            if !matches!(
+                t.as_str(),
+                "jwt" | "at+jwt" | "application/at+jwt" | "application/jwt"
+            ) {
+                return Err(VerifyError::WrongTokenType(format!(
+                    "typ {:?} is not an access token type",
+                    short(typ)
+                )));
+            }
+        }
+        Ok(alg)
+    }
+
+    /// The key for this token in `keys`; `Ok(None)` when its kid is unknown (refetch may help).
+    fn select_key(
+        &self,
+        keys: &KeySet,
+        header: &Header,
+        alg: Algorithm,
+    ) -> Result<Option<Arc<VerifyKey>>, VerifyError> {
+        if keys.is_empty() {
+            return if keys.fetched_at.is_some() {
+                Ok(None) // an empty JWKS: a refetch may bring a key
+            } else {
+                Err(VerifyError::KeysUnavailable)
+            };
+        }
+        let is_hmac = matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
+        let key = match (&header.kid, is_hmac) {
+            // HS mode: the client secret is the key whatever the kid says.
+            (_, true) => keys.sole_fit(alg),
+            (Some(kid), false) => keys.by_kid(kid),
+            (None, false) => keys.sole_fit(alg),
+        };
+        match key {
+            Some(k) if k.fits(alg) => Ok(Some(k.clone())),
+            Some(k) => Err(VerifyError::UnsupportedAlg(format!(
+                "alg {alg:?} does not fit key {:?} ({:?}{})",
+                k.kid.as_deref().unwrap_or("-"),
+                k.kind,
+                k.alg.map(|a| format!(", alg {a:?}")).unwrap_or_default()
+            ))),
+            None if is_hmac => Err(VerifyError::UnsupportedAlg(format!(
+                "alg {alg:?} has no key"
+            ))),
+            None => Ok(None),
+        }
+    }
+
+    async fn after_refetch(
+        &self,
+        generation: u64,
+        header: &Header,
+        alg: Algorithm,
+    ) -> Result<Arc<VerifyKey>, VerifyError> {
+        let outcome = self.jwks.refetch_unknown_kid(generation).await;
+        let keys = self.jwks.keys();
+        if let Some(key) = self.select_key(&keys, header, alg)? {
+            return Ok(key);
+        }
+        let kid = header
+            .kid
+            .as_deref()
+            .map_or_else(|| "(none)".to_string(), |k| format!("{:?}", short(k)));
+        Err(VerifyError::UnknownKid(match outcome {
+            Refetch::HeldBack => format!(
+                "no key with kid {kid}; keys were refetched moments ago (jwks.min_refetch_interval)"
+            ),
+            Refetch::Failed => format!("no key with kid {kid}; refetching the JWKS failed"),
+            Refetch::Fetched | Refetch::Newer => {
+                format!("no key with kid {kid}, even after refetching the JWKS")
+            }
+        }))
+    }
+
+    /// Signature, then claims. Returns the result and `exp`.
+    fn check(
+        &self,
+        parts: &Parts<'_>,
+        alg: Algorithm,
+        key: &VerifyKey,
+        now: i64,
+    ) -> Result<(Verified, i64), VerifyError> {
+        match jsonwebtoken::crypto::verify(
+            parts.signature,
+            parts.message.as_bytes(),
+            &key.decoding,
+            alg,
+        ) {
+            Ok(true) => {}
+            Ok(false) => return Err(VerifyError::BadSignature),
+            Err(e) => {
+                return Err(match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::Base64(_) => {
+                        VerifyError::Malformed("signature is not base64url".into())
+                    }
+                    _ => VerifyError::BadSignature,
+                });
+            }
+        }
+        let payload = URL_SAFE_NO_PAD
+            .decode(parts.payload)
+            .map_err(|_| VerifyError::Malformed("payload is not base64url".into()))?;
+        let claims: Map<String, Value> = serde_json::from_slice(&payload)
+            .map_err(|_| VerifyError::Malformed("payload is not a JSON object".into()))?;
+        let (sub, exp) = self.check_claims(&claims, now)?;
+        let claims = self.mapper.map(claims, sub, exp);
+        let body = serde_json::to_vec(&VerifyResponse {
+            active: true,
+            claims: Some(claims.clone()),
+            reason: None,
+            message: None,
+        })
+        .map(Bytes::from)
+        .unwrap_or_default();
+        Ok((Verified { claims, body }, exp))
+    }
+
+    fn check_claims(&self, c: &Map<String, Value>, now: i64) -> Result<(String, i64), VerifyError> {
+        let exp = numeric(c, "exp")?.ok_or(VerifyError::MissingClaim("exp"))?;
+        if now > exp.saturating_add(self.leeway) {
+            return Err(VerifyError::Expired(now - exp));
+        }
+        if let Some(nbf) = numeric(c, "nbf")?
+            && nbf > now.saturating_add(self.leeway)
+        {
+            return Err(VerifyError::NotYetValid(format!(
+                "not valid before {nbf} (nbf), {}s from now",
+                nbf - now
+            )));
+        }
+        let iat = numeric(c, "iat")?.ok_or(VerifyError::MissingClaim("iat"))?;
+        if iat > now.saturating_add(self.leeway) {
+            return Err(VerifyError::NotYetValid(format!(
+                "issued {}s in the future (iat); check the clocks",
+                iat - now
+            )));
+        }
+        match c.get("iss") {
+            Some(Value::String(iss)) if *iss == self.issuer => {}
+            Some(Value::String(iss)) => return Err(VerifyError::WrongIssuer(short(iss))),
+            _ => return Err(VerifyError::MissingClaim("iss")),
+        }
+        let aud_ok = match c.get("aud") {
+            Some(Value::String(a)) => *a == self.audience,
+            Some(Value::Array(items)) => items.iter().any(|a| a.as_str() == Some(&self.audience)),
+            _ => return Err(VerifyError::MissingClaim("aud")),
+        };
+        if !aud_ok {
+            return Err(VerifyError::WrongAudience(self.audience.clone()));
+        }
+        if c.contains_key("events") {
+            return Err(VerifyError::WrongTokenType(
+                "this is a logout token (it has an `events` claim)".into(),
+            ));
+        }
+        // Authentik's access token carries azp and uid (and scope since 2025.10); its ID token
+        // carries none of them.
+        if !["azp", "uid", "scope"].iter().any(|k| c.contains_key(*k)) {
+            return Err(VerifyError::IdTokenNotAccepted);
+        }
+        let sub = match c.get("sub") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            _ => return Err(VerifyError::MissingClaim("sub")),
+        };
+        Ok((sub, exp))
+    }
+}
+
+/// The three parts of a compact JWS.
+struct Parts<'a> {
+    header: &'a str,
+    payload: &'a str,
+    signature: &'a str,
+    /// `header.payload`, the signed bytes.
+    message: &'a str,
+}
+
+fn split(token: &str) -> Result<Parts<'_>, VerifyError> {
+    let dots = token.bytes().filter(|b| *b == b'.').count();
+    if dots == 4 {
+        return Err(VerifyError::Malformed(
+            "encrypted tokens (JWE) are not supported; the provider must not encrypt access \
+             tokens for this client"
+                .into(),
+        ));
+    }
+    if dots != 2 {
+        return Err(VerifyError::Malformed(
+            "not a JWT: expected three dot-separated parts".into(),
+        ));
+    }
+    let (message, signature) = token
+        .rsplit_once('.')
+        .ok_or_else(|| VerifyError::Malformed("not a JWT".into()))?;
+    let (header, payload) = message
+        .split_once('.')
+        .ok_or_else(|| VerifyError::Malformed("not a JWT".into()))?;
+    if header.is_empty() || payload.is_empty() {
+        return Err(VerifyError::Malformed("empty header or payload".into()));
+    }
+    Ok(Parts {
+        header,
+        payload,
+        signature,
+        message,
+    })
+}
+
+fn parse_header(encoded: &str) -> Result<Header, VerifyError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(encoded)
+        .map_err(|_| VerifyError::Malformed("header is not base64url".into()))?;
+    serde_json::from_slice(&bytes).map_err(|_| {
+        VerifyError::Malformed("header is not a JSON object with a string `alg`".into())
+    })
+}
+
+/// A NumericDate claim: an integer or a float (truncated), `None` if absent.
+fn numeric(c: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, VerifyError> {
+    match c.get(name) {
+        None => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+            .map(Some)
+            .ok_or(VerifyError::MissingClaim(name)),
+        Some(_) => Err(VerifyError::MissingClaim(name)),
+    }
+}
+
+/// Attacker-controlled strings are cut before they go into messages and logs.
+fn short(s: &str) -> String {
+    const MAX: usize = 64;
+    if s.len() <= MAX {
+        return s.to_string();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn mapper() -> ClaimMapper {
+        ClaimMapper::new(&ClaimsConfig::default())
+    }
+
+    fn claims(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        }
+    }
+
+    #[test]
+    fn maps_authentik_claims_and_first_matching_role_wins() {
+        let c = mapper().map(
+            claims(json!({
+                "sub": "u1", "exp": 10, "iss": "i", "email": "a@x", "name": "A",
+                "preferred_username": "a", "organizationId": "org-1",
+                "groups": ["staff", "ecosire-support", "ecosire-admins"],
+                "scope": "openid email", "sid": "s1"
+            })),
+            "u1".into(),
+            10,
+        );
+        assert_eq!(c.role, "admin", "rules are ordered: admins before support");
+        assert_eq!(c.organization_id, "org-1");
+        assert_eq!(c.email.as_deref(), Some("a@x"));
+        assert_eq!(c.scope.as_deref(), Some("openid email"));
+        assert_eq!(c.groups.len(), 3);
+        assert_eq!(c.extra.get("sid"), Some(&json!("s1")));
+        assert_eq!(c.extra.get("iss"), Some(&json!("i")));
+        assert!(!c.extra.contains_key("groups") && !c.extra.contains_key("sub"));
+    }
+
+    #[test]
+    fn organization_falls_back_to_sub_and_role_to_default() {
+        let c = mapper().map(
+            claims(json!({"sub": "u2", "groups": ["other"]})),
+            "u2".into(),
+            1,
+        );
+        assert_eq!(c.organization_id, "u2");
+        assert_eq!(c.role, "user");
+        let c = mapper().map(claims(json!({"sub": "u3"})), "u3".into(), 1);
+        assert!(c.groups.is_empty());
+        assert_eq!(c.role, "user");
+    }
+
+    #[test]
+    fn configurable_claim_names_and_rules() {
+        let cfg: ClaimsConfig = toml::from_str(
+            r#"
+organization_claim = "tenant"
+groups_claim = "roles"
+default_role = "guest"
+roles = [{ group = "ops", role = "operator" }]
+"#,
+        )
+        .expect("valid");
+        let c = ClaimMapper::new(&cfg).map(
+            claims(json!({"sub": "u", "tenant": 42, "roles": "ops", "email": 5})),
+            "u".into(),
+            1,
+        );
+        assert_eq!(c.organization_id, "42");
+        assert_eq!(c.groups, vec!["ops".to_string()]);
+        assert_eq!(c.role, "operator");
+        assert_eq!(c.email, None);
+        assert_eq!(
+            c.extra.get("email"),
+            Some(&json!(5)),
+            "non-string kept aside"
+        );
+    }
+
+    #[test]
+    fn split_rejects_wrong_shapes() {
+        assert!(split("a.b.c").is_ok());
+        for bad in ["", "a", "a.b", "a.b.c.d", "..", ".b.c", "a..c"] {
+            assert!(split(bad).is_err(), "{bad:?}");
+        }
+        let jwe = split("a.b.c.d.e")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(jwe.contains("JWE"), "{jwe}");
+    }
+
+    #[test]
+    fn numeric_dates_accept_floats() {
+        let c = claims(json!({"exp": 1.5e9, "iat": 1, "nbf": "soon"}));
+        assert_eq!(numeric(&c, "exp"), Ok(Some(1_500_000_000)));
+        assert_eq!(numeric(&c, "iat"), Ok(Some(1)));
+        assert_eq!(numeric(&c, "nbf"), Err(VerifyError::MissingClaim("nbf")));
+        assert_eq!(numeric(&c, "x"), Ok(None));
+    }
+
+    #[test]
+    fn token_cache_is_bounded_and_expires() {
+        let cache = TokenCache::new(2, Duration::from_secs(60));
+        let key = Arc::new(crate::jwks::test_key());
+        let entry = |valid_until| CacheEntry {
+            verified: Arc::new(Verified {
+                claims: mapper().map(Map::new(), "s".into(), 1),
+                body: Bytes::new(),
+            }),
+            valid_until,
+            key: key.clone(),
+        };
+        cache.insert([1; 32], entry(100), 0);
+        cache.insert([2; 32], entry(5), 0);
+        cache.insert([3; 32], entry(100), 0);
+        assert_eq!(cache.len(), 2, "full of live entries: third not stored");
+        cache.insert([3; 32], entry(100), 10);
+        assert_eq!(cache.len(), 2, "expired entry swept to make room");
+        assert!(cache.map.contains_key(&[3; 32]));
+        assert!(!cache.map.contains_key(&[2; 32]));
+    }
+}

@@ -1,0 +1,203 @@
+//! Request and response bodies of the HTTP API (`/v1/verify`, `/readyz`, errors).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::secret::Secret;
+
+/// `POST /v1/verify` body.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// The access token (a compact JWS), without any `Bearer ` prefix.
+    #[serde(serialize_with = "Secret::serialize_exposed")]
+    pub token: Secret,
+}
+
+/// The answer of `/v1/verify`: `200 {"active": true, "claims": {…}}` or
+/// `401 {"active": false, "reason": "…", "message": "…"}`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct VerifyResponse {
+    pub active: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claims: Option<Claims>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Who the token says the user is, after verification.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct Claims {
+    pub sub: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub preferred_username: Option<String>,
+    /// The configured organization claim, falling back to `sub` (the reference design's rule).
+    #[serde(rename = "organizationId")]
+    pub organization_id: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// The first role rule whose group the user is in, else the default role.
+    pub role: String,
+    /// Space-separated granted scopes, as the provider sent them.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// Expiry, seconds since the Unix epoch.
+    pub exp: i64,
+    /// Every other claim of the token (iss, aud, iat, sid, jti, azp, …), unchanged.
+    #[serde(default)]
+    pub extra: Map<String, Value>,
+}
+
+/// Body of every error answer that is not a `/v1/verify` result.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct ErrorBody {
+    pub reason: Reason,
+    pub message: String,
+}
+
+/// `GET /readyz` body.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct Readiness {
+    pub ready: bool,
+    /// Why not, when not ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Verification keys currently loaded.
+    pub keys: usize,
+    /// Seconds since the keys were last fetched from the provider (or written to the disk cache).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keys_age_seconds: Option<u64>,
+}
+
+/// Stable, machine-readable failure reasons. New reasons may be added; clients should treat
+/// an unknown one like a generic failure (it deserializes as [`Reason::Other`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// No token in the request (no cookie, no `Authorization: Bearer`).
+    MissingToken,
+    /// Not a compact JWS: wrong shape, bad base64 or JSON, too long, or encrypted (JWE).
+    Malformed,
+    /// `alg` is `none`, not allowed by the configuration, or does not fit the key.
+    UnsupportedAlg,
+    /// No published key has the token's `kid` (even after a refetch).
+    UnknownKid,
+    BadSignature,
+    Expired,
+    /// `nbf` or `iat` lies in the future (beyond the leeway).
+    NotYetValid,
+    WrongIssuer,
+    WrongAudience,
+    /// An ID token was presented where an access token is expected.
+    IdTokenNotAccepted,
+    /// Another kind of JWT (for example a logout token) was presented as an access token.
+    WrongTokenType,
+    /// A claim the check needs (`exp`, `iat`, `sub`, …) is absent or of the wrong type.
+    MissingClaim,
+    /// tokend holds no verification keys (provider unreachable and no cache).
+    KeysUnavailable,
+    /// The request itself is malformed (bad JSON, wrong fields).
+    BadRequest,
+    PayloadTooLarge,
+    NotFound,
+    MethodNotAllowed,
+    Timeout,
+    Internal,
+    /// A reason this client does not know yet.
+    #[serde(other)]
+    Other,
+}
+
+impl Reason {
+    /// The wire name, e.g. `bad_signature`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::MissingToken => "missing_token",
+            Reason::Malformed => "malformed",
+            Reason::UnsupportedAlg => "unsupported_alg",
+            Reason::UnknownKid => "unknown_kid",
+            Reason::BadSignature => "bad_signature",
+            Reason::Expired => "expired",
+            Reason::NotYetValid => "not_yet_valid",
+            Reason::WrongIssuer => "wrong_issuer",
+            Reason::WrongAudience => "wrong_audience",
+            Reason::IdTokenNotAccepted => "id_token_not_accepted",
+            Reason::WrongTokenType => "wrong_token_type",
+            Reason::MissingClaim => "missing_claim",
+            Reason::KeysUnavailable => "keys_unavailable",
+            Reason::BadRequest => "bad_request",
+            Reason::PayloadTooLarge => "payload_too_large",
+            Reason::NotFound => "not_found",
+            Reason::MethodNotAllowed => "method_not_allowed",
+            Reason::Timeout => "timeout",
+            Reason::Internal => "internal",
+            Reason::Other => "other",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reason_wire_names_round_trip() {
+        for r in [
+            Reason::MissingToken,
+            Reason::Malformed,
+            Reason::UnsupportedAlg,
+            Reason::UnknownKid,
+            Reason::BadSignature,
+            Reason::Expired,
+            Reason::NotYetValid,
+            Reason::WrongIssuer,
+            Reason::WrongAudience,
+            Reason::IdTokenNotAccepted,
+            Reason::WrongTokenType,
+            Reason::MissingClaim,
+            Reason::KeysUnavailable,
+            Reason::BadRequest,
+            Reason::PayloadTooLarge,
+            Reason::NotFound,
+            Reason::MethodNotAllowed,
+            Reason::Timeout,
+            Reason::Internal,
+        ] {
+            let json = serde_json::to_string(&r).expect("serializes");
+            assert_eq!(json, format!("\"{}\"", r.as_str()));
+            let back: Reason = serde_json::from_str(&json).expect("deserializes");
+            assert_eq!(back, r);
+        }
+    }
+
+    #[test]
+    fn unknown_reason_is_other() {
+        let r: Reason = serde_json::from_str("\"from_the_future\"").expect("deserializes");
+        assert_eq!(r, Reason::Other);
+    }
+
+    #[test]
+    fn verify_request_debug_hides_the_token() {
+        let req: VerifyRequest =
+            serde_json::from_str(r#"{"token":"eyJhbGciOi.secret.sig"}"#).expect("valid");
+        assert!(!format!("{req:?}").contains("eyJ"));
+        // …but serializing a request (client side) sends it.
+        assert!(
+            serde_json::to_string(&req)
+                .expect("ser")
+                .contains("eyJhbGciOi")
+        );
+    }
+}
