@@ -317,6 +317,8 @@ pub struct TokendConfig {
     pub max_stale: String,
     pub cache_file: Option<PathBuf>,
     pub socket: bool,
+    /// Socket path; default `<tempdir>/tokend.sock`.
+    pub socket_path: Option<PathBuf>,
     pub http: bool,
     /// Extra lines appended to the `[verify]` section.
     pub verify_extra: String,
@@ -339,6 +341,7 @@ impl TokendConfig {
             max_stale: "24h".into(),
             cache_file: None,
             socket: true,
+            socket_path: None,
             http: true,
             verify_extra: String::new(),
             listen_extra: String::new(),
@@ -346,10 +349,16 @@ impl TokendConfig {
         }
     }
 
+    fn socket_file(&self, dir: &Path) -> PathBuf {
+        self.socket_path
+            .clone()
+            .unwrap_or_else(|| dir.join("tokend.sock"))
+    }
+
     pub fn to_toml(&self, dir: &Path) -> String {
         let mut t = String::from("[listen]\n");
         if self.socket {
-            t += &format!("socket = {:?}\n", dir.join("tokend.sock"));
+            t += &format!("socket = {:?}\n", self.socket_file(dir));
         }
         if self.http {
             t += "http = \"127.0.0.1:0\"\n";
@@ -437,7 +446,7 @@ impl Tokend {
         }
         let mut t = Self {
             child: Some(child),
-            socket: cfg.socket.then(|| dir.path().join("tokend.sock")),
+            socket: cfg.socket.then(|| cfg.socket_file(dir.path())),
             dir,
             http_addr: None,
             output,
@@ -477,7 +486,11 @@ impl Tokend {
     pub async fn wait_ready(&self) -> Result<()> {
         let mut last = None;
         for _ in 0..200 {
-            let a = self.get("/readyz", &[]).await?;
+            let a = if self.http_addr.is_some() {
+                self.get("/readyz", &[]).await?
+            } else {
+                self.unix("GET", "/readyz", &[], None).await?
+            };
             if a.status == 200 {
                 return Ok(());
             }
@@ -559,6 +572,11 @@ impl Tokend {
     /// SIGTERM, then waits for the exit (at most 15 s).
     pub async fn terminate(&mut self) -> Result<ExitStatus> {
         self.signal("TERM")?;
+        self.terminate_wait().await
+    }
+
+    /// Waits for the exit after a signal was sent (at most 15 s).
+    pub async fn terminate_wait(&mut self) -> Result<ExitStatus> {
         let mut child = self.child.take().context("tokend not running")?;
         let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
             .await

@@ -1,0 +1,155 @@
+//! Issue #2: configuration fixtures through the real binary, and the listeners' behaviour
+//! (socket mode, stale and live sockets, clean shutdown with requests in flight).
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::json;
+use tokend_e2e::{Provider, Tokend, TokendConfig, check_config, spawn_tokend, workspace_root};
+
+type R = anyhow::Result<()>;
+
+fn fixtures(kind: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(workspace_root().join("config").join(kind))
+        .expect("fixture dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn valid_config_fixtures_pass_check_config() -> R {
+    let mut files = fixtures("valid");
+    files.push(workspace_root().join("config/tokend.toml"));
+    assert!(files.len() >= 5, "fixtures missing: {files:?}");
+    for f in files {
+        let (code, stdout, stderr) = check_config(&f)?;
+        assert_eq!(code, 0, "{}: {stderr}", f.display());
+        assert!(stdout.contains("[provider]"), "effective config printed");
+        assert!(
+            !stdout.contains("fixture-client-secret-do-not-log")
+                && !stderr.contains("fixture-client-secret-do-not-log"),
+            "{}: secret printed",
+            f.display()
+        );
+        if f.ends_with("hs256-secret-file.toml") {
+            assert!(
+                stdout.contains("client_secret = \"[redacted]\""),
+                "{stdout}"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn invalid_config_fixtures_fail_with_a_clear_message() -> R {
+    let files = fixtures("invalid");
+    assert!(files.len() >= 15, "fixtures missing: {files:?}");
+    for f in files {
+        let text = std::fs::read_to_string(&f)?;
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .unwrap_or_else(|| panic!("{} lacks a `# expect:` first line", f.display()));
+        let (code, stdout, stderr) = check_config(&f)?;
+        assert_eq!(code, 2, "{}: should fail; stdout: {stdout}", f.display());
+        assert!(stdout.is_empty(), "{}: printed a config", f.display());
+        assert!(
+            stderr.contains(expect),
+            "{}: expected {expect:?} in:\n{stderr}",
+            f.display()
+        );
+        assert!(
+            stderr.starts_with("tokend: invalid configuration"),
+            "{stderr}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn socket_mode_stale_takeover_and_removal_on_exit() -> R {
+    let p = Provider::start().await?;
+    let dir = tempfile::tempdir()?;
+    let sock = dir.path().join("api.sock");
+    // A stale socket file: bound, then its process (here: listener) gone.
+    drop(std::os::unix::net::UnixListener::bind(&sock)?);
+    assert!(sock.exists());
+
+    let mut cfg = TokendConfig::for_provider(&p);
+    cfg.socket_path = Some(sock.clone());
+    cfg.http = false;
+    let mut t = Tokend::start(&cfg).await?;
+    t.wait_ready().await?;
+    let mode = std::fs::metadata(&sock)?.permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+    let token = p.login("alice").await?.access_token;
+    assert_eq!(t.verify_unix(&token).await?.status, 200);
+    assert!(t.output.text().contains("stale socket"));
+
+    // A live socket is not taken over.
+    let second_dir = tempfile::tempdir()?;
+    let second_cfg = second_dir.path().join("tokend.toml");
+    std::fs::write(&second_cfg, cfg.to_toml(second_dir.path()))?;
+    let out = spawn_tokend(&second_cfg, &[])?.wait_with_output().await?;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("another process is serving"), "{stderr}");
+    assert_eq!(
+        t.verify_unix(&token).await?.status,
+        200,
+        "first one unharmed"
+    );
+
+    let status = t.terminate().await?;
+    assert!(status.success(), "exit {status}");
+    assert!(!sock.exists(), "socket removed on clean shutdown");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_requests_in_flight_then_exits_zero() -> R {
+    let p = Provider::start().await?;
+    let mut t = Tokend::start(&TokendConfig::for_provider(&p)).await?;
+    t.wait_ready().await?;
+    let token = p.login("alice").await?.access_token;
+    let body = json!({"token": token}).to_string();
+    let addr = t.http_addr.clone().unwrap_or_default();
+
+    // A request in flight: headers and half the body sent.
+    let mut conn = std::net::TcpStream::connect(&addr)?;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        conn,
+        "POST /v1/verify HTTP/1.1\r\nHost: tokend\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )?;
+    let (first, rest) = body.split_at(body.len() / 2);
+    conn.write_all(first.as_bytes())?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    t.signal("TERM")?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // No new connections once shutdown began…
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "still accepting"
+    );
+    // …but the request in flight completes.
+    conn.write_all(rest.as_bytes())?;
+    let mut response = String::new();
+    let _ = conn.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("\"active\":true"));
+
+    let status = t.terminate_wait().await?;
+    assert!(status.success(), "exit {status}");
+    t.output.assert_free_of(&[&token]);
+    Ok(())
+}
