@@ -7,8 +7,19 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use tokend_shared::{Reason, Secret, VerifyRequest};
+use std::collections::HashMap;
+
+use axum::extract::{Query, RawQuery};
+use axum::http::HeaderValue;
+use axum::response::Redirect;
+use axum::routing::{get, post};
+use tokend_shared::{
+    IssueCodeRequest, IssueCodeResponse, LogoutResponse, Reason, RedeemRequest, RedeemResponse,
+    Secret, VerifyRequest,
+};
+
+use crate::codes::NewCode;
+use crate::verify::now_unix;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
@@ -21,6 +32,15 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/v1/verify", get(verify_get).post(verify_post))
+        .route("/v1/codes", post(codes_issue))
+        .route("/v1/codes/redeem", post(codes_redeem))
+        .route("/auth/login", get(auth_login))
+        .route("/auth/callback", get(auth_callback))
+        .route("/auth/exchange", post(auth_exchange))
+        .route("/auth/refresh", post(auth_refresh))
+        .route("/auth/logout", post(auth_logout))
+        .route("/auth/session", get(auth_session))
+        .route("/auth/backchannel-logout", post(auth_backchannel_logout))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Outermost last: `normalize` sees the bare 408/413 answers of the inner layers.
@@ -126,15 +146,243 @@ async fn verify(state: &AppState, token: &str) -> Result<Response, ApiError> {
     Ok((json_headers(), verified.body.clone()).into_response())
 }
 
+/// `POST /v1/codes`: parks verified tokens under a one-time code (for apps that run their own
+/// callback).
+async fn codes_issue(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: IssueCodeRequest = parse_json(&body)?;
+    let verified = state
+        .verifier
+        .verify(req.access_token.expose())
+        .await
+        .map_err(|e| ApiError::new(e.reason(), format!("access_token refused: {e}")))?;
+    let sid = verified
+        .claims
+        .extra
+        .get("sid")
+        .and_then(|s| s.as_str())
+        .map(str::to_owned);
+    let code = state
+        .codes
+        .issue(
+            NewCode {
+                access_token: req.access_token,
+                refresh_token: req.refresh_token,
+                id_token: req.id_token,
+                sub: verified.claims.sub.clone(),
+                sid,
+                client: "api",
+            },
+            now_unix(),
+        )
+        .await?;
+    let body = IssueCodeResponse {
+        code,
+        expires_in: state.codes.ttl().as_secs(),
+    };
+    Ok((StatusCode::CREATED, json_headers(), json_body(&body)).into_response())
+}
+
+/// `POST /v1/codes/redeem`: the parked tokens, once.
+async fn codes_redeem(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: RedeemRequest = parse_json(&body)?;
+    let payload = state.codes.redeem(req.code.expose(), now_unix()).await?;
+    let verified = state
+        .verifier
+        .verify(payload.access_token.expose())
+        .await
+        .map_err(|e| ApiError::new(e.reason(), format!("the parked access token: {e}")))?;
+    let body = RedeemResponse {
+        access_token: payload.access_token.clone(),
+        refresh_token: payload.refresh_token.clone(),
+        id_token: payload.id_token.clone(),
+        claims: verified.claims.clone(),
+    };
+    Ok((json_headers(), json_body(&body)).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct LoginQuery {
+    redirect: Option<String>,
+}
+
+/// `GET /auth/login?redirect=/path` → 302 to the provider's authorization endpoint.
+async fn auth_login(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Response {
+    // Parsed by hand so that a malformed query is a flow error, not a bare 400.
+    let redirect = raw.as_deref().and_then(|q| {
+        serde_urlencoded::from_str::<LoginQuery>(q)
+            .ok()
+            .and_then(|l| l.redirect)
+    });
+    let target = match state.flow.login(redirect.as_deref()).await {
+        Ok(url) => url,
+        Err(name) if name == "flow_not_configured" => {
+            return ApiError::new(Reason::FlowNotConfigured, "no [flow] section configured")
+                .into_response();
+        }
+        Err(name) => state.flow.login_error_url(&name),
+    };
+    no_store(Redirect::to(&target).into_response())
+}
+
+/// `GET /auth/callback?code&state` → 302 to the frontend with an exchange code (never tokens).
+async fn auth_callback(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let target = state.flow.callback(&params).await;
+    no_store(Redirect::to(&target).into_response())
+}
+
+/// `POST /auth/exchange {"code"}` → HttpOnly cookies; tokens never in the body.
+async fn auth_exchange(
+    State(state): State<Arc<AppState>>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let req: RedeemRequest = parse_json(&body)?;
+    let payload = state.codes.redeem(req.code.expose(), now_unix()).await;
+    state
+        .flow
+        .stats
+        .step("exchange", if payload.is_ok() { "ok" } else { "error" });
+    let payload = payload?;
+    let cookies = state
+        .flow
+        .set_cookies(&payload.access_token, payload.refresh_token.as_ref());
+    Ok(with_cookies(success(), cookies))
+}
+
+/// `POST /auth/refresh` (refresh cookie) → new cookies.
+async fn auth_refresh(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let refresh_name = &state.config.cookies.refresh_name;
+    let Some(rt) = cookie_value(&headers, refresh_name) else {
+        return Err(ApiError::new(
+            Reason::NoSession,
+            format!("no `{refresh_name}` cookie"),
+        ));
+    };
+    match state.flow.refresh(&rt).await {
+        Ok(tokens) => {
+            state.flow.stats.step("refresh", "ok");
+            let cookies = state
+                .flow
+                .set_cookies(&tokens.access_token, tokens.refresh_token.as_ref());
+            Ok(with_cookies(success(), cookies))
+        }
+        Err(e) => {
+            state.flow.stats.step("refresh", "error");
+            let refused = matches!(
+                e,
+                crate::flow::FlowError::Refused(_) | crate::flow::FlowError::NoRefreshToken
+            );
+            let resp = ApiError::from(e).into_response();
+            // A refresh token the provider refused is dead: clear the cookies.
+            Ok(if refused {
+                with_cookies(resp, state.flow.clear_cookies())
+            } else {
+                resp
+            })
+        }
+    }
+}
+
+/// `POST /auth/logout` → cookies cleared, refresh token revoked, `{"logout_url"}`.
+async fn auth_logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let access = cookie_value(&headers, &state.config.cookies.access_name);
+    let refresh = cookie_value(&headers, &state.config.cookies.refresh_name);
+    let logout_url = state.flow.logout(access.as_ref(), refresh.as_ref()).await;
+    state.flow.stats.step("logout", "ok");
+    let body = json_body(&LogoutResponse { logout_url });
+    with_cookies(
+        (json_headers(), body).into_response(),
+        state.flow.clear_cookies(),
+    )
+}
+
+/// `GET /auth/session` → the verified claims of the access cookie.
+async fn auth_session(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let name = &state.config.cookies.access_name;
+    let Some(token) = cookie_value(&headers, name) else {
+        return Err(ApiError::inactive(
+            Reason::NoSession,
+            format!("no `{name}` cookie"),
+        ));
+    };
+    verify(&state, token.expose()).await
+}
+
+/// `POST /auth/backchannel-logout` (form field `logout_token`), OpenID Connect Back-Channel
+/// Logout 1.0: 200 on success, 400 `{"error": "invalid_request", …}` otherwise.
+async fn auth_backchannel_logout(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let result = match form.get("logout_token") {
+        Some(t) if !t.is_empty() => state
+            .flow
+            .backchannel_logout(t)
+            .await
+            .map_err(|e| e.to_string()),
+        _ => Err("the form field `logout_token` is missing".to_string()),
+    };
+    match result {
+        Ok(_) => no_store(StatusCode::OK.into_response()),
+        Err(description) => {
+            tracing::info!(error = %description, "back-channel logout refused");
+            let body =
+                serde_json::json!({"error": "invalid_request", "error_description": description});
+            (StatusCode::BAD_REQUEST, json_headers(), body.to_string()).into_response()
+        }
+    }
+}
+
+fn success() -> Response {
+    (json_headers(), r#"{"success":true}"#).into_response()
+}
+
+fn json_body(value: &impl serde::Serialize) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn no_store(mut resp: Response) -> Response {
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn with_cookies(mut resp: Response, cookies: Vec<String>) -> Response {
+    for c in cookies {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    resp
+}
+
+/// The value of cookie `name`, if present and not empty.
+fn cookie_value(headers: &HeaderMap, name: &str) -> Option<Secret> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| cookie::Cookie::split_parse(v).flatten())
+        .find(|c| c.name() == name && !c.value().is_empty())
+        .map(|c| Secret::new(c.value()))
+}
+
 /// The reference design's order: cookie first, then the Bearer header.
 pub fn token_from_headers(headers: &HeaderMap, cookie_name: &str) -> Result<Secret, ApiError> {
-    for value in headers.get_all(header::COOKIE) {
-        let Ok(value) = value.to_str() else { continue };
-        for cookie in cookie::Cookie::split_parse(value).flatten() {
-            if cookie.name() == cookie_name && !cookie.value().is_empty() {
-                return Ok(Secret::new(cookie.value()));
-            }
-        }
+    if let Some(token) = cookie_value(headers, cookie_name) {
+        return Ok(token);
     }
     match headers.get(header::AUTHORIZATION).map(|v| v.to_str()) {
         Some(Ok(v)) if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") => {

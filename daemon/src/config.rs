@@ -21,7 +21,8 @@ const RESERVED_ENV: &[&str] = &["TOKEND_CONFIG", "TOKEND_LOG"];
 
 /// Config sections that `TOKEND_<SECTION>_<KEY>` may address.
 const SECTIONS: &[&str] = &[
-    "listen", "provider", "jwks", "verify", "claims", "cookies", "log",
+    "listen", "provider", "jwks", "verify", "claims", "cookies", "codes", "flow", "sessions",
+    "store", "log",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +69,14 @@ pub struct Config {
     pub claims: ClaimsConfig,
     #[serde(default)]
     pub cookies: CookiesConfig,
+    #[serde(default)]
+    pub codes: CodesConfig,
+    /// The login flow; without this section the /auth/login… endpoints answer 404.
+    pub flow: Option<FlowConfig>,
+    #[serde(default)]
+    pub sessions: SessionsConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
     #[serde(default)]
     pub log: LogConfig,
 }
@@ -197,6 +206,103 @@ pub struct CookiesConfig {
     /// Cookie carrying the access token (read by `GET /v1/verify` before `Authorization`).
     #[serde(default = "default_access_cookie")]
     pub access_name: String,
+    /// Cookie carrying the refresh token, sent only to `refresh_path`.
+    #[serde(default = "default_refresh_cookie")]
+    pub refresh_name: String,
+    /// `Secure` attribute; turn off only for plain-HTTP development.
+    #[serde(default = "default_true")]
+    pub secure: bool,
+    #[serde(default)]
+    pub same_site: SameSite,
+    /// `Domain` attribute; absent = host-only cookies.
+    pub domain: Option<String>,
+    /// `Path` of the access cookie.
+    #[serde(default = "default_access_path")]
+    pub access_path: String,
+    /// `Path` of the refresh cookie: where the browser posts to refresh, as the browser sees it.
+    #[serde(default = "default_refresh_path")]
+    pub refresh_path: String,
+    #[serde(default = "default_access_max_age", with = "humantime_serde")]
+    pub access_max_age: Duration,
+    #[serde(default = "default_refresh_max_age", with = "humantime_serde")]
+    pub refresh_max_age: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SameSite {
+    #[default]
+    Lax,
+    Strict,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodesConfig {
+    /// Lifetime of a one-time exchange code.
+    #[serde(default = "default_code_ttl", with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Most codes outstanding at once; beyond it issuance answers 503 capacity_exceeded.
+    #[serde(default = "default_max_outstanding")]
+    pub max_outstanding: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowConfig {
+    /// The callback URL registered at the provider, as the browser reaches tokend's
+    /// /auth/callback through the app's proxy.
+    pub redirect_uri: String,
+    /// The frontend's origin (and optional base path); the browser lands on
+    /// {frontend_url}/auth/callback?exchange=… and {frontend_url}/auth/login?error=….
+    pub frontend_url: String,
+    /// Requested scopes.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// The reference design's custom scope carrying organizationId; added when set.
+    pub organization_scope: Option<String>,
+    /// Where the provider sends the browser after logout; default {frontend_url}/.
+    pub post_logout_redirect_uri: Option<String>,
+    /// Path on the frontend that trades the exchange code for cookies.
+    #[serde(default = "default_frontend_callback_path")]
+    pub frontend_callback_path: String,
+    /// Path on the frontend that shows login errors.
+    #[serde(default = "default_frontend_login_path")]
+    pub frontend_login_path: String,
+    /// Lifetime of a login in progress (state, nonce, PKCE verifier).
+    #[serde(default = "default_state_ttl", with = "humantime_serde")]
+    pub state_ttl: Duration,
+    /// Most logins in progress at once.
+    #[serde(default = "default_max_outstanding")]
+    pub max_pending_logins: usize,
+    /// After a refresh, callers presenting the same (now rotated) refresh token within this
+    /// window get the same new tokens instead of a second upstream refresh.
+    #[serde(default = "default_refresh_grace", with = "humantime_serde")]
+    pub refresh_grace: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// How long the tokens of an ended session stay refused; at least the provider's access
+    /// token lifetime (Authentik's default is 1h).
+    #[serde(default = "default_revocation_ttl", with = "humantime_serde")]
+    pub revocation_ttl: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Where codes and login states live. Only "memory" in this version.
+    #[serde(default)]
+    pub kind: StoreKind,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    #[default]
+    Memory,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -349,6 +455,50 @@ fn default_role() -> String {
 fn default_access_cookie() -> String {
     "ecosire_auth".into()
 }
+fn default_refresh_cookie() -> String {
+    "ecosire_refresh".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_access_path() -> String {
+    "/".into()
+}
+fn default_refresh_path() -> String {
+    "/auth/refresh".into()
+}
+fn default_access_max_age() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+fn default_refresh_max_age() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
+}
+fn default_code_ttl() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_outstanding() -> usize {
+    100_000
+}
+fn default_scopes() -> Vec<String> {
+    ["openid", "email", "profile", "offline_access"]
+        .map(String::from)
+        .to_vec()
+}
+fn default_frontend_callback_path() -> String {
+    "/auth/callback".into()
+}
+fn default_frontend_login_path() -> String {
+    "/auth/login".into()
+}
+fn default_state_ttl() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_refresh_grace() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_revocation_ttl() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
 fn default_log_level() -> String {
     "info".into()
 }
@@ -369,6 +519,9 @@ default_from_serde!(
     VerifyConfig,
     ClaimsConfig,
     CookiesConfig,
+    CodesConfig,
+    SessionsConfig,
+    StoreConfig,
     LogConfig
 );
 
@@ -562,11 +715,70 @@ impl Config {
                 return Err(invalid(key, "must not be empty"));
             }
         }
-        if !is_cookie_name(&self.cookies.access_name) {
+        for (key, name) in [
+            ("cookies.access_name", &self.cookies.access_name),
+            ("cookies.refresh_name", &self.cookies.refresh_name),
+        ] {
+            if !is_cookie_name(name) {
+                return Err(invalid(
+                    key,
+                    "not a valid cookie name (letters, digits and !#$%&'*+-.^_`|~ only)",
+                ));
+            }
+        }
+        if self.cookies.access_name == self.cookies.refresh_name {
             return Err(invalid(
-                "cookies.access_name",
-                "not a valid cookie name (letters, digits and !#$%&'*+-.^_`|~ only)",
+                "cookies.refresh_name",
+                "must differ from cookies.access_name",
             ));
+        }
+        for (key, path) in [
+            ("cookies.access_path", &self.cookies.access_path),
+            ("cookies.refresh_path", &self.cookies.refresh_path),
+        ] {
+            if !path.starts_with('/') || path.contains([';', ' ', ',']) {
+                return Err(invalid(
+                    key,
+                    "must be a path starting with / (no ; , or spaces)",
+                ));
+            }
+        }
+        if self.codes.ttl.is_zero() || self.codes.max_outstanding == 0 {
+            return Err(invalid(
+                "codes",
+                "ttl must be longer than 0s and max_outstanding at least 1",
+            ));
+        }
+        if let Some(flow) = &self.flow {
+            check_url("flow.redirect_uri", &flow.redirect_uri)?;
+            check_url("flow.frontend_url", &flow.frontend_url)?;
+            if let Some(u) = &flow.post_logout_redirect_uri {
+                check_url("flow.post_logout_redirect_uri", u)?;
+            }
+            if !flow.scopes.iter().any(|s| s == "openid") {
+                return Err(invalid("flow.scopes", "must include `openid`"));
+            }
+            for (key, p) in [
+                ("flow.frontend_callback_path", &flow.frontend_callback_path),
+                ("flow.frontend_login_path", &flow.frontend_login_path),
+            ] {
+                if !p.starts_with('/') {
+                    return Err(invalid(key, "must start with /"));
+                }
+            }
+            if flow.state_ttl.is_zero() || flow.max_pending_logins == 0 {
+                return Err(invalid(
+                    "flow",
+                    "state_ttl must be longer than 0s and max_pending_logins at least 1",
+                ));
+            }
+            if p.client_secret.as_ref().is_none_or(Secret::is_empty) {
+                return Err(invalid(
+                    "flow",
+                    "the login flow needs the client secret (client_secret, client_secret_file, \
+                     AUTHENTIK_CLIENT_SECRET or the systemd credential `client_secret`)",
+                ));
+            }
         }
         if let Some(r) = self
             .claims

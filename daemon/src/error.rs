@@ -20,8 +20,15 @@ pub fn status_for(reason: Reason) -> StatusCode {
         | Reason::WrongAudience
         | Reason::IdTokenNotAccepted
         | Reason::WrongTokenType
-        | Reason::MissingClaim => StatusCode::UNAUTHORIZED,
-        Reason::KeysUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        | Reason::MissingClaim
+        | Reason::TokenRevoked
+        | Reason::NonceMismatch
+        | Reason::NoSession
+        | Reason::RefreshFailed => StatusCode::UNAUTHORIZED,
+        Reason::KeysUnavailable | Reason::CapacityExceeded => StatusCode::SERVICE_UNAVAILABLE,
+        Reason::UnknownCode | Reason::FlowNotConfigured => StatusCode::NOT_FOUND,
+        Reason::CodeExpired | Reason::CodeAlreadyRedeemed => StatusCode::GONE,
+        Reason::ProviderUnavailable => StatusCode::BAD_GATEWAY,
         Reason::BadRequest => StatusCode::BAD_REQUEST,
         Reason::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Reason::NotFound => StatusCode::NOT_FOUND,

@@ -3,14 +3,20 @@
 //! [`run`] is the whole daemon; `main.rs` only parses arguments, sets up logging and calls it.
 //! Module map: `config` (file, env, validation), `listen` (Unix socket + TCP, hyper),
 //! `api` (routes), `error` (errors → HTTP), `provider` (upstream client, discovery),
-//! `jwks` (key cache), `verify` (token checks, claim mapping, verified-token cache).
+//! `jwks` (key cache), `verify` (token checks, claim mapping, verified-token cache),
+//! `store` (single-use records), `codes` (exchange codes), `sessions` (registry, revocations),
+//! `flow` (login, callback, cookies, refresh, logout, back-channel logout).
 
 pub mod api;
+pub mod codes;
 pub mod config;
 pub mod error;
+pub mod flow;
 pub mod jwks;
 pub mod listen;
 pub mod provider;
+pub mod sessions;
+pub mod store;
 pub mod verify;
 
 use std::sync::Arc;
@@ -19,12 +25,16 @@ use std::time::Duration;
 pub use config::Config;
 use tokio::sync::watch;
 
+use crate::codes::Codes;
+use crate::flow::Flow;
 use crate::jwks::Jwks;
 use crate::provider::Upstream;
+use crate::sessions::Sessions;
+use crate::store::{MemoryStore, Store};
 use crate::verify::Verifier;
 
-/// How often expired entries are swept from the verified-token cache.
-const CACHE_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+/// How often expired entries are swept from the caches, the store and the registry.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -43,6 +53,13 @@ pub struct AppState {
     pub jwks: Arc<Jwks>,
     /// Token checks and the verified-token cache.
     pub verifier: Arc<Verifier>,
+    /// Exchange codes and login states.
+    pub store: Arc<dyn Store>,
+    pub codes: Arc<Codes>,
+    /// Logins made through the flow, and ended sessions' revocations.
+    pub sessions: Arc<Sessions>,
+    /// The login flow (answers `flow_not_configured` without a `[flow]` section).
+    pub flow: Arc<Flow>,
 }
 
 impl AppState {
@@ -65,11 +82,27 @@ impl AppState {
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "JWKS disk cache not used"),
         }
-        let verifier = Arc::new(Verifier::new(&config, jwks.clone()));
+        let sessions = Arc::new(Sessions::new(config.sessions.revocation_ttl));
+        let verifier = Arc::new(Verifier::new(&config, jwks.clone(), sessions.clone()));
+        let max_logins = config.flow.as_ref().map_or(1, |f| f.max_pending_logins);
+        let store: Arc<dyn Store> =
+            Arc::new(MemoryStore::new(config.codes.max_outstanding, max_logins));
+        let codes = Arc::new(Codes::new(store.clone(), config.codes.ttl));
+        let flow = Arc::new(Flow::new(
+            &config,
+            store.clone(),
+            codes.clone(),
+            verifier.clone(),
+            jwks.clone(),
+        ));
         Ok(Arc::new(Self {
             config: Arc::new(config),
             jwks,
             verifier,
+            store,
+            codes,
+            sessions,
+            flow,
         }))
     }
 }
@@ -82,7 +115,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
 
     let mut background = tokio::task::JoinSet::new();
     background.spawn(state.jwks.clone().run_refresher(stop_rx.clone()));
-    background.spawn(sweep_cache(state.verifier.clone(), stop_rx.clone()));
+    background.spawn(sweep(state.clone(), stop_rx.clone()));
     background.spawn(announce_ready(state.jwks.clone(), stop_rx.clone()));
 
     let server = tokio::spawn(listen::serve(
@@ -102,10 +135,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
     Ok(())
 }
 
-async fn sweep_cache(verifier: Arc<Verifier>, mut stop: watch::Receiver<bool>) {
+/// Removes expired verified tokens, codes, login states, sessions and refresh results.
+async fn sweep(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(CACHE_SWEEP_INTERVAL) => verifier.cache().sweep(verify::now_unix()),
+            _ = tokio::time::sleep(SWEEP_INTERVAL) => {
+                let now = verify::now_unix();
+                state.verifier.cache().sweep(now);
+                let expired = state.store.sweep(now);
+                state.codes.stats.expired.fetch_add(expired as u64, std::sync::atomic::Ordering::Relaxed);
+                state.sessions.sweep(now);
+                state.flow.sweep();
+            }
             _ = stop.changed() => return,
         }
     }

@@ -17,6 +17,7 @@ use tokend_shared::{Claims, Reason, VerifyResponse};
 
 use crate::config::{ClaimsConfig, Config, RoleRule};
 use crate::jwks::{Jwks, KeySet, Refetch, VerifyKey};
+use crate::sessions::{EndReason, Session, Sessions};
 
 /// Why a token was refused. Messages never contain the token or its signature.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
@@ -45,6 +46,10 @@ pub enum VerifyError {
     MissingClaim(&'static str),
     #[error("no verification keys are loaded (provider unreachable and no cache)")]
     KeysUnavailable,
+    #[error("the session of this token has ended (logout)")]
+    Revoked,
+    #[error("the ID token's nonce does not match the login")]
+    NonceMismatch,
 }
 
 impl VerifyError {
@@ -62,6 +67,8 @@ impl VerifyError {
             VerifyError::WrongTokenType(_) => Reason::WrongTokenType,
             VerifyError::MissingClaim(_) => Reason::MissingClaim,
             VerifyError::KeysUnavailable => Reason::KeysUnavailable,
+            VerifyError::Revoked => Reason::TokenRevoked,
+            VerifyError::NonceMismatch => Reason::NonceMismatch,
         }
     }
 }
@@ -72,6 +79,28 @@ pub struct Verified {
     pub claims: Claims,
     /// The `200` body of `/v1/verify`, rendered once so cache hits serialize nothing.
     pub body: Bytes,
+    /// Issued-at, to compare with revocations.
+    pub iat: i64,
+    /// The session registered for the token's `sid` when it was verified, if any: hits update
+    /// its last-seen time and see its end without any map lookup.
+    pub session: Option<Arc<Session>>,
+}
+
+/// A token whose signature checked out: its header and claims, and the key that verified it.
+struct Signed {
+    typ: Option<String>,
+    claims: Map<String, Value>,
+    key: Arc<VerifyKey>,
+}
+
+/// The claims of a verified back-channel logout token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogoutClaims {
+    pub sid: Option<String>,
+    pub sub: Option<String>,
+    pub jti: String,
+    /// Until when the jti must be remembered.
+    pub valid_until: i64,
 }
 
 /// Turns verified token claims into the API's [`Claims`].
@@ -196,7 +225,15 @@ impl TokenCache {
 
     fn get(&self, hash: &[u8; 32], now: i64, keys: &KeySet) -> Option<Arc<Verified>> {
         let entry = self.map.get(hash)?;
-        if now < entry.valid_until && keys.contains(&entry.key) {
+        let ended = entry
+            .verified
+            .session
+            .as_ref()
+            .is_some_and(|s| s.is_ended());
+        if now < entry.valid_until && keys.contains(&entry.key) && !ended {
+            if let Some(s) = &entry.verified.session {
+                s.touch(now);
+            }
             return Some(entry.verified.clone());
         }
         drop(entry);
@@ -215,6 +252,11 @@ impl TokenCache {
             }
         }
         self.map.insert(hash, entry);
+    }
+
+    /// Forgets every verification that `pred` selects.
+    pub fn forget(&self, pred: impl Fn(&Verified) -> bool) {
+        self.map.retain(|_, e| !pred(&e.verified));
     }
 
     /// Removes expired entries.
@@ -253,6 +295,9 @@ pub struct Verifier {
     mapper: ClaimMapper,
     jwks: Arc<Jwks>,
     cache: TokenCache,
+    sessions: Arc<Sessions>,
+    /// The client id, expected in ID and logout token audiences.
+    client_id: String,
 }
 
 pub fn now_unix() -> i64 {
@@ -262,7 +307,7 @@ pub fn now_unix() -> i64 {
 }
 
 impl Verifier {
-    pub fn new(config: &Config, jwks: Arc<Jwks>) -> Self {
+    pub fn new(config: &Config, jwks: Arc<Jwks>, sessions: Arc<Sessions>) -> Self {
         Self {
             issuer: config.provider.issuer.clone(),
             audience: config.audience().to_string(),
@@ -272,7 +317,34 @@ impl Verifier {
             mapper: ClaimMapper::new(&config.claims),
             jwks,
             cache: TokenCache::new(config.verify.cache_max_entries, config.verify.cache_ttl),
+            sessions,
+            client_id: config.provider.client_id.clone(),
         }
+    }
+
+    pub fn sessions(&self) -> &Arc<Sessions> {
+        &self.sessions
+    }
+
+    /// Ends sessions (by `sid`, else by `sub`), puts them on the revocation list, and forgets
+    /// their cached verifications. Returns how many registered sessions ended.
+    pub fn end_sessions(
+        &self,
+        sid: Option<&str>,
+        sub: Option<&str>,
+        reason: EndReason,
+        now: i64,
+    ) -> usize {
+        let ended = match (sid, sub) {
+            (Some(sid), _) => self.sessions.end_sid(sid, reason, now),
+            (None, Some(sub)) => self.sessions.end_sub(sub, reason, now),
+            (None, None) => return 0,
+        };
+        self.cache.forget(|v| match sid {
+            Some(sid) => v.claims.extra.get("sid").and_then(Value::as_str) == Some(sid),
+            None => Some(v.claims.sub.as_str()) == sub,
+        });
+        ended.len()
     }
 
     pub fn cache(&self) -> &TokenCache {
@@ -285,34 +357,18 @@ impl Verifier {
 
     /// Verifies an access token. Cache hit: no parsing, no signature check.
     pub async fn verify(&self, token: &str) -> Result<Arc<Verified>, VerifyError> {
-        if token.len() > self.max_token_bytes {
-            return Err(VerifyError::Malformed(format!(
-                "token is longer than {} bytes",
-                self.max_token_bytes
-            )));
-        }
         let now = now_unix();
-        let hash = TokenCache::key(token);
-        let keys = self.jwks.keys();
-        if let Some(hit) = self.cache.get(&hash, now, &keys) {
-            return Ok(hit);
-        }
-        let parts = split(token)?;
-        let header = parse_header(parts.header)?;
-        let alg = self.check_alg(&header)?;
-        let key = match self.select_key(&keys, &header, alg)? {
-            Some(k) => k,
-            None => {
-                let generation = keys.generation;
-                drop(keys);
-                self.after_refetch(generation, &header, alg).await?
+        if token.len() <= self.max_token_bytes {
+            let keys = self.jwks.keys();
+            if let Some(hit) = self.cache.get(&TokenCache::key(token), now, &keys) {
+                return Ok(hit);
             }
-        };
-        let (verified, exp) = self.check(&parts, alg, &key, now)?;
+        }
+        let (verified, key) = self.verify_access(token, now).await?;
         let verified = Arc::new(verified);
-        let valid_until = exp.min(now.saturating_add(self.cache.ttl));
+        let valid_until = verified.claims.exp.min(now.saturating_add(self.cache.ttl));
         self.cache.insert(
-            hash,
+            TokenCache::key(token),
             CacheEntry {
                 verified: verified.clone(),
                 valid_until,
@@ -321,6 +377,211 @@ impl Verifier {
             now,
         );
         Ok(verified)
+    }
+
+    /// Verifies an access token without consulting or filling the cache (the login flow uses
+    /// it before the session exists, so later verifications link to the session).
+    pub async fn verify_uncached(&self, token: &str) -> Result<Verified, VerifyError> {
+        self.verify_access(token, now_unix()).await.map(|(v, _)| v)
+    }
+
+    async fn verify_access(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<(Verified, Arc<VerifyKey>), VerifyError> {
+        let signed = self.signed(token).await?;
+        if let Some(typ) = &signed.typ {
+            let t = typ.to_ascii_lowercase();
+            if t.contains("id_token") {
+                return Err(VerifyError::IdTokenNotAccepted);
+            }
+            if !matches!(
+                t.as_str(),
+                "jwt" | "at+jwt" | "application/at+jwt" | "application/jwt"
+            ) {
+                return Err(VerifyError::WrongTokenType(format!(
+                    "typ {:?} is not an access token type",
+                    short(typ)
+                )));
+            }
+        }
+        let c = &signed.claims;
+        let (exp, iat) = self.check_common(c, &self.audience, now)?;
+        if c.contains_key("events") {
+            return Err(VerifyError::WrongTokenType(
+                "this is a logout token (it has an `events` claim)".into(),
+            ));
+        }
+        // Authentik's access token carries azp and uid (and scope since 2025.10); its ID token
+        // carries none of them.
+        if !["azp", "uid", "scope"].iter().any(|k| c.contains_key(*k)) {
+            return Err(VerifyError::IdTokenNotAccepted);
+        }
+        let sub = match c.get("sub") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            _ => return Err(VerifyError::MissingClaim("sub")),
+        };
+        let sid = c.get("sid").and_then(Value::as_str);
+        if self.sessions.is_revoked(sid, &sub, iat, now) {
+            return Err(VerifyError::Revoked);
+        }
+        let session = sid.and_then(|sid| self.sessions.by_sid(sid));
+        if let Some(s) = &session {
+            s.touch(now);
+        }
+        let claims = self.mapper.map(signed.claims, sub, exp);
+        let body = serde_json::to_vec(&VerifyResponse {
+            active: true,
+            claims: Some(claims.clone()),
+            reason: None,
+            message: None,
+        })
+        .map(Bytes::from)
+        .unwrap_or_default();
+        Ok((
+            Verified {
+                claims,
+                body,
+                iat,
+                session,
+            },
+            signed.key,
+        ))
+    }
+
+    /// Verifies an ID token from the token endpoint: signature, iss, aud (the client id),
+    /// exp/iat, and the login's nonce. Returns its claims.
+    pub async fn verify_id_token(
+        &self,
+        token: &str,
+        nonce: &str,
+    ) -> Result<Map<String, Value>, VerifyError> {
+        let signed = self.signed(token).await?;
+        let c = signed.claims;
+        self.check_common(&c, &self.client_id, now_unix())?;
+        if let Some(azp) = c.get("azp").and_then(Value::as_str)
+            && azp != self.client_id
+        {
+            return Err(VerifyError::WrongAudience(self.client_id.clone()));
+        }
+        match c.get("nonce").and_then(Value::as_str) {
+            Some(n) if constant_time_eq(n.as_bytes(), nonce.as_bytes()) => Ok(c),
+            _ => Err(VerifyError::NonceMismatch),
+        }
+    }
+
+    /// Verifies a back-channel logout token (OpenID Connect Back-Channel Logout 1.0 §2.6).
+    pub async fn verify_logout_token(&self, token: &str) -> Result<LogoutClaims, VerifyError> {
+        let signed = self.signed(token).await?;
+        if let Some(typ) = &signed.typ
+            && !typ.eq_ignore_ascii_case("logout+jwt")
+            && !typ.eq_ignore_ascii_case("application/logout+jwt")
+            && !typ.eq_ignore_ascii_case("jwt")
+        {
+            return Err(VerifyError::WrongTokenType(format!(
+                "typ {:?} is not logout+jwt",
+                short(typ)
+            )));
+        }
+        let c = &signed.claims;
+        let now = now_unix();
+        let iat = numeric(c, "iat")?.ok_or(VerifyError::MissingClaim("iat"))?;
+        if iat > now.saturating_add(self.leeway) {
+            return Err(VerifyError::NotYetValid("iat lies in the future".into()));
+        }
+        let exp = numeric(c, "exp")?;
+        if let Some(exp) = exp
+            && now > exp.saturating_add(self.leeway)
+        {
+            return Err(VerifyError::Expired(now - exp));
+        }
+        if exp.is_none() && now > iat.saturating_add(self.leeway * 10) {
+            return Err(VerifyError::Expired(now - iat));
+        }
+        self.check_iss_aud(c, &self.client_id)?;
+        let event_ok = c
+            .get("events")
+            .and_then(Value::as_object)
+            .and_then(|e| e.get("http://schemas.openid.net/event/backchannel-logout"))
+            .is_some_and(Value::is_object);
+        if !event_ok {
+            return Err(VerifyError::WrongTokenType(
+                "no back-channel logout event in `events`".into(),
+            ));
+        }
+        if c.contains_key("nonce") {
+            return Err(VerifyError::WrongTokenType(
+                "a logout token must not carry a nonce".into(),
+            ));
+        }
+        let sid = c.get("sid").and_then(Value::as_str).map(str::to_owned);
+        let sub = c.get("sub").and_then(Value::as_str).map(str::to_owned);
+        if sid.is_none() && sub.is_none() {
+            return Err(VerifyError::MissingClaim("sid"));
+        }
+        let jti = match c.get("jti") {
+            Some(Value::String(j)) if !j.is_empty() => j.clone(),
+            _ => return Err(VerifyError::MissingClaim("jti")),
+        };
+        Ok(LogoutClaims {
+            sid,
+            sub,
+            jti,
+            valid_until: exp
+                .unwrap_or(iat)
+                .max(iat.saturating_add(self.leeway * 10))
+                .saturating_add(self.leeway),
+        })
+    }
+
+    /// Shape, header, key (with unknown-kid refetch) and signature; then the payload.
+    async fn signed(&self, token: &str) -> Result<Signed, VerifyError> {
+        if token.len() > self.max_token_bytes {
+            return Err(VerifyError::Malformed(format!(
+                "token is longer than {} bytes",
+                self.max_token_bytes
+            )));
+        }
+        let parts = split(token)?;
+        let header = parse_header(parts.header)?;
+        let alg = self.check_alg(&header)?;
+        let keys = self.jwks.keys();
+        let key = match self.select_key(&keys, &header, alg)? {
+            Some(k) => k,
+            None => {
+                let generation = keys.generation;
+                drop(keys);
+                self.after_refetch(generation, &header, alg).await?
+            }
+        };
+        match jsonwebtoken::crypto::verify(
+            parts.signature,
+            parts.message.as_bytes(),
+            &key.decoding,
+            alg,
+        ) {
+            Ok(true) => {}
+            Ok(false) => return Err(VerifyError::BadSignature),
+            Err(e) => {
+                return Err(match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::Base64(_) => {
+                        VerifyError::Malformed("signature is not base64url".into())
+                    }
+                    _ => VerifyError::BadSignature,
+                });
+            }
+        }
+        let payload = URL_SAFE_NO_PAD
+            .decode(parts.payload)
+            .map_err(|_| VerifyError::Malformed("payload is not base64url".into()))?;
+        let claims: Map<String, Value> = serde_json::from_slice(&payload)
+            .map_err(|_| VerifyError::Malformed("payload is not a JSON object".into()))?;
+        Ok(Signed {
+            typ: header.typ,
+            claims,
+            key,
+        })
     }
 
     fn check_alg(&self, header: &Header) -> Result<Algorithm, VerifyError> {
@@ -341,21 +602,6 @@ impl Verifier {
             return Err(VerifyError::Malformed(
                 "the `crit` header parameter is not supported".into(),
             ));
-        }
-        if let Some(typ) = &header.typ {
-            let t = typ.to_ascii_lowercase();
-            if t.contains("id_token") {
-                return Err(VerifyError::IdTokenNotAccepted);
-            }
-            if !matches!(
-                t.as_str(),
-                "jwt" | "at+jwt" | "application/at+jwt" | "application/jwt"
-            ) {
-                return Err(VerifyError::WrongTokenType(format!(
-                    "typ {:?} is not an access token type",
-                    short(typ)
-                )));
-            }
         }
         Ok(alg)
     }
@@ -422,50 +668,13 @@ impl Verifier {
         }))
     }
 
-    /// Signature, then claims. Returns the result and `exp`.
-    fn check(
+    /// exp, nbf, iat (with leeway), iss and aud. Returns (exp, iat).
+    fn check_common(
         &self,
-        parts: &Parts<'_>,
-        alg: Algorithm,
-        key: &VerifyKey,
+        c: &Map<String, Value>,
+        audience: &str,
         now: i64,
-    ) -> Result<(Verified, i64), VerifyError> {
-        match jsonwebtoken::crypto::verify(
-            parts.signature,
-            parts.message.as_bytes(),
-            &key.decoding,
-            alg,
-        ) {
-            Ok(true) => {}
-            Ok(false) => return Err(VerifyError::BadSignature),
-            Err(e) => {
-                return Err(match e.kind() {
-                    jsonwebtoken::errors::ErrorKind::Base64(_) => {
-                        VerifyError::Malformed("signature is not base64url".into())
-                    }
-                    _ => VerifyError::BadSignature,
-                });
-            }
-        }
-        let payload = URL_SAFE_NO_PAD
-            .decode(parts.payload)
-            .map_err(|_| VerifyError::Malformed("payload is not base64url".into()))?;
-        let claims: Map<String, Value> = serde_json::from_slice(&payload)
-            .map_err(|_| VerifyError::Malformed("payload is not a JSON object".into()))?;
-        let (sub, exp) = self.check_claims(&claims, now)?;
-        let claims = self.mapper.map(claims, sub, exp);
-        let body = serde_json::to_vec(&VerifyResponse {
-            active: true,
-            claims: Some(claims.clone()),
-            reason: None,
-            message: None,
-        })
-        .map(Bytes::from)
-        .unwrap_or_default();
-        Ok((Verified { claims, body }, exp))
-    }
-
-    fn check_claims(&self, c: &Map<String, Value>, now: i64) -> Result<(String, i64), VerifyError> {
+    ) -> Result<(i64, i64), VerifyError> {
         let exp = numeric(c, "exp")?.ok_or(VerifyError::MissingClaim("exp"))?;
         if now > exp.saturating_add(self.leeway) {
             return Err(VerifyError::Expired(now - exp));
@@ -485,35 +694,31 @@ impl Verifier {
                 iat - now
             )));
         }
+        self.check_iss_aud(c, audience)?;
+        Ok((exp, iat))
+    }
+
+    fn check_iss_aud(&self, c: &Map<String, Value>, audience: &str) -> Result<(), VerifyError> {
         match c.get("iss") {
             Some(Value::String(iss)) if *iss == self.issuer => {}
             Some(Value::String(iss)) => return Err(VerifyError::WrongIssuer(short(iss))),
             _ => return Err(VerifyError::MissingClaim("iss")),
         }
         let aud_ok = match c.get("aud") {
-            Some(Value::String(a)) => *a == self.audience,
-            Some(Value::Array(items)) => items.iter().any(|a| a.as_str() == Some(&self.audience)),
+            Some(Value::String(a)) => a == audience,
+            Some(Value::Array(items)) => items.iter().any(|a| a.as_str() == Some(audience)),
             _ => return Err(VerifyError::MissingClaim("aud")),
         };
         if !aud_ok {
-            return Err(VerifyError::WrongAudience(self.audience.clone()));
+            return Err(VerifyError::WrongAudience(audience.to_string()));
         }
-        if c.contains_key("events") {
-            return Err(VerifyError::WrongTokenType(
-                "this is a logout token (it has an `events` claim)".into(),
-            ));
-        }
-        // Authentik's access token carries azp and uid (and scope since 2025.10); its ID token
-        // carries none of them.
-        if !["azp", "uid", "scope"].iter().any(|k| c.contains_key(*k)) {
-            return Err(VerifyError::IdTokenNotAccepted);
-        }
-        let sub = match c.get("sub") {
-            Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            _ => return Err(VerifyError::MissingClaim("sub")),
-        };
-        Ok((sub, exp))
+        Ok(())
     }
+}
+
+/// Compares secrets without an early exit.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The three parts of a compact JWS.
@@ -700,6 +905,8 @@ roles = [{ group = "ops", role = "operator" }]
             verified: Arc::new(Verified {
                 claims: mapper().map(Map::new(), "s".into(), 1),
                 body: Bytes::new(),
+                iat: 0,
+                session: None,
             }),
             valid_until,
             key: key.clone(),

@@ -54,6 +54,71 @@ pub struct Claims {
     pub extra: Map<String, Value>,
 }
 
+/// `POST /v1/codes`: park tokens under a one-time code. The access token is verified first.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssueCodeRequest {
+    #[serde(serialize_with = "Secret::serialize_exposed")]
+    pub access_token: Secret,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_opt_exposed"
+    )]
+    pub refresh_token: Option<Secret>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "serialize_opt_exposed"
+    )]
+    pub id_token: Option<Secret>,
+}
+
+/// `201` answer of `POST /v1/codes`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct IssueCodeResponse {
+    #[serde(serialize_with = "Secret::serialize_exposed")]
+    pub code: Secret,
+    /// Seconds until the code expires.
+    pub expires_in: u64,
+}
+
+/// `POST /v1/codes/redeem` and `POST /auth/exchange` body.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedeemRequest {
+    #[serde(serialize_with = "Secret::serialize_exposed")]
+    pub code: Secret,
+}
+
+/// `200` answer of `POST /v1/codes/redeem`: the parked tokens and the access token's claims.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct RedeemResponse {
+    #[serde(serialize_with = "Secret::serialize_exposed")]
+    pub access_token: Secret,
+    #[serde(default, serialize_with = "serialize_opt_exposed")]
+    pub refresh_token: Option<Secret>,
+    #[serde(default, serialize_with = "serialize_opt_exposed")]
+    pub id_token: Option<Secret>,
+    pub claims: Claims,
+}
+
+/// `POST /auth/logout` answer: where to send the browser to end the provider session.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct LogoutResponse {
+    pub logout_url: String,
+}
+
+fn serialize_opt_exposed<S: serde::Serializer>(
+    v: &Option<Secret>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(secret) => s.serialize_str(secret.expose()),
+        None => s.serialize_none(),
+    }
+}
+
 /// Body of every error answer that is not a `/v1/verify` result.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct ErrorBody {
@@ -102,6 +167,24 @@ pub enum Reason {
     MissingClaim,
     /// tokend holds no verification keys (provider unreachable and no cache).
     KeysUnavailable,
+    /// The token's session has ended (logout, back-channel logout, admin revocation).
+    TokenRevoked,
+    /// An ID token's nonce does not match the login it completes.
+    NonceMismatch,
+    /// No such exchange code (never issued, or expired long ago).
+    UnknownCode,
+    CodeExpired,
+    CodeAlreadyRedeemed,
+    /// Too many outstanding codes or logins; retry shortly.
+    CapacityExceeded,
+    /// The login flow endpoints need a `[flow]` section in the configuration.
+    FlowNotConfigured,
+    /// No (valid) session cookie.
+    NoSession,
+    /// The provider refused the refresh token.
+    RefreshFailed,
+    /// The provider could not be reached or answered an error.
+    ProviderUnavailable,
     /// The request itself is malformed (bad JSON, wrong fields).
     BadRequest,
     PayloadTooLarge,
@@ -131,6 +214,16 @@ impl Reason {
             Reason::WrongTokenType => "wrong_token_type",
             Reason::MissingClaim => "missing_claim",
             Reason::KeysUnavailable => "keys_unavailable",
+            Reason::TokenRevoked => "token_revoked",
+            Reason::NonceMismatch => "nonce_mismatch",
+            Reason::UnknownCode => "unknown_code",
+            Reason::CodeExpired => "code_expired",
+            Reason::CodeAlreadyRedeemed => "code_already_redeemed",
+            Reason::CapacityExceeded => "capacity_exceeded",
+            Reason::FlowNotConfigured => "flow_not_configured",
+            Reason::NoSession => "no_session",
+            Reason::RefreshFailed => "refresh_failed",
+            Reason::ProviderUnavailable => "provider_unavailable",
             Reason::BadRequest => "bad_request",
             Reason::PayloadTooLarge => "payload_too_large",
             Reason::NotFound => "not_found",
@@ -168,6 +261,16 @@ mod tests {
             Reason::WrongTokenType,
             Reason::MissingClaim,
             Reason::KeysUnavailable,
+            Reason::TokenRevoked,
+            Reason::NonceMismatch,
+            Reason::UnknownCode,
+            Reason::CodeExpired,
+            Reason::CodeAlreadyRedeemed,
+            Reason::CapacityExceeded,
+            Reason::FlowNotConfigured,
+            Reason::NoSession,
+            Reason::RefreshFailed,
+            Reason::ProviderUnavailable,
             Reason::BadRequest,
             Reason::PayloadTooLarge,
             Reason::NotFound,

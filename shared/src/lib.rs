@@ -6,5 +6,8 @@
 pub mod api;
 pub mod secret;
 
-pub use api::{Claims, ErrorBody, Readiness, Reason, VerifyRequest, VerifyResponse};
+pub use api::{
+    Claims, ErrorBody, IssueCodeRequest, IssueCodeResponse, LogoutResponse, Readiness, Reason,
+    RedeemRequest, RedeemResponse, VerifyRequest, VerifyResponse,
+};
 pub use secret::Secret;

@@ -486,10 +486,19 @@ impl Tokend {
     pub async fn wait_ready(&self) -> Result<()> {
         let mut last = None;
         for _ in 0..200 {
+            // Connection errors are retried: a stale socket file may still be in place.
             let a = if self.http_addr.is_some() {
-                self.get("/readyz", &[]).await?
+                self.get("/readyz", &[]).await
             } else {
-                self.unix("GET", "/readyz", &[], None).await?
+                self.unix("GET", "/readyz", &[], None).await
+            };
+            let a = match a {
+                Ok(a) => a,
+                Err(e) => {
+                    last = Some(e.to_string());
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
             };
             if a.status == 200 {
                 return Ok(());

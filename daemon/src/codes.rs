@@ -1,0 +1,212 @@
+//! One-time exchange codes: minted from the OS CSPRNG (256 bits, URL-safe), stored under their
+//! hash with a short TTL, redeemed exactly once. The callback never puts tokens in a URL — only
+//! such a code — and the frontend trades it for cookies.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use tokend_shared::Secret;
+
+use crate::store::{CodePayload, Kind, Record, Store, StoreError, TakeError, key_of};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the operating system's random source failed: {0}")]
+    Random(String),
+    #[error("unknown code")]
+    Unknown,
+    #[error("the code has expired")]
+    Expired,
+    #[error("the code was already redeemed")]
+    AlreadyRedeemed,
+}
+
+impl From<TakeError> for CodeError {
+    fn from(e: TakeError) -> Self {
+        match e {
+            TakeError::Unknown => CodeError::Unknown,
+            TakeError::Expired => CodeError::Expired,
+            TakeError::AlreadyUsed => CodeError::AlreadyRedeemed,
+        }
+    }
+}
+
+/// Counters for metrics.
+#[derive(Debug, Default)]
+pub struct CodeStats {
+    pub issued: AtomicU64,
+    pub redeemed: AtomicU64,
+    pub expired: AtomicU64,
+    pub unknown: AtomicU64,
+    pub replayed: AtomicU64,
+    pub refused_full: AtomicU64,
+}
+
+/// Issues and redeems codes. Cheap to share.
+#[derive(Debug)]
+pub struct Codes {
+    store: Arc<dyn Store>,
+    ttl: Duration,
+    pub stats: CodeStats,
+}
+
+/// 32 bytes from the OS CSPRNG, base64url without padding (43 characters).
+pub fn random_handle() -> Result<Secret, CodeError> {
+    let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::fill(bytes.as_mut()).map_err(|e| CodeError::Random(e.to_string()))?;
+    Ok(Secret::new(URL_SAFE_NO_PAD.encode(bytes.as_ref())))
+}
+
+/// The parts of a code's payload the caller provides.
+#[derive(Debug)]
+pub struct NewCode {
+    pub access_token: Secret,
+    pub refresh_token: Option<Secret>,
+    pub id_token: Option<Secret>,
+    pub sub: String,
+    pub sid: Option<String>,
+    pub client: &'static str,
+}
+
+impl Codes {
+    pub fn new(store: Arc<dyn Store>, ttl: Duration) -> Self {
+        Self {
+            store,
+            ttl,
+            stats: CodeStats::default(),
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    pub fn outstanding(&self) -> usize {
+        self.store.outstanding(Kind::ExchangeCode)
+    }
+
+    /// Mints a code for `new`; returns the code (the only copy outside the hash).
+    pub async fn issue(&self, new: NewCode, now: i64) -> Result<Secret, CodeError> {
+        let code = random_handle()?;
+        let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
+        let payload = CodePayload {
+            access_token: new.access_token,
+            refresh_token: new.refresh_token,
+            id_token: new.id_token,
+            sub: new.sub,
+            sid: new.sid,
+            created: now,
+            expires: now.saturating_add(ttl),
+            client: new.client.to_string(),
+        };
+        let result = self
+            .store
+            .put(
+                Kind::ExchangeCode,
+                key_of(code.expose()),
+                Record::Code(payload),
+            )
+            .await;
+        match result {
+            Ok(()) => {
+                self.stats.issued.fetch_add(1, Ordering::Relaxed);
+                Ok(code)
+            }
+            Err(e) => {
+                if matches!(e, StoreError::Full(..)) {
+                    self.stats.refused_full.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Redeems a code: exactly once, and only before it expires.
+    pub async fn redeem(&self, code: &str, now: i64) -> Result<CodePayload, CodeError> {
+        let result = self.store.take(Kind::ExchangeCode, key_of(code), now).await;
+        let counter = match &result {
+            Ok(Record::Code(_)) => &self.stats.redeemed,
+            Ok(Record::Login(_)) | Err(TakeError::Unknown) => &self.stats.unknown,
+            Err(TakeError::Expired) => &self.stats.expired,
+            Err(TakeError::AlreadyUsed) => &self.stats.replayed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        match result? {
+            Record::Code(c) => Ok(c),
+            Record::Login(_) => Err(CodeError::Unknown),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn codes(max: usize) -> Codes {
+        Codes::new(Arc::new(MemoryStore::new(max, 10)), Duration::from_secs(60))
+    }
+
+    fn new_code() -> NewCode {
+        NewCode {
+            access_token: Secret::new("access"),
+            refresh_token: Some(Secret::new("refresh")),
+            id_token: None,
+            sub: "alice".into(),
+            sid: Some("sid".into()),
+            client: "api",
+        }
+    }
+
+    #[tokio::test]
+    async fn issue_redeem_once() {
+        let c = codes(10);
+        let code = c.issue(new_code(), 1000).await.expect("issued");
+        assert_eq!(code.expose().len(), 43, "256 bits, base64url");
+        assert!(
+            code.expose()
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
+        let p = c.redeem(code.expose(), 1059).await.expect("redeemed");
+        assert_eq!(p.access_token.expose(), "access");
+        assert_eq!(p.expires, 1060);
+        assert!(matches!(
+            c.redeem(code.expose(), 1059).await,
+            Err(CodeError::AlreadyRedeemed)
+        ));
+        assert!(matches!(
+            c.redeem("nope", 1059).await,
+            Err(CodeError::Unknown)
+        ));
+        let late = c.issue(new_code(), 1000).await.expect("issued");
+        assert!(matches!(
+            c.redeem(late.expose(), 1060).await,
+            Err(CodeError::Expired)
+        ));
+        assert_eq!(c.stats.redeemed.load(Ordering::Relaxed), 1);
+        assert_eq!(c.stats.replayed.load(Ordering::Relaxed), 1);
+    }
+
+    #[tokio::test]
+    async fn full_store_refuses_issuance() {
+        let c = codes(1);
+        c.issue(new_code(), 0).await.expect("first");
+        assert!(matches!(
+            c.issue(new_code(), 0).await,
+            Err(CodeError::Store(StoreError::Full(..)))
+        ));
+    }
+
+    #[test]
+    fn handles_are_distinct() {
+        let a = random_handle().expect("random");
+        let b = random_handle().expect("random");
+        assert_ne!(a.expose(), b.expose());
+    }
+}

@@ -1,0 +1,441 @@
+//! The session registry (logins made through tokend's flow), the revocation list of ended
+//! sessions (by `sid`, or by `sub` for sub-only logout tokens — bounded by token lifetime), and
+//! the replay cache of back-channel logout token `jti`s.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use dashmap::DashMap;
+use serde::Serialize;
+use tokend_shared::{Claims, Secret};
+
+use crate::store::{Key, key_of};
+
+/// Why a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    Logout,
+    BackchannelLogout,
+    AdminRevocation,
+    Expired,
+}
+
+/// Secrets a session keeps to log out properly (revoke the refresh token, hint the ID token).
+#[derive(Debug, Default)]
+struct SessionSecrets {
+    refresh_token: Option<Secret>,
+    id_token: Option<Secret>,
+}
+
+/// One login.
+#[derive(Debug)]
+pub struct Session {
+    /// Registry key: the provider's `sid`, or a random id when the provider sent none.
+    pub key: String,
+    pub sid: Option<String>,
+    pub sub: String,
+    pub email: Option<String>,
+    pub organization_id: String,
+    pub role: String,
+    /// Unix seconds.
+    pub created: i64,
+    pub access_expires: AtomicI64,
+    pub refresh_expires: AtomicI64,
+    /// Updated by every verification of the session's tokens (an atomic store, no lock).
+    pub last_seen: AtomicI64,
+    /// Set when the session ends, so cached verifications see it at once.
+    pub ended: AtomicBool,
+    secrets: Mutex<SessionSecrets>,
+}
+
+impl Session {
+    pub fn touch(&self, now: i64) {
+        self.last_seen.store(now, Ordering::Relaxed);
+    }
+
+    pub fn is_ended(&self) -> bool {
+        self.ended.load(Ordering::Relaxed)
+    }
+
+    pub fn refresh_token(&self) -> Option<Secret> {
+        lock(&self.secrets).refresh_token.clone()
+    }
+
+    pub fn id_token(&self) -> Option<Secret> {
+        lock(&self.secrets).id_token.clone()
+    }
+
+    /// A description without secrets (for the admin API and the console).
+    pub fn info(&self) -> SessionInfo {
+        SessionInfo {
+            sid: self.sid.clone(),
+            sub: self.sub.clone(),
+            email: self.email.clone(),
+            organization_id: self.organization_id.clone(),
+            role: self.role.clone(),
+            created: self.created,
+            access_expires: self.access_expires.load(Ordering::Relaxed),
+            refresh_expires: self.refresh_expires.load(Ordering::Relaxed),
+            last_seen: self.last_seen.load(Ordering::Relaxed),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SessionInfo {
+    pub sid: Option<String>,
+    pub sub: String,
+    pub email: Option<String>,
+    #[serde(rename = "organizationId")]
+    pub organization_id: String,
+    pub role: String,
+    pub created: i64,
+    pub access_expires: i64,
+    pub refresh_expires: i64,
+    pub last_seen: i64,
+}
+
+/// Tokens issued at or before `at` are refused until `until`.
+#[derive(Debug, Clone, Copy)]
+struct Revocation {
+    at: i64,
+    until: i64,
+}
+
+/// What a new session is made of.
+#[derive(Debug)]
+pub struct NewSession<'a> {
+    pub claims: &'a Claims,
+    pub sid: Option<String>,
+    pub id_token: Option<Secret>,
+    pub refresh_token: Option<Secret>,
+    pub refresh_expires: i64,
+    pub now: i64,
+}
+
+#[derive(Debug, Default)]
+pub struct SessionStats {
+    pub created: AtomicU64,
+    pub ended_logout: AtomicU64,
+    pub ended_backchannel: AtomicU64,
+    pub ended_admin: AtomicU64,
+    pub ended_expired: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct Sessions {
+    by_key: DashMap<String, Arc<Session>>,
+    /// Hash of the current refresh token → session key.
+    by_refresh: DashMap<Key, String>,
+    revoked_sids: DashMap<String, Revocation>,
+    revoked_subs: DashMap<String, Revocation>,
+    /// Back-channel logout token ids seen, until they can no longer be valid.
+    seen_jtis: DashMap<String, i64>,
+    /// How long an ended session's tokens stay refused (at least the access token lifetime).
+    revocation_ttl: i64,
+    pub stats: SessionStats,
+}
+
+impl Sessions {
+    pub fn new(revocation_ttl: std::time::Duration) -> Self {
+        Self {
+            by_key: DashMap::new(),
+            by_refresh: DashMap::new(),
+            revoked_sids: DashMap::new(),
+            revoked_subs: DashMap::new(),
+            seen_jtis: DashMap::new(),
+            revocation_ttl: i64::try_from(revocation_ttl.as_secs()).unwrap_or(i64::MAX),
+            stats: SessionStats::default(),
+        }
+    }
+
+    pub fn active(&self) -> usize {
+        self.by_key.len()
+    }
+
+    pub fn create(&self, new: NewSession<'_>) -> Arc<Session> {
+        let key = match &new.sid {
+            Some(sid) => sid.clone(),
+            None => crate::codes::random_handle()
+                .map(|h| format!("local-{}", h.expose()))
+                .unwrap_or_else(|_| format!("local-{}-{}", new.claims.sub, new.now)),
+        };
+        if let Some(rt) = &new.refresh_token {
+            self.by_refresh.insert(key_of(rt.expose()), key.clone());
+        }
+        let session = Arc::new(Session {
+            key: key.clone(),
+            sid: new.sid,
+            sub: new.claims.sub.clone(),
+            email: new.claims.email.clone(),
+            organization_id: new.claims.organization_id.clone(),
+            role: new.claims.role.clone(),
+            created: new.now,
+            access_expires: AtomicI64::new(new.claims.exp),
+            refresh_expires: AtomicI64::new(new.refresh_expires),
+            last_seen: AtomicI64::new(new.now),
+            ended: AtomicBool::new(false),
+            secrets: Mutex::new(SessionSecrets {
+                refresh_token: new.refresh_token,
+                id_token: new.id_token,
+            }),
+        });
+        // A new login with the same sid replaces the old record.
+        if let Some(old) = self.by_key.insert(key, session.clone()) {
+            old.ended.store(true, Ordering::Relaxed);
+        }
+        self.stats.created.fetch_add(1, Ordering::Relaxed);
+        session
+    }
+
+    pub fn by_sid(&self, sid: &str) -> Option<Arc<Session>> {
+        self.by_key.get(sid).map(|s| s.clone())
+    }
+
+    /// The session whose current refresh token is `refresh_token`.
+    pub fn by_refresh_token(&self, refresh_token: &str) -> Option<Arc<Session>> {
+        let key = self.by_refresh.get(&key_of(refresh_token))?.clone();
+        self.by_key.get(&key).map(|s| s.clone())
+    }
+
+    /// After a refresh: the new refresh token (Authentik rotates it) and access expiry.
+    pub fn refreshed(
+        &self,
+        session: &Session,
+        old_refresh: &str,
+        new_refresh: Option<Secret>,
+        new_id_token: Option<Secret>,
+        access_expires: i64,
+        now: i64,
+    ) {
+        let mut secrets = lock(&session.secrets);
+        if let Some(rt) = &new_refresh {
+            self.by_refresh.remove(&key_of(old_refresh));
+            self.by_refresh
+                .insert(key_of(rt.expose()), session.key.clone());
+            secrets.refresh_token = new_refresh;
+        }
+        if new_id_token.is_some() {
+            secrets.id_token = new_id_token;
+        }
+        session
+            .access_expires
+            .store(access_expires, Ordering::Relaxed);
+        session.touch(now);
+    }
+
+    /// Ends the sessions with this `sid` and refuses tokens of it issued until now.
+    pub fn end_sid(&self, sid: &str, reason: EndReason, now: i64) -> Vec<Arc<Session>> {
+        self.revoked_sids.insert(
+            sid.to_string(),
+            Revocation {
+                at: now,
+                until: now.saturating_add(self.revocation_ttl),
+            },
+        );
+        let ended: Vec<_> = self
+            .by_key
+            .remove(sid)
+            .map(|(_, s)| s)
+            .into_iter()
+            .collect();
+        self.finish(&ended, reason);
+        ended
+    }
+
+    /// Ends every session of `sub` and refuses the user's tokens issued until now.
+    pub fn end_sub(&self, sub: &str, reason: EndReason, now: i64) -> Vec<Arc<Session>> {
+        self.revoked_subs.insert(
+            sub.to_string(),
+            Revocation {
+                at: now,
+                until: now.saturating_add(self.revocation_ttl),
+            },
+        );
+        let keys: Vec<String> = self
+            .by_key
+            .iter()
+            .filter(|s| s.sub == sub)
+            .map(|s| s.key.clone())
+            .collect();
+        let ended: Vec<_> = keys
+            .iter()
+            .filter_map(|k| self.by_key.remove(k).map(|(_, s)| s))
+            .collect();
+        self.finish(&ended, reason);
+        ended
+    }
+
+    fn finish(&self, ended: &[Arc<Session>], reason: EndReason) {
+        for s in ended {
+            s.ended.store(true, Ordering::Relaxed);
+            if let Some(rt) = lock(&s.secrets).refresh_token.as_ref() {
+                self.by_refresh.remove(&key_of(rt.expose()));
+            }
+        }
+        let counter = match reason {
+            EndReason::Logout => &self.stats.ended_logout,
+            EndReason::BackchannelLogout => &self.stats.ended_backchannel,
+            EndReason::AdminRevocation => &self.stats.ended_admin,
+            EndReason::Expired => &self.stats.ended_expired,
+        };
+        counter.fetch_add(ended.len() as u64, Ordering::Relaxed);
+    }
+
+    /// Whether a token of (`sid`, `sub`) issued at `iat` belongs to an ended session.
+    pub fn is_revoked(&self, sid: Option<&str>, sub: &str, iat: i64, now: i64) -> bool {
+        let hit = |r: Option<Revocation>| r.is_some_and(|r| now < r.until && iat <= r.at);
+        if self.revoked_sids.is_empty() && self.revoked_subs.is_empty() {
+            return false;
+        }
+        hit(sid.and_then(|s| self.revoked_sids.get(s).map(|r| *r)))
+            || hit(self.revoked_subs.get(sub).map(|r| *r))
+    }
+
+    /// Records a logout token's `jti`; false if it was seen before (a replay).
+    pub fn first_use_of_jti(&self, jti: &str, until: i64) -> bool {
+        match self.seen_jtis.entry(jti.to_string()) {
+            dashmap::mapref::entry::Entry::Occupied(_) => false,
+            dashmap::mapref::entry::Entry::Vacant(v) => {
+                v.insert(until);
+                true
+            }
+        }
+    }
+
+    /// Drops expired revocations and jtis, and sessions whose tokens have all expired.
+    pub fn sweep(&self, now: i64) {
+        self.revoked_sids.retain(|_, r| now < r.until);
+        self.revoked_subs.retain(|_, r| now < r.until);
+        self.seen_jtis.retain(|_, until| now < *until);
+        let expired: Vec<String> = self
+            .by_key
+            .iter()
+            .filter(|s| {
+                now >= s.access_expires.load(Ordering::Relaxed)
+                    && now >= s.refresh_expires.load(Ordering::Relaxed)
+            })
+            .map(|s| s.key.clone())
+            .collect();
+        let ended: Vec<_> = expired
+            .iter()
+            .filter_map(|k| self.by_key.remove(k).map(|(_, s)| s))
+            .collect();
+        self.finish(&ended, EndReason::Expired);
+    }
+
+    /// All sessions, newest first.
+    pub fn list(&self) -> Vec<SessionInfo> {
+        let mut all: Vec<SessionInfo> = self.by_key.iter().map(|s| s.info()).collect();
+        all.sort_by_key(|s| std::cmp::Reverse(s.created));
+        all
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn claims(sub: &str) -> Claims {
+        Claims {
+            sub: sub.into(),
+            email: None,
+            name: None,
+            preferred_username: None,
+            organization_id: sub.into(),
+            groups: vec![],
+            role: "user".into(),
+            scope: None,
+            exp: 1000,
+            extra: Default::default(),
+        }
+    }
+
+    #[test]
+    fn end_by_sid_revokes_older_tokens_only() {
+        let s = Sessions::new(Duration::from_secs(3600));
+        let c = claims("alice");
+        let session = s.create(NewSession {
+            claims: &c,
+            sid: Some("sid-1".into()),
+            id_token: None,
+            refresh_token: Some(Secret::new("rt-1")),
+            refresh_expires: 5000,
+            now: 100,
+        });
+        assert!(s.by_refresh_token("rt-1").is_some());
+        assert_eq!(
+            s.end_sid("sid-1", EndReason::BackchannelLogout, 200).len(),
+            1
+        );
+        assert!(session.is_ended());
+        assert_eq!(s.active(), 0);
+        assert!(s.by_refresh_token("rt-1").is_none());
+        assert!(s.is_revoked(Some("sid-1"), "alice", 150, 300));
+        assert!(
+            !s.is_revoked(Some("sid-1"), "alice", 201, 300),
+            "newer token"
+        );
+        assert!(
+            !s.is_revoked(Some("sid-2"), "alice", 150, 300),
+            "other session"
+        );
+        assert!(
+            !s.is_revoked(Some("sid-1"), "alice", 150, 3801),
+            "revocation expired"
+        );
+    }
+
+    #[test]
+    fn end_by_sub_and_jti_replay() {
+        let s = Sessions::new(Duration::from_secs(60));
+        let c = claims("bob");
+        for sid in ["a", "b"] {
+            s.create(NewSession {
+                claims: &c,
+                sid: Some(sid.into()),
+                id_token: None,
+                refresh_token: None,
+                refresh_expires: 0,
+                now: 1,
+            });
+        }
+        assert_eq!(s.end_sub("bob", EndReason::BackchannelLogout, 10).len(), 2);
+        assert!(s.is_revoked(None, "bob", 5, 20));
+        assert!(s.first_use_of_jti("j1", 100));
+        assert!(!s.first_use_of_jti("j1", 100));
+        s.sweep(100);
+        assert!(
+            s.first_use_of_jti("j1", 200),
+            "forgotten after its lifetime"
+        );
+    }
+
+    #[test]
+    fn refresh_rotation_moves_the_index() {
+        let s = Sessions::new(Duration::from_secs(60));
+        let c = claims("carol");
+        let session = s.create(NewSession {
+            claims: &c,
+            sid: Some("x".into()),
+            id_token: None,
+            refresh_token: Some(Secret::new("old")),
+            refresh_expires: 100,
+            now: 1,
+        });
+        s.refreshed(&session, "old", Some(Secret::new("new")), None, 500, 2);
+        assert!(s.by_refresh_token("old").is_none());
+        assert!(s.by_refresh_token("new").is_some());
+        assert_eq!(
+            session.refresh_token().map(|t| t.expose().to_string()),
+            Some("new".into())
+        );
+        assert!(!format!("{session:?}").contains("new\""));
+    }
+}

@@ -1,0 +1,338 @@
+//! Single-use records with a TTL — exchange codes and login states — behind the [`Store`]
+//! trait; [`MemoryStore`] (DashMap) is the embedded default. Keys are SHA-256 hashes of the
+//! secret handles, so a listing or a memory dump never shows a usable code or state.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use sha2::{Digest, Sha256};
+use tokend_shared::Secret;
+
+/// A boxed future, so that stores are usable as trait objects.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The hash under which a record is stored.
+pub type Key = [u8; 32];
+
+/// Hashes a code or state string into its storage key.
+pub fn key_of(handle: &str) -> Key {
+    Sha256::digest(handle.as_bytes()).into()
+}
+
+/// The two kinds of record, each with its own capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    ExchangeCode,
+    LoginState,
+}
+
+/// What a one-time exchange code stands for. Tokens are zeroized when dropped.
+#[derive(Debug, Clone)]
+pub struct CodePayload {
+    pub access_token: Secret,
+    pub refresh_token: Option<Secret>,
+    pub id_token: Option<Secret>,
+    pub sub: String,
+    pub sid: Option<String>,
+    /// Unix seconds.
+    pub created: i64,
+    /// Unix seconds; after this the code is expired.
+    pub expires: i64,
+    /// Who minted it: `flow` (the callback) or `api` (POST /v1/codes).
+    pub client: String,
+}
+
+/// A login in progress, between /auth/login and /auth/callback.
+#[derive(Debug, Clone)]
+pub struct LoginState {
+    pub nonce: Secret,
+    pub pkce_verifier: Secret,
+    /// Same-site path to return to after login.
+    pub redirect: String,
+    pub created: i64,
+    pub expires: i64,
+}
+
+#[derive(Debug, Clone)]
+pub enum Record {
+    Code(CodePayload),
+    Login(LoginState),
+}
+
+impl Record {
+    fn expires(&self) -> i64 {
+        match self {
+            Record::Code(c) => c.expires,
+            Record::Login(l) => l.expires,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("too many outstanding {0:?} records (limit {1}); try again shortly")]
+    Full(Kind, usize),
+    #[error("the key is already in use")]
+    Duplicate,
+}
+
+/// Why a record could not be taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TakeError {
+    #[error("unknown")]
+    Unknown,
+    #[error("expired")]
+    Expired,
+    #[error("already used")]
+    AlreadyUsed,
+}
+
+/// Single-use record storage. Implementations must make [`Store::take`] atomic: of any
+/// number of concurrent takes of one key, exactly one succeeds.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Stores `record` under `key` until `record`'s expiry; fails when the kind is full.
+    fn put(&self, kind: Kind, key: Key, record: Record) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Takes the record out: checks expiry before removal; a used key is remembered until it
+    /// would have expired, so a replay is told apart from an unknown key.
+    fn take(&self, kind: Kind, key: Key, now: i64) -> BoxFuture<'_, Result<Record, TakeError>>;
+    /// Live (unexpired, unused) records of a kind.
+    fn outstanding(&self, kind: Kind) -> usize;
+    /// Removes expired records and tombstones; returns how many exchange codes expired unused.
+    fn sweep(&self, now: i64) -> usize;
+}
+
+enum Slot {
+    Live(Record),
+    /// Used; kept until `expires` to recognise replays.
+    Used {
+        expires: i64,
+    },
+}
+
+struct Table {
+    map: DashMap<Key, Slot>,
+    /// Live records (not tombstones), kept alongside so the capacity check costs no scan.
+    live: AtomicUsize,
+    max: usize,
+}
+
+impl Table {
+    fn new(max: usize) -> Self {
+        Self {
+            map: DashMap::new(),
+            live: AtomicUsize::new(0),
+            max,
+        }
+    }
+}
+
+/// The in-memory store.
+pub struct MemoryStore {
+    codes: Table,
+    logins: Table,
+}
+
+impl std::fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("codes", &self.codes.live.load(Ordering::Relaxed))
+            .field("logins", &self.logins.live.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl MemoryStore {
+    pub fn new(max_codes: usize, max_logins: usize) -> Self {
+        Self {
+            codes: Table::new(max_codes),
+            logins: Table::new(max_logins),
+        }
+    }
+
+    fn table(&self, kind: Kind) -> &Table {
+        match kind {
+            Kind::ExchangeCode => &self.codes,
+            Kind::LoginState => &self.logins,
+        }
+    }
+
+    /// Synchronous [`Store::put`].
+    pub fn put_now(&self, kind: Kind, key: Key, record: Record) -> Result<(), StoreError> {
+        let t = self.table(kind);
+        // Reserve a slot first so concurrent puts cannot overshoot the limit.
+        if t.live.fetch_add(1, Ordering::AcqRel) >= t.max {
+            t.live.fetch_sub(1, Ordering::AcqRel);
+            return Err(StoreError::Full(kind, t.max));
+        }
+        match t.map.entry(key) {
+            Entry::Occupied(_) => {
+                t.live.fetch_sub(1, Ordering::AcqRel);
+                Err(StoreError::Duplicate)
+            }
+            Entry::Vacant(v) => {
+                v.insert(Slot::Live(record));
+                Ok(())
+            }
+        }
+    }
+
+    /// Synchronous [`Store::take`].
+    pub fn take_now(&self, kind: Kind, key: Key, now: i64) -> Result<Record, TakeError> {
+        let t = self.table(kind);
+        match t.map.entry(key) {
+            Entry::Vacant(_) => Err(TakeError::Unknown),
+            Entry::Occupied(mut e) => match e.get() {
+                Slot::Used { .. } => Err(TakeError::AlreadyUsed),
+                // The expiry is checked before removal: an expired record is gone, and said so.
+                Slot::Live(r) if now >= r.expires() => {
+                    e.remove();
+                    t.live.fetch_sub(1, Ordering::AcqRel);
+                    Err(TakeError::Expired)
+                }
+                Slot::Live(r) => {
+                    let expires = r.expires();
+                    let Slot::Live(record) = e.insert(Slot::Used { expires }) else {
+                        return Err(TakeError::AlreadyUsed);
+                    };
+                    t.live.fetch_sub(1, Ordering::AcqRel);
+                    Ok(record)
+                }
+            },
+        }
+    }
+}
+
+impl Store for MemoryStore {
+    fn put(&self, kind: Kind, key: Key, record: Record) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(std::future::ready(self.put_now(kind, key, record)))
+    }
+
+    fn take(&self, kind: Kind, key: Key, now: i64) -> BoxFuture<'_, Result<Record, TakeError>> {
+        Box::pin(std::future::ready(self.take_now(kind, key, now)))
+    }
+
+    fn outstanding(&self, kind: Kind) -> usize {
+        self.table(kind).live.load(Ordering::Relaxed)
+    }
+
+    fn sweep(&self, now: i64) -> usize {
+        let mut expired = 0;
+        for t in [&self.codes, &self.logins] {
+            let is_codes = std::ptr::eq(t, &self.codes);
+            t.map.retain(|_, slot| match slot {
+                Slot::Live(r) if now >= r.expires() => {
+                    t.live.fetch_sub(1, Ordering::AcqRel);
+                    if is_codes {
+                        expired += 1;
+                    }
+                    false
+                }
+                Slot::Used { expires } => now < *expires,
+                Slot::Live(_) => true,
+            });
+        }
+        expired
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn code(expires: i64) -> Record {
+        Record::Code(CodePayload {
+            access_token: Secret::new("at"),
+            refresh_token: None,
+            id_token: None,
+            sub: "s".into(),
+            sid: None,
+            created: 0,
+            expires,
+            client: "api".into(),
+        })
+    }
+
+    #[test]
+    fn single_use_expired_and_replayed() {
+        let s = MemoryStore::new(10, 10);
+        let k = key_of("code-1");
+        s.put_now(Kind::ExchangeCode, k, code(100)).expect("stored");
+        assert_eq!(s.outstanding(Kind::ExchangeCode), 1);
+        assert!(s.take_now(Kind::ExchangeCode, k, 50).is_ok());
+        assert_eq!(
+            s.take_now(Kind::ExchangeCode, k, 51).err(),
+            Some(TakeError::AlreadyUsed)
+        );
+        assert_eq!(s.outstanding(Kind::ExchangeCode), 0);
+
+        let k2 = key_of("code-2");
+        s.put_now(Kind::ExchangeCode, k2, code(100))
+            .expect("stored");
+        assert_eq!(
+            s.take_now(Kind::ExchangeCode, k2, 100).err(),
+            Some(TakeError::Expired)
+        );
+        assert_eq!(
+            s.take_now(Kind::ExchangeCode, k2, 101).err(),
+            Some(TakeError::Unknown),
+            "an expired code is gone"
+        );
+        assert_eq!(
+            s.take_now(Kind::LoginState, k, 0).err(),
+            Some(TakeError::Unknown),
+            "kinds are separate"
+        );
+    }
+
+    #[test]
+    fn capacity_and_sweep() {
+        let s = MemoryStore::new(2, 2);
+        s.put_now(Kind::ExchangeCode, key_of("a"), code(10))
+            .expect("a");
+        s.put_now(Kind::ExchangeCode, key_of("b"), code(100))
+            .expect("b");
+        assert!(matches!(
+            s.put_now(Kind::ExchangeCode, key_of("c"), code(100)),
+            Err(StoreError::Full(Kind::ExchangeCode, 2))
+        ));
+        assert_eq!(s.sweep(20), 1);
+        assert_eq!(s.outstanding(Kind::ExchangeCode), 1);
+        s.put_now(Kind::ExchangeCode, key_of("c"), code(100))
+            .expect("room again");
+        assert_eq!(
+            s.put_now(Kind::ExchangeCode, key_of("c"), code(100)),
+            Err(StoreError::Full(Kind::ExchangeCode, 2))
+        );
+    }
+
+    #[test]
+    fn concurrent_takes_exactly_one_wins() {
+        let s = Arc::new(MemoryStore::new(10, 10));
+        let k = key_of("contested");
+        s.put_now(Kind::ExchangeCode, k, code(100)).expect("stored");
+        let wins: usize = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let s = s.clone();
+                    scope.spawn(move || {
+                        (0..100)
+                            .filter(|_| s.take_now(Kind::ExchangeCode, k, 1).is_ok())
+                            .count()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+        });
+        assert_eq!(wins, 1);
+    }
+
+    #[test]
+    fn debug_shows_no_tokens() {
+        let rec = code(1);
+        assert!(!format!("{rec:?}").contains("\"at\""));
+    }
+}
