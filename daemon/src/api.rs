@@ -11,7 +11,6 @@ use std::collections::HashMap;
 
 use axum::extract::{Query, RawQuery};
 use axum::http::HeaderValue;
-use axum::response::Redirect;
 use axum::routing::{get, post};
 use tokend_shared::{
     IssueCodeRequest, IssueCodeResponse, LogoutResponse, Reason, RedeemRequest, RedeemResponse,
@@ -227,7 +226,16 @@ async fn auth_login(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery)
         }
         Err(name) => state.flow.login_error_url(&name),
     };
-    no_store(Redirect::to(&target).into_response())
+    found(&target)
+}
+
+/// `302 Found` to `target`, not cached.
+fn found(target: &str) -> Response {
+    let mut resp = StatusCode::FOUND.into_response();
+    if let Ok(v) = HeaderValue::from_str(target) {
+        resp.headers_mut().insert(header::LOCATION, v);
+    }
+    no_store(resp)
 }
 
 /// `GET /auth/callback?code&state` → 302 to the frontend with an exchange code (never tokens).
@@ -236,7 +244,7 @@ async fn auth_callback(
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let target = state.flow.callback(&params).await;
-    no_store(Redirect::to(&target).into_response())
+    found(&target)
 }
 
 /// `POST /auth/exchange {"code"}` → HttpOnly cookies; tokens never in the body.

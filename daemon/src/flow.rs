@@ -13,8 +13,8 @@ use dashmap::DashMap;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreJsonWebKeySet};
 use openidconnect::{
     AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken,
-    RevocationUrl, Scope, TokenResponse, TokenUrl,
+    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, Scope,
+    TokenResponse, TokenUrl,
 };
 use reqwest::Url;
 use tokend_shared::{Claims, Reason, Secret};
@@ -266,7 +266,13 @@ impl Flow {
         let nonce = random_handle().map_err(|_| "internal".to_string())?;
         let state_for_url = state.clone();
         let nonce_for_url = nonce.clone();
-        let mut scopes: Vec<String> = cfg.scopes.clone();
+        // openidconnect adds `openid` itself.
+        let mut scopes: Vec<String> = cfg
+            .scopes
+            .iter()
+            .filter(|s| *s != "openid")
+            .cloned()
+            .collect();
         if let Some(org) = &cfg.organization_scope
             && !scopes.contains(org)
         {
@@ -645,6 +651,11 @@ impl Flow {
             .cloned()
             .or_else(|| session.as_ref().and_then(|s| s.refresh_token()));
         let id_token = session.as_ref().and_then(|s| s.id_token());
+        tracing::debug!(
+            session = session.is_some(),
+            refresh_token = refresh_token.is_some(),
+            "logout"
+        );
         if let Some(rt) = refresh_token {
             self.revoke(&rt).await;
         }
@@ -663,28 +674,57 @@ impl Flow {
         self.logout_url(id_token.as_ref())
     }
 
+    /// RFC 7009 revocation of a refresh token (client_secret_basic). Best effort: a failure
+    /// is logged, the logout goes on. (openidconnect refuses non-HTTPS revocation URLs, which
+    /// an internal or development provider may well have, so this is a plain form POST.)
     async fn revoke(&self, refresh_token: &Secret) {
-        let Ok(meta) = self.metadata() else { return };
-        let Some(url) = meta
-            .revocation_endpoint
-            .clone()
-            .and_then(|u| RevocationUrl::new(u).ok())
+        let Some(url) = self
+            .metadata()
+            .ok()
+            .and_then(|m| m.revocation_endpoint.clone())
         else {
             tracing::debug!("provider has no revocation endpoint; refresh token not revoked");
             return;
         };
-        let Ok(client) = self.client(&meta).map(|c| c.set_revocation_url(url)) else {
-            return;
+        let form = [
+            ("token", refresh_token.expose()),
+            ("token_type_hint", "refresh_token"),
+        ];
+        let body = match serde_urlencoded::to_string(form) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "refresh token not revoked");
+                return;
+            }
         };
-        let token = openidconnect::core::CoreRevocableToken::from(RefreshToken::new(
-            refresh_token.expose().to_string(),
-        ));
-        let Ok(request) = client.revoke_token(token) else {
-            return;
+        let request = match self.upstream().request(reqwest::Method::POST, &url) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "refresh token not revoked");
+                return;
+            }
         };
-        let http = http_client(self.upstream());
-        if let Err(e) = request.request_async(&http).await {
-            tracing::warn!(error = %describe_token_error(&e), "refresh token revocation failed");
+        // RFC 6749 §2.3.1: client id and secret are form-encoded before Basic encoding.
+        let enc = |s: &str| {
+            serde_urlencoded::to_string([("", s)])
+                .map(|x| x.trim_start_matches('=').to_string())
+                .unwrap_or_default()
+        };
+        let secret = self.client_secret.as_ref().map(|s| enc(s.expose()));
+        let request = request
+            .basic_auth(enc(&self.client_id), secret)
+            .header(
+                http::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(body);
+        match request.send().await {
+            Ok(r) if r.status().is_success() => {}
+            Ok(r) => tracing::warn!(
+                status = r.status().as_u16(),
+                "refresh token revocation refused"
+            ),
+            Err(e) => tracing::warn!(error = %e, "refresh token revocation failed"),
         }
     }
 

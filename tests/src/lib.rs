@@ -320,6 +320,8 @@ pub struct TokendConfig {
     /// Socket path; default `<tempdir>/tokend.sock`.
     pub socket_path: Option<PathBuf>,
     pub http: bool,
+    /// Fixed TCP port (default: any free one, read from the log).
+    pub http_port: Option<u16>,
     /// Extra lines appended to the `[verify]` section.
     pub verify_extra: String,
     /// Extra lines appended to the `[listen]` section.
@@ -343,6 +345,7 @@ impl TokendConfig {
             socket: true,
             socket_path: None,
             http: true,
+            http_port: None,
             verify_extra: String::new(),
             listen_extra: String::new(),
             tail: String::new(),
@@ -361,7 +364,7 @@ impl TokendConfig {
             t += &format!("socket = {:?}\n", self.socket_file(dir));
         }
         if self.http {
-            t += "http = \"127.0.0.1:0\"\n";
+            t += &format!("http = \"127.0.0.1:{}\"\n", self.http_port.unwrap_or(0));
         }
         t += &self.listen_extra;
         t += &format!(
@@ -533,6 +536,25 @@ impl Tokend {
         answer(req.send().await?).await
     }
 
+    /// POST with headers over TCP.
+    pub async fn post_with(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<reqwest::Body>,
+    ) -> Result<Answer> {
+        let mut req = self.http.post(self.url(path)?).body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        answer(req.send().await?).await
+    }
+
+    /// Base URL of the TCP listener.
+    pub fn base_url(&self) -> Result<String> {
+        self.url("")
+    }
+
     /// `POST /v1/verify` over TCP.
     pub async fn verify(&self, token: &str) -> Result<Answer> {
         self.post("/v1/verify", json!({"token": token}).to_string())
@@ -678,6 +700,13 @@ pub async fn unix_request(
         headers,
         body,
     })
+}
+
+/// A TCP port that was free a moment ago.
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 /// Seconds since the epoch.

@@ -1,0 +1,723 @@
+//! Issue #3: exchange codes, the whole login flow, sessions and back-channel logout — through
+//! the real binary and the real provider.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokend_e2e::{Answer, Provider, ProviderOptions, Tokend, TokendConfig, free_port, now};
+
+type R = anyhow::Result<()>;
+
+const FRONTEND: &str = "http://frontend.test";
+
+/// A provider whose client redirects to tokend's callback, and tokend with the flow mounted.
+async fn flow_setup(extra: &str) -> anyhow::Result<(Provider, Tokend)> {
+    let port = free_port()?;
+    let p = Provider::start_with(ProviderOptions {
+        redirect_uris: vec![format!("http://127.0.0.1:{port}/auth/callback")],
+        backchannel_logout_uri: Some(format!("http://127.0.0.1:{port}/auth/backchannel-logout")),
+        ..Default::default()
+    })
+    .await?;
+    let mut cfg = TokendConfig::for_provider(&p);
+    cfg.http_port = Some(port);
+    cfg.tail = format!(
+        "\n[flow]\nredirect_uri = \"http://127.0.0.1:{port}/auth/callback\"\nfrontend_url = \"{FRONTEND}\"\norganization_scope = \"organization\"\n{extra}"
+    );
+    let t = Tokend::start(&cfg).await?;
+    t.wait_ready().await?;
+    Ok((p, t))
+}
+
+fn location(a: &Answer) -> String {
+    a.headers
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+fn query(url: &str) -> HashMap<String, String> {
+    reqwest::Url::parse(url)
+        .map(|u| u.query_pairs().into_owned().collect())
+        .unwrap_or_default()
+}
+
+fn set_cookies(a: &Answer) -> Vec<String> {
+    a.headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect()
+}
+
+/// The value of cookie `name` among Set-Cookie headers.
+fn cookie_value(cookies: &[String], name: &str) -> Option<String> {
+    cookies.iter().find_map(|c| {
+        c.split(';')
+            .next()
+            .and_then(|kv| kv.strip_prefix(&format!("{name}=")))
+            .map(str::to_string)
+    })
+}
+
+fn cookie_attrs(cookies: &[String], name: &str) -> Vec<String> {
+    cookies
+        .iter()
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .map(|c| c.split(';').skip(1).map(|a| a.trim().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// Runs /auth/login → provider login → /auth/callback; returns the frontend URL reached.
+async fn login_through_tokend(
+    p: &Provider,
+    t: &Tokend,
+    user: &str,
+    redirect: &str,
+    jar: &str,
+) -> anyhow::Result<String> {
+    let a = t
+        .get(
+            &format!("/auth/login?redirect={}", urlencode(redirect)),
+            &[],
+        )
+        .await?;
+    assert_eq!(a.status, 302, "{:?}", a.body);
+    let authorize = location(&a);
+    let back = browse(p, &authorize, user, jar).await?;
+    assert!(
+        back.starts_with(&t.base_url()?),
+        "provider sent the browser to {back}"
+    );
+    let path = back.trim_start_matches(&t.base_url()?).to_string();
+    let a = t.get(&path, &[]).await?;
+    assert_eq!(a.status, 302);
+    Ok(location(&a))
+}
+
+async fn browse(p: &Provider, url: &str, user: &str, jar: &str) -> anyhow::Result<String> {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/_test/browse", p.base()))
+        .json(&json!({"url": url, "user": user, "session": jar}))
+        .send()
+        .await?;
+    let v: Value = resp.json().await?;
+    v["location"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("browse failed: {v}"))
+}
+
+fn urlencode(s: &str) -> String {
+    reqwest::Url::parse_with_params("http://x/", &[("v", s)])
+        .ok()
+        .and_then(|u| u.query().map(|q| q.trim_start_matches("v=").to_string()))
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_flow_login_exchange_verify_refresh_logout() -> R {
+    let (p, t) = flow_setup("").await?;
+    let mut secrets: Vec<String> = vec![p.client_secret.clone()];
+
+    // 1. /auth/login → authorization request at the public authorization endpoint.
+    let a = t
+        .get("/auth/login?redirect=%2Forders%2F42%3Ftab%3Ditems", &[])
+        .await?;
+    assert_eq!(a.status, 302);
+    let authorize = location(&a);
+    assert!(
+        authorize.starts_with(&format!(
+            "{}authorize",
+            p.issuer.trim_end_matches("tokend/")
+        )),
+        "{authorize}"
+    );
+    let q = query(&authorize);
+    assert_eq!(q["response_type"], "code");
+    assert_eq!(q["client_id"], p.client_id);
+    assert_eq!(
+        q["redirect_uri"],
+        format!("{}/auth/callback", t.base_url()?)
+    );
+    for s in [
+        "openid",
+        "email",
+        "profile",
+        "offline_access",
+        "organization",
+    ] {
+        assert!(
+            q["scope"].split(' ').any(|x| x == s),
+            "scope {s} in {}",
+            q["scope"]
+        );
+    }
+    assert_eq!(q["code_challenge_method"], "S256");
+    assert_eq!(q["code_challenge"].len(), 43);
+    assert!(q["state"].len() >= 43 && q["nonce"].len() >= 43);
+
+    // 2. The provider logs alice in and sends the browser back to tokend's callback.
+    let back = browse(&p, &authorize, "alice", "flow").await?;
+    let cb = back.trim_start_matches(&t.base_url()?).to_string();
+    assert!(cb.starts_with("/auth/callback?"), "{back}");
+
+    // 3. The callback redirects to the frontend with only a one-time code.
+    let a = t.get(&cb, &[]).await?;
+    assert_eq!(a.status, 302);
+    let front = location(&a);
+    assert!(
+        front.starts_with(&format!("{FRONTEND}/auth/callback?")),
+        "{front}"
+    );
+    let fq = query(&front);
+    let code = fq["exchange"].clone();
+    assert_eq!(code.len(), 43);
+    assert_eq!(fq["redirect"], "/orders/42?tab=items");
+    assert!(
+        !front.contains("eyJ"),
+        "a token in the redirect URL: {front}"
+    );
+    secrets.push(code.clone());
+
+    // 4. The frontend trades the code for HttpOnly cookies; no token in the body.
+    let a = t
+        .post("/auth/exchange", json!({"code": code}).to_string())
+        .await?;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(a.json(), json!({"success": true}));
+    let cookies = set_cookies(&a);
+    let access = cookie_value(&cookies, "ecosire_auth").expect("access cookie");
+    let refresh = cookie_value(&cookies, "ecosire_refresh").expect("refresh cookie");
+    assert!(access.starts_with("eyJ"));
+    assert!(!String::from_utf8_lossy(&a.body).contains(&access));
+    let mut attrs = cookie_attrs(&cookies, "ecosire_auth");
+    attrs.sort();
+    assert_eq!(
+        attrs,
+        [
+            "HttpOnly",
+            "Max-Age=604800",
+            "Path=/",
+            "SameSite=Lax",
+            "Secure"
+        ]
+    );
+    let mut attrs = cookie_attrs(&cookies, "ecosire_refresh");
+    attrs.sort();
+    assert_eq!(
+        attrs,
+        [
+            "HttpOnly",
+            "Max-Age=2592000",
+            "Path=/auth/refresh",
+            "SameSite=Lax",
+            "Secure"
+        ]
+    );
+    secrets.push(access.clone());
+    secrets.push(refresh.clone());
+    // Single use.
+    let again = t
+        .post("/auth/exchange", json!({"code": code}).to_string())
+        .await?;
+    assert_eq!(
+        (again.status, again.reason()),
+        (410, "code_already_redeemed".into())
+    );
+
+    // 5. The cookie verifies; /auth/session answers the claims.
+    let cookie = format!("ecosire_auth={access}");
+    let a = t.get("/v1/verify", &[("cookie", &cookie)]).await?;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.json()["claims"]["sub"], "alice");
+    assert_eq!(a.json()["claims"]["organizationId"], "org-1");
+    let a = t.get("/auth/session", &[("cookie", &cookie)]).await?;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.json()["claims"]["role"], "admin");
+
+    // 6. Refresh: new cookies from one upstream refresh.
+    let before = p.stats().await?["refresh_grants"].as_u64().unwrap_or(0);
+    let a = t
+        .post_with(
+            "/auth/refresh",
+            &[("cookie", &format!("ecosire_refresh={refresh}"))],
+            "",
+        )
+        .await?;
+    assert_eq!(a.status, 200, "{:?}", String::from_utf8_lossy(&a.body));
+    let cookies = set_cookies(&a);
+    let access2 = cookie_value(&cookies, "ecosire_auth").expect("new access cookie");
+    let refresh2 = cookie_value(&cookies, "ecosire_refresh").expect("rotated refresh cookie");
+    assert_ne!(access2, access);
+    assert_ne!(refresh2, refresh, "Authentik rotates refresh tokens");
+    assert_eq!(
+        p.stats().await?["refresh_grants"].as_u64().unwrap_or(0) - before,
+        1
+    );
+    assert_eq!(t.verify(&access2).await?.status, 200);
+    secrets.push(access2.clone());
+    secrets.push(refresh2.clone());
+
+    // 7. Logout: cookies cleared with the same attributes, refresh token revoked, end-session
+    // URL; the session's access tokens stop verifying.
+    let revocations = p.stats().await?["revocations"].as_u64().unwrap_or(0);
+    let a = t
+        .post_with(
+            "/auth/logout",
+            &[("cookie", &format!("ecosire_auth={access2}"))],
+            "",
+        )
+        .await?;
+    assert_eq!(a.status, 200);
+    let logout_url = a.json()["logout_url"].as_str().unwrap_or("").to_string();
+    assert!(
+        logout_url.contains("/application/o/tokend/end-session/"),
+        "{logout_url}"
+    );
+    let lq = query(&logout_url);
+    assert!(lq.contains_key("id_token_hint"));
+    assert_eq!(lq["post_logout_redirect_uri"], format!("{FRONTEND}/"));
+    let cleared = set_cookies(&a);
+    for (name, path) in [
+        ("ecosire_auth", "Path=/"),
+        ("ecosire_refresh", "Path=/auth/refresh"),
+    ] {
+        assert_eq!(cookie_value(&cleared, name).as_deref(), Some(""));
+        let attrs = cookie_attrs(&cleared, name);
+        for want in ["HttpOnly", "SameSite=Lax", "Secure", "Max-Age=0", path] {
+            assert!(
+                attrs.iter().any(|x| x == want),
+                "{name} lacks {want}: {attrs:?}"
+            );
+        }
+    }
+    assert_eq!(
+        p.stats().await?["revocations"].as_u64().unwrap_or(0) - revocations,
+        1
+    );
+    for token in [&access, &access2] {
+        let a = t.verify(token).await?;
+        assert_eq!((a.status, a.reason()), (401, "token_revoked".into()));
+    }
+    let a = t
+        .post_with(
+            "/auth/refresh",
+            &[("cookie", &format!("ecosire_refresh={refresh2}"))],
+            "",
+        )
+        .await?;
+    assert_eq!(a.status, 401, "revoked refresh token refused");
+
+    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    t.output.assert_free_of(&refs);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_redemptions_one_success() -> R {
+    let (p, t) = flow_setup("").await?;
+    let tokens = p.login("bob").await?;
+    let a = t
+        .post(
+            "/v1/codes",
+            json!({"access_token": tokens.access_token, "refresh_token": tokens.refresh_token})
+                .to_string(),
+        )
+        .await?;
+    assert_eq!(a.status, 201, "{:?}", a.body);
+    assert_eq!(a.json()["expires_in"], 60);
+    let code = a.json()["code"].as_str().unwrap_or("").to_string();
+    let body = json!({"code": code}).to_string();
+
+    let client = reqwest::Client::new();
+    let base = t.base_url()?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..1000 {
+        let body = body.clone();
+        if i % 2 == 0 {
+            let (client, url) = (client.clone(), format!("{base}/v1/codes/redeem"));
+            tasks.spawn(async move {
+                let r = client.post(url).body(body).send().await?;
+                let status = r.status().as_u16();
+                let v: Value = r.json().await?;
+                anyhow::Ok((status, v))
+            });
+        } else {
+            let socket = t.socket.clone().unwrap_or_default();
+            tasks.spawn(async move {
+                let a =
+                    tokend_e2e::unix_request(&socket, "POST", "/v1/codes/redeem", &[], Some(body))
+                        .await?;
+                anyhow::Ok((a.status, a.json()))
+            });
+        }
+    }
+    let mut ok = Vec::new();
+    let mut refused = 0;
+    while let Some(r) = tasks.join_next().await {
+        let (status, v) = r??;
+        match status {
+            200 => ok.push(v),
+            410 => {
+                assert_eq!(v["reason"], "code_already_redeemed");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {v}"),
+        }
+    }
+    assert_eq!(ok.len(), 1, "exactly one redemption succeeds");
+    assert_eq!(refused, 999);
+    assert_eq!(ok[0]["access_token"], tokens.access_token.as_str());
+    assert_eq!(ok[0]["claims"]["sub"], "bob");
+    t.output.assert_free_of(&[&code, &tokens.access_token]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_expiry_unknown_and_capacity() -> R {
+    let (p, t) = flow_setup("\n[codes]\nttl = \"1s\"\nmax_outstanding = 2\n").await?;
+    let token = p.login("alice").await?.access_token;
+    let issue = || t.post("/v1/codes", json!({"access_token": token}).to_string());
+    let first = issue().await?;
+    assert_eq!(first.status, 201);
+    let second = issue().await?;
+    assert_eq!(second.status, 201);
+    let third = issue().await?;
+    assert_eq!(
+        (third.status, third.reason()),
+        (503, "capacity_exceeded".into())
+    );
+
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let code = first.json()["code"].as_str().unwrap_or("").to_string();
+    let a = t
+        .post("/v1/codes/redeem", json!({"code": code}).to_string())
+        .await?;
+    assert_eq!((a.status, a.reason()), (410, "code_expired".into()));
+    let a = t
+        .post("/v1/codes/redeem", json!({"code": code}).to_string())
+        .await?;
+    assert_eq!(
+        (a.status, a.reason()),
+        (404, "unknown_code".into()),
+        "an expired code is gone"
+    );
+    let a = t
+        .post(
+            "/v1/codes/redeem",
+            json!({"code": "never-issued-code-0000000000000000000000"}).to_string(),
+        )
+        .await?;
+    assert_eq!((a.status, a.reason()), (404, "unknown_code".into()));
+    // Expired codes no longer count against the limit (the sweeper or redemption removed them).
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    assert_eq!(issue().await?.status, 201);
+    // Junk is never parked.
+    let a = t
+        .post("/v1/codes", json!({"access_token": "junk"}).to_string())
+        .await?;
+    assert_eq!((a.status, a.reason()), (401, "malformed".into()));
+    t.output.assert_free_of(&[&token, &code]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_forged_replayed_expired_and_provider_errors() -> R {
+    let (p, t) = flow_setup("state_ttl = \"2s\"\n").await?;
+    let login_error = |url: &str| query(url).get("error").cloned().unwrap_or_default();
+
+    // Forged state.
+    let a = t
+        .get("/auth/callback?code=abc&state=forged-state", &[])
+        .await?;
+    assert_eq!(a.status, 302);
+    assert!(location(&a).starts_with(&format!("{FRONTEND}/auth/login?")));
+    assert_eq!(login_error(&location(&a)), "invalid_state");
+    let a = t.get("/auth/callback?code=abc", &[]).await?;
+    assert_eq!(login_error(&location(&a)), "invalid_state");
+
+    // Replayed state: the same callback URL twice.
+    let a = t.get("/auth/login", &[]).await?;
+    let back = browse(&p, &location(&a), "carol", "replay").await?;
+    let cb = back.trim_start_matches(&t.base_url()?).to_string();
+    let first = t.get(&cb, &[]).await?;
+    assert!(query(&location(&first)).contains_key("exchange"));
+    let second = t.get(&cb, &[]).await?;
+    assert_eq!(login_error(&location(&second)), "state_replayed");
+
+    // Expired state.
+    let a = t.get("/auth/login", &[]).await?;
+    let back = browse(&p, &location(&a), "carol", "replay").await?;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let cb = back.trim_start_matches(&t.base_url()?).to_string();
+    let a = t.get(&cb, &[]).await?;
+    assert_eq!(login_error(&location(&a)), "state_expired");
+
+    // The provider reports an error: passed on by its stable name; unknown ones generalised.
+    let a = t.get("/auth/login", &[]).await?;
+    let state = query(&location(&a))["state"].clone();
+    let a = t
+        .get(
+            &format!("/auth/callback?error=access_denied&state={state}"),
+            &[],
+        )
+        .await?;
+    assert_eq!(login_error(&location(&a)), "access_denied");
+    let a = t.get("/auth/callback?error=%3Cscript%3E", &[]).await?;
+    assert_eq!(login_error(&location(&a)), "provider_error");
+    // Nothing here answers 500.
+    let a = t.get("/auth/callback?state=%ff%fe&code=%00", &[]).await?;
+    assert_eq!(a.status, 302);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_redirect_attempts_are_refused() -> R {
+    let (p, t) = flow_setup("").await?;
+    let attacks = [
+        "//evil.com",
+        "///evil.com",
+        "/\\evil.com",
+        "\\\\evil.com",
+        "https://evil.com",
+        "http:evil.com",
+        "javascript:alert(1)",
+        "evil.com",
+        "%2F%2Fevil.com",
+        "/%2Fevil.com",
+        "/%5Cevil.com",
+        "%252F%252Fevil.com",
+        "/%252F%252Fevil.com",
+        "/\t/evil.com",
+        "/%09/evil.com",
+        "/../evil.com",
+        "/%2e%2e/evil.com",
+        "//evil.com/%2F..",
+        "data:text/html,x",
+        " //evil.com",
+    ];
+    for attack in attacks {
+        let a = t
+            .get(&format!("/auth/login?redirect={}", urlencode(attack)), &[])
+            .await?;
+        assert_eq!(a.status, 302, "{attack:?}");
+        let loc = location(&a);
+        assert!(
+            loc.starts_with(&format!("{FRONTEND}/auth/login?")),
+            "{attack:?} → {loc}"
+        );
+        assert_eq!(query(&loc)["error"], "invalid_redirect", "{attack:?}");
+    }
+    // A good path survives the whole round trip.
+    let front = login_through_tokend(&p, &t, "alice", "/account/settings", "r").await?;
+    assert_eq!(query(&front)["redirect"], "/account/settings");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_concurrent_refreshes_one_upstream_request() -> R {
+    let (p, t) = flow_setup("").await?;
+    let front = login_through_tokend(&p, &t, "bob", "/", "r20").await?;
+    let code = query(&front)["exchange"].clone();
+    let a = t
+        .post("/auth/exchange", json!({"code": code}).to_string())
+        .await?;
+    let refresh = cookie_value(&set_cookies(&a), "ecosire_refresh").expect("refresh cookie");
+    let before = p.stats().await?["refresh_grants"].as_u64().unwrap_or(0);
+
+    let client = reqwest::Client::new();
+    let url = format!("{}/auth/refresh", t.base_url()?);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let (client, url) = (client.clone(), url.clone());
+        let cookie = format!("ecosire_refresh={refresh}");
+        tasks.spawn(async move {
+            let r = client.post(url).header("cookie", cookie).send().await?;
+            let status = r.status().as_u16();
+            let cookies: Vec<String> = r
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .filter_map(|v| v.to_str().ok().map(str::to_string))
+                .collect();
+            anyhow::Ok((status, cookies))
+        });
+    }
+    let mut accesses = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        let (status, cookies) = r??;
+        assert_eq!(status, 200);
+        accesses.push(cookie_value(&cookies, "ecosire_auth").expect("access cookie"));
+    }
+    assert_eq!(accesses.len(), 20);
+    assert!(
+        accesses.iter().all(|a| *a == accesses[0]),
+        "all callers get the same new tokens"
+    );
+    let upstream = p.stats().await?["refresh_grants"].as_u64().unwrap_or(0) - before;
+    assert_eq!(upstream, 1, "one upstream refresh for 20 callers");
+    assert_eq!(t.verify(&accesses[0]).await?.status, 200);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backchannel_logout_ends_the_session_and_refuses_bad_tokens() -> R {
+    let (p, t) = flow_setup("").await?;
+    // Log in through tokend, keeping the provider's browser session "bc".
+    let front = login_through_tokend(&p, &t, "alice", "/", "bc").await?;
+    let code = query(&front)["exchange"].clone();
+    let a = t
+        .post("/auth/exchange", json!({"code": code}).to_string())
+        .await?;
+    let access = cookie_value(&set_cookies(&a), "ecosire_auth").expect("access cookie");
+    assert_eq!(
+        t.verify(&access).await?.status,
+        200,
+        "cached before the logout"
+    );
+    let sid = tokend_e2e::jwt_payload(&access)["sid"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(!sid.is_empty());
+
+    // Forged, expired, wrong-audience and nonce-carrying logout tokens are refused.
+    let n = now();
+    let good_claims = json!({
+        "iss": p.issuer, "aud": p.client_id, "iat": n, "exp": n + 120,
+        "jti": format!("jti-{n}"), "sid": sid,
+        "events": {"http://schemas.openid.net/event/backchannel-logout": {}}
+    });
+    let with = |k: &str, v: Value| {
+        let mut c = good_claims.clone();
+        c[k] = v;
+        c
+    };
+    let logout_header = json!({"typ": "logout+jwt"});
+    let valid = p
+        .sign("k1", "RS256", logout_header.clone(), good_claims.clone())
+        .await?;
+    let mut forged: Vec<String> = valid.split('.').map(str::to_string).collect();
+    forged[2] = forged[2].chars().rev().collect();
+    let bad = [
+        forged.join("."),
+        p.sign(
+            "k1",
+            "RS256",
+            logout_header.clone(),
+            with("exp", json!(n - 600)),
+        )
+        .await?,
+        p.sign(
+            "k1",
+            "RS256",
+            logout_header.clone(),
+            with("aud", json!("someone-else")),
+        )
+        .await?,
+        p.sign(
+            "k1",
+            "RS256",
+            logout_header.clone(),
+            with("nonce", json!("n")),
+        )
+        .await?,
+        p.sign(
+            "k1",
+            "RS256",
+            logout_header.clone(),
+            with("events", json!({})),
+        )
+        .await?,
+        p.sign("k1", "RS256", json!({"typ": "JWT"}), {
+            let mut c = good_claims.clone();
+            c.as_object_mut().map(|o| o.remove("jti"));
+            c
+        })
+        .await?,
+        p.sign("k1", "RS256", json!({"typ": "at+jwt"}), good_claims.clone())
+            .await?,
+        "not-a-token".to_string(),
+    ];
+    for token in &bad {
+        let a = t
+            .post_with(
+                "/auth/backchannel-logout",
+                &[("content-type", "application/x-www-form-urlencoded")],
+                format!("logout_token={token}"),
+            )
+            .await?;
+        assert_eq!(
+            a.status,
+            400,
+            "accepted: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        assert_eq!(a.json()["error"], "invalid_request");
+    }
+    assert_eq!(t.verify(&access).await?.status, 200, "still logged in");
+
+    // The provider's own back-channel logout (RP-initiated logout of the browser session).
+    let resp: Value = reqwest::Client::new()
+        .post(format!("{}/_test/end-session", p.base()))
+        .json(&json!({"session": "bc"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let sent = resp["backchannel"].as_array().cloned().unwrap_or_default();
+    assert!(
+        sent.iter().any(|b| b["ok"] == true),
+        "provider delivered: {resp}"
+    );
+    let a = t.verify(&access).await?;
+    assert_eq!((a.status, a.reason()), (401, "token_revoked".into()));
+    let a = t
+        .get(
+            "/auth/session",
+            &[("cookie", &format!("ecosire_auth={access}"))],
+        )
+        .await?;
+    assert_eq!(a.status, 401);
+
+    // A replayed logout token is refused (jti seen), a fresh one for another session accepted.
+    let replay = p
+        .sign(
+            "k1",
+            "RS256",
+            logout_header.clone(),
+            with("sid", json!("other-sid")),
+        )
+        .await?;
+    let post = |token: String| {
+        t.post_with(
+            "/auth/backchannel-logout",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            format!("logout_token={token}"),
+        )
+    };
+    assert_eq!(post(replay.clone()).await?.status, 200);
+    assert_eq!(post(replay.clone()).await?.status, 400, "replayed jti");
+
+    // Sub-only logout token: every token of that user issued before it stops verifying.
+    let bob = p.login("bob").await?.access_token;
+    assert_eq!(t.verify(&bob).await?.status, 200);
+    let mut sub_only = good_claims.clone();
+    sub_only.as_object_mut().map(|o| o.remove("sid"));
+    sub_only["sub"] = json!("bob");
+    sub_only["jti"] = json!(format!("sub-only-{n}"));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        post(p.sign("k1", "RS256", logout_header, sub_only).await?)
+            .await?
+            .status,
+        200
+    );
+    assert_eq!(t.verify(&bob).await?.reason(), "token_revoked");
+    t.output
+        .assert_free_of(&[&access, &bob, &valid, &p.client_secret]);
+    Ok(())
+}
