@@ -30,6 +30,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route("/v1/verify", get(verify_get).post(verify_post))
         .route("/v1/codes", post(codes_issue))
         .route("/v1/codes/redeem", post(codes_redeem))
@@ -101,6 +102,21 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     };
     let body = serde_json::to_vec(&readiness).unwrap_or_default();
     (status, json_headers(), body).into_response()
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let text = state
+        .metrics
+        .render(state.codes.outstanding(), state.sessions.active());
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        text,
+    )
+        .into_response()
 }
 
 async fn not_found() -> ApiError {
@@ -254,10 +270,7 @@ async fn auth_exchange(
 ) -> Result<Response, ApiError> {
     let req: RedeemRequest = parse_json(&body)?;
     let payload = state.codes.redeem(req.code.expose(), now_unix()).await;
-    state
-        .flow
-        .stats
-        .step("exchange", if payload.is_ok() { "ok" } else { "error" });
+    state.metrics.flow_step("exchange", payload.is_ok());
     let payload = payload?;
     let cookies = state
         .flow
@@ -279,14 +292,14 @@ async fn auth_refresh(
     };
     match state.flow.refresh(&rt).await {
         Ok(tokens) => {
-            state.flow.stats.step("refresh", "ok");
+            state.metrics.flow_step("refresh", true);
             let cookies = state
                 .flow
                 .set_cookies(&tokens.access_token, tokens.refresh_token.as_ref());
             Ok(with_cookies(success(), cookies))
         }
         Err(e) => {
-            state.flow.stats.step("refresh", "error");
+            state.metrics.flow_step("refresh", false);
             let refused = matches!(
                 e,
                 crate::flow::FlowError::Refused(_) | crate::flow::FlowError::NoRefreshToken
@@ -307,7 +320,7 @@ async fn auth_logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     let access = cookie_value(&headers, &state.config.cookies.access_name);
     let refresh = cookie_value(&headers, &state.config.cookies.refresh_name);
     let logout_url = state.flow.logout(access.as_ref(), refresh.as_ref()).await;
-    state.flow.stats.step("logout", "ok");
+    state.metrics.flow_step("logout", true);
     let body = json_body(&LogoutResponse { logout_url });
     with_cookies(
         (json_headers(), body).into_response(),

@@ -3,13 +3,13 @@
 //! such a code — and the frontend trades it for cookies.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tokend_shared::Secret;
 
+use crate::metrics::Metrics;
 use crate::store::{CodePayload, Kind, Record, Store, StoreError, TakeError, key_of};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,23 +36,12 @@ impl From<TakeError> for CodeError {
     }
 }
 
-/// Counters for metrics.
-#[derive(Debug, Default)]
-pub struct CodeStats {
-    pub issued: AtomicU64,
-    pub redeemed: AtomicU64,
-    pub expired: AtomicU64,
-    pub unknown: AtomicU64,
-    pub replayed: AtomicU64,
-    pub refused_full: AtomicU64,
-}
-
 /// Issues and redeems codes. Cheap to share.
 #[derive(Debug)]
 pub struct Codes {
     store: Arc<dyn Store>,
     ttl: Duration,
-    pub stats: CodeStats,
+    metrics: Arc<Metrics>,
 }
 
 /// 32 bytes from the OS CSPRNG, base64url without padding (43 characters).
@@ -74,11 +63,11 @@ pub struct NewCode {
 }
 
 impl Codes {
-    pub fn new(store: Arc<dyn Store>, ttl: Duration) -> Self {
+    pub fn new(store: Arc<dyn Store>, ttl: Duration, metrics: Arc<Metrics>) -> Self {
         Self {
             store,
             ttl,
-            stats: CodeStats::default(),
+            metrics,
         }
     }
 
@@ -114,12 +103,12 @@ impl Codes {
             .await;
         match result {
             Ok(()) => {
-                self.stats.issued.fetch_add(1, Ordering::Relaxed);
+                self.metrics.codes_issued.inc();
                 Ok(code)
             }
             Err(e) => {
                 if matches!(e, StoreError::Full(..)) {
-                    self.stats.refused_full.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.codes_refused.inc();
                 }
                 Err(e.into())
             }
@@ -129,13 +118,13 @@ impl Codes {
     /// Redeems a code: exactly once, and only before it expires.
     pub async fn redeem(&self, code: &str, now: i64) -> Result<CodePayload, CodeError> {
         let result = self.store.take(Kind::ExchangeCode, key_of(code), now).await;
-        let counter = match &result {
-            Ok(Record::Code(_)) => &self.stats.redeemed,
-            Ok(Record::Login(_)) | Err(TakeError::Unknown) => &self.stats.unknown,
-            Err(TakeError::Expired) => &self.stats.expired,
-            Err(TakeError::AlreadyUsed) => &self.stats.replayed,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        let m = &self.metrics;
+        match &result {
+            Ok(Record::Code(_)) => m.codes_redeemed.inc(),
+            Ok(Record::Login(_)) | Err(TakeError::Unknown) => m.codes_unknown.inc(),
+            Err(TakeError::Expired) => m.codes_expired.inc(),
+            Err(TakeError::AlreadyUsed) => m.codes_replayed.inc(),
+        }
         match result? {
             Record::Code(c) => Ok(c),
             Record::Login(_) => Err(CodeError::Unknown),
@@ -149,7 +138,11 @@ mod tests {
     use crate::store::MemoryStore;
 
     fn codes(max: usize) -> Codes {
-        Codes::new(Arc::new(MemoryStore::new(max, 10)), Duration::from_secs(60))
+        Codes::new(
+            Arc::new(MemoryStore::new(max, 10)),
+            Duration::from_secs(60),
+            Metrics::new(),
+        )
     }
 
     fn new_code() -> NewCode {
@@ -189,8 +182,8 @@ mod tests {
             c.redeem(late.expose(), 1060).await,
             Err(CodeError::Expired)
         ));
-        assert_eq!(c.stats.redeemed.load(Ordering::Relaxed), 1);
-        assert_eq!(c.stats.replayed.load(Ordering::Relaxed), 1);
+        assert_eq!(c.metrics.codes_redeemed.get(), 1);
+        assert_eq!(c.metrics.codes_replayed.get(), 1);
     }
 
     #[tokio::test]

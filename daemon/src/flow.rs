@@ -5,8 +5,7 @@
 //! /auth/logout (revocation, cookies cleared, end-session URL) and back-channel logout.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
@@ -23,6 +22,7 @@ use crate::codes::{CodeError, Codes, NewCode, random_handle};
 use crate::config::{Config, CookiesConfig, FlowConfig, SameSite};
 use crate::error::ApiError;
 use crate::jwks::Jwks;
+use crate::metrics::Metrics;
 use crate::provider::{ProviderError, ProviderMetadata, Upstream};
 use crate::sessions::{EndReason, NewSession};
 use crate::store::{Kind, LoginState, Record, Store, StoreError, TakeError, key_of};
@@ -88,30 +88,6 @@ struct RefreshSlot {
     result: tokio::sync::OnceCell<Result<Arc<Tokens>, FlowError>>,
 }
 
-/// Counters by (step, result), for metrics.
-#[derive(Debug, Default)]
-pub struct FlowStats {
-    steps: Mutex<HashMap<(&'static str, &'static str), u64>>,
-    pub refresh_upstream: AtomicU64,
-    pub refresh_coalesced: AtomicU64,
-    pub refresh_failed: AtomicU64,
-    pub logouts: AtomicU64,
-    pub backchannel_ok: AtomicU64,
-    pub backchannel_refused: AtomicU64,
-}
-
-impl FlowStats {
-    pub fn step(&self, step: &'static str, result: &'static str) {
-        let mut m = self.steps.lock().unwrap_or_else(|p| p.into_inner());
-        *m.entry((step, result)).or_default() += 1;
-    }
-
-    pub fn steps(&self) -> Vec<((&'static str, &'static str), u64)> {
-        let m = self.steps.lock().unwrap_or_else(|p| p.into_inner());
-        m.iter().map(|(k, v)| (*k, *v)).collect()
-    }
-}
-
 /// Cookie settings plus the flow configuration. Shared as `Arc<Flow>`.
 pub struct Flow {
     cfg: Option<FlowConfig>,
@@ -124,7 +100,7 @@ pub struct Flow {
     verifier: Arc<Verifier>,
     jwks: Arc<Jwks>,
     refreshes: DashMap<crate::store::Key, Arc<RefreshSlot>>,
-    pub stats: FlowStats,
+    pub metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Flow {
@@ -159,6 +135,7 @@ impl Flow {
         codes: Arc<Codes>,
         verifier: Arc<Verifier>,
         jwks: Arc<Jwks>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             cfg: config.flow.clone(),
@@ -171,7 +148,7 @@ impl Flow {
             verifier,
             jwks,
             refreshes: DashMap::new(),
-            stats: FlowStats::default(),
+            metrics,
         }
     }
 
@@ -244,8 +221,7 @@ impl Flow {
     /// GET /auth/login: the authorization request. Returns the URL to redirect to.
     pub async fn login(&self, redirect: Option<&str>) -> Result<String, String> {
         let result = self.try_login(redirect).await;
-        self.stats
-            .step("login", if result.is_ok() { "ok" } else { "error" });
+        self.metrics.flow_step("login", result.is_ok());
         result
     }
 
@@ -311,11 +287,11 @@ impl Flow {
     pub async fn callback(&self, params: &HashMap<String, String>) -> String {
         match self.try_callback(params).await {
             Ok(url) => {
-                self.stats.step("callback", "ok");
+                self.metrics.flow_step("callback", true);
                 url
             }
             Err(name) => {
-                self.stats.step("callback", "error");
+                self.metrics.flow_step("callback", false);
                 tracing::info!(error = %name, "login callback refused");
                 self.login_error_url(&name)
             }
@@ -362,17 +338,19 @@ impl Flow {
             .client(&meta)
             .map_err(|_| "provider_unavailable".to_string())?;
         let http = http_client(self.upstream());
+        let started = Instant::now();
         let response = client
             .exchange_code(AuthorizationCode::new(code.clone()))
             .set_pkce_verifier(PkceCodeVerifier::new(
                 login.pkce_verifier.expose().to_string(),
             ))
             .request_async(&http)
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %describe_token_error(&e), "code exchange failed");
-                "exchange_failed".to_string()
-            })?;
+            .await;
+        self.metrics.upstream("token", started.elapsed());
+        let response = response.map_err(|e| {
+            tracing::warn!(error = %describe_token_error(&e), "code exchange failed");
+            "exchange_failed".to_string()
+        })?;
         let access_token = Secret::new(response.access_token().secret().clone());
         let refresh_token = response
             .refresh_token()
@@ -547,17 +525,18 @@ impl Flow {
             .await
             .clone();
         if !ran {
-            self.stats.refresh_coalesced.fetch_add(1, Ordering::Relaxed);
+            self.metrics
+                .refreshes
+                .with_label_values(&["coalesced"])
+                .inc();
         }
         result
     }
 
     async fn refresh_upstream(&self, refresh_token: &Secret) -> Result<Arc<Tokens>, FlowError> {
         let result = self.try_refresh_upstream(refresh_token).await;
-        match &result {
-            Ok(_) => self.stats.refresh_upstream.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self.stats.refresh_failed.fetch_add(1, Ordering::Relaxed),
-        };
+        let outcome = if result.is_ok() { "upstream" } else { "failed" };
+        self.metrics.refreshes.with_label_values(&[outcome]).inc();
         result
     }
 
@@ -571,16 +550,18 @@ impl Flow {
         let client = self.client(&meta)?;
         let http = http_client(self.upstream());
         let rt = RefreshToken::new(refresh_token.expose().to_string());
+        let started = Instant::now();
         let response = client
             .exchange_refresh_token(&rt)
             .request_async(&http)
-            .await
-            .map_err(|e| match e {
-                openidconnect::RequestTokenError::ServerResponse(r) => {
-                    FlowError::Refused(r.error().to_string())
-                }
-                other => FlowError::Upstream(describe_token_error(&other)),
-            })?;
+            .await;
+        self.metrics.upstream("token", started.elapsed());
+        let response = response.map_err(|e| match e {
+            openidconnect::RequestTokenError::ServerResponse(r) => {
+                FlowError::Refused(r.error().to_string())
+            }
+            other => FlowError::Upstream(describe_token_error(&other)),
+        })?;
         let access_token = Secret::new(response.access_token().secret().clone());
         let new_refresh = response
             .refresh_token()
@@ -670,7 +651,7 @@ impl Flow {
             }
             (None, None) => {}
         }
-        self.stats.logouts.fetch_add(1, Ordering::Relaxed);
+        self.metrics.logouts.inc();
         self.logout_url(id_token.as_ref())
     }
 
@@ -718,7 +699,10 @@ impl Flow {
                 "application/x-www-form-urlencoded",
             )
             .body(body);
-        match request.send().await {
+        let started = Instant::now();
+        let sent = request.send().await;
+        self.metrics.upstream("revocation", started.elapsed());
+        match sent {
             Ok(r) if r.status().is_success() => {}
             Ok(r) => tracing::warn!(
                 status = r.status().as_u16(),
@@ -761,13 +745,11 @@ impl Flow {
     /// POST /auth/backchannel-logout with the form field `logout_token`.
     pub async fn backchannel_logout(&self, logout_token: &str) -> Result<usize, VerifyError> {
         let result = self.try_backchannel(logout_token).await;
-        match &result {
-            Ok(_) => self.stats.backchannel_ok.fetch_add(1, Ordering::Relaxed),
-            Err(_) => self
-                .stats
-                .backchannel_refused
-                .fetch_add(1, Ordering::Relaxed),
-        };
+        let label = if result.is_ok() { "success" } else { "failure" };
+        self.metrics
+            .backchannel_logouts
+            .with_label_values(&[label])
+            .inc();
         result
     }
 

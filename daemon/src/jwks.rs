@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokend_shared::{Readiness, Secret};
 
 use crate::config::JwksConfig;
+use crate::metrics::Metrics;
 use crate::provider::{ProviderError, ProviderMetadata, Upstream, check_issuer};
 
 #[derive(Debug, thiserror::Error)]
@@ -213,15 +213,6 @@ pub enum Refetch {
     Failed,
 }
 
-/// Counters for the metrics endpoint and the console.
-#[derive(Debug, Default)]
-pub struct JwksStats {
-    pub fetch_ok: AtomicU64,
-    pub fetch_failed: AtomicU64,
-    pub unknown_kid_refetches: AtomicU64,
-    pub unknown_kid_held_back: AtomicU64,
-}
-
 /// The disk cache file: enough to start verifying without the provider.
 #[derive(Debug, Serialize, Deserialize)]
 struct DiskCache {
@@ -253,12 +244,17 @@ pub struct Jwks {
     refetch_gate: tokio::sync::Mutex<Option<Instant>>,
     /// The last failure, shown by /readyz while there are no keys.
     last_error: Mutex<Option<String>>,
-    pub stats: JwksStats,
+    metrics: Arc<Metrics>,
 }
 
 impl Jwks {
     /// A cache with no keys yet (or, in HS mode, the client secret as the only key).
-    pub fn new(upstream: Upstream, cfg: JwksConfig, hmac_secret: Option<&Secret>) -> Self {
+    pub fn new(
+        upstream: Upstream,
+        cfg: JwksConfig,
+        hmac_secret: Option<&Secret>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let keys = match hmac_secret {
             Some(secret) => {
                 let key = Arc::new(VerifyKey::hmac(secret));
@@ -280,7 +276,7 @@ impl Jwks {
             hmac: hmac_secret.is_some(),
             refetch_gate: tokio::sync::Mutex::new(None),
             last_error: Mutex::new(None),
-            stats: JwksStats::default(),
+            metrics,
         }
     }
 
@@ -345,11 +341,17 @@ impl Jwks {
         let result = self.try_refresh().await;
         match &result {
             Ok(()) => {
-                self.stats.fetch_ok.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .jwks_fetches
+                    .with_label_values(&["success"])
+                    .inc();
                 *lock(&self.last_error) = None;
             }
             Err(e) => {
-                self.stats.fetch_failed.fetch_add(1, Ordering::Relaxed);
+                self.metrics
+                    .jwks_fetches
+                    .with_label_values(&["failure"])
+                    .inc();
                 *lock(&self.last_error) = Some(e.to_string());
             }
         }
@@ -361,7 +363,10 @@ impl Jwks {
             // A discovery document from the disk cache is replaced by a live one once possible.
             Some(m) if self.keys.load().source == KeySource::Provider => m,
             _ => {
-                let m = Arc::new(self.upstream.discover().await?);
+                let started = Instant::now();
+                let m = self.upstream.discover().await;
+                self.metrics.upstream("discovery", started.elapsed());
+                let m = Arc::new(m?);
                 self.metadata.store(Some(m.clone()));
                 m
             }
@@ -371,7 +376,10 @@ impl Jwks {
                 .await;
             return Ok(());
         }
-        let body = self.upstream.get_bytes(&meta.jwks_uri).await?;
+        let started = Instant::now();
+        let body = self.upstream.get_bytes(&meta.jwks_uri).await;
+        self.metrics.upstream("jwks", started.elapsed());
+        let body = body?;
         let parse_err = |message: String| JwksError::Parse {
             url: meta.jwks_uri.clone(),
             message,
@@ -433,6 +441,14 @@ impl Jwks {
                 "verification keys changed"
             );
         }
+        self.metrics
+            .jwks_keys
+            .set(i64::try_from(set.len()).unwrap_or(i64::MAX));
+        self.metrics.jwks_last_success.set(
+            fetched_at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
         self.keys.store(Arc::new(set));
     }
 
@@ -475,15 +491,11 @@ impl Jwks {
             return Refetch::Newer;
         }
         if last.is_some_and(|t| t.elapsed() < self.cfg.min_refetch_interval) {
-            self.stats
-                .unknown_kid_held_back
-                .fetch_add(1, Ordering::Relaxed);
+            self.metrics.unknown_kid_held_back.inc();
             return Refetch::HeldBack;
         }
         *last = Some(Instant::now());
-        self.stats
-            .unknown_kid_refetches
-            .fetch_add(1, Ordering::Relaxed);
+        self.metrics.unknown_kid_refetches.inc();
         match self.refresh().await {
             Ok(()) => Refetch::Fetched,
             Err(e) => {
@@ -532,6 +544,7 @@ impl Jwks {
             );
             self.keys
                 .store(Arc::new(KeySet::empty(keys.generation + 1)));
+            self.metrics.jwks_keys.set(0);
         }
     }
 
@@ -605,6 +618,7 @@ mod tests {
             Upstream::new(&cfg).expect("client"),
             JwksConfig::default(),
             None,
+            Metrics::new(),
         )
     }
 

@@ -14,6 +14,7 @@ pub mod error;
 pub mod flow;
 pub mod jwks;
 pub mod listen;
+pub mod metrics;
 pub mod provider;
 pub mod sessions;
 pub mod store;
@@ -28,6 +29,7 @@ use tokio::sync::watch;
 use crate::codes::Codes;
 use crate::flow::Flow;
 use crate::jwks::Jwks;
+use crate::metrics::Metrics;
 use crate::provider::Upstream;
 use crate::sessions::Sessions;
 use crate::store::{MemoryStore, Store};
@@ -60,6 +62,8 @@ pub struct AppState {
     pub sessions: Arc<Sessions>,
     /// The login flow (answers `flow_not_configured` without a `[flow]` section).
     pub flow: Arc<Flow>,
+    /// Prometheus metrics, shared by every component.
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -73,7 +77,13 @@ impl AppState {
             .any(|a| a.is_hmac())
             .then_some(config.provider.client_secret.as_ref())
             .flatten();
-        let jwks = Arc::new(Jwks::new(upstream, config.jwks.clone(), hmac_secret));
+        let metrics = Metrics::new();
+        let jwks = Arc::new(Jwks::new(
+            upstream,
+            config.jwks.clone(),
+            hmac_secret,
+            metrics.clone(),
+        ));
         match jwks.load_disk_cache() {
             Ok(true) => tracing::info!(
                 keys = jwks.keys().len(),
@@ -82,18 +92,27 @@ impl AppState {
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "JWKS disk cache not used"),
         }
-        let sessions = Arc::new(Sessions::new(config.sessions.revocation_ttl));
-        let verifier = Arc::new(Verifier::new(&config, jwks.clone(), sessions.clone()));
+        let sessions = Arc::new(Sessions::new(
+            config.sessions.revocation_ttl,
+            metrics.clone(),
+        ));
+        let verifier = Arc::new(Verifier::new(
+            &config,
+            jwks.clone(),
+            sessions.clone(),
+            metrics.clone(),
+        ));
         let max_logins = config.flow.as_ref().map_or(1, |f| f.max_pending_logins);
         let store: Arc<dyn Store> =
             Arc::new(MemoryStore::new(config.codes.max_outstanding, max_logins));
-        let codes = Arc::new(Codes::new(store.clone(), config.codes.ttl));
+        let codes = Arc::new(Codes::new(store.clone(), config.codes.ttl, metrics.clone()));
         let flow = Arc::new(Flow::new(
             &config,
             store.clone(),
             codes.clone(),
             verifier.clone(),
             jwks.clone(),
+            metrics.clone(),
         ));
         Ok(Arc::new(Self {
             config: Arc::new(config),
@@ -103,6 +122,7 @@ impl AppState {
             codes,
             sessions,
             flow,
+            metrics,
         }))
     }
 }
@@ -143,7 +163,7 @@ async fn sweep(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
                 let now = verify::now_unix();
                 state.verifier.cache().sweep(now);
                 let expired = state.store.sweep(now);
-                state.codes.stats.expired.fetch_add(expired as u64, std::sync::atomic::Ordering::Relaxed);
+                state.metrics.codes_expired.inc_by(expired as u64);
                 state.sessions.sweep(now);
                 state.flow.sweep();
             }

@@ -2,13 +2,14 @@
 //! sessions (by `sid`, or by `sub` for sub-only logout tokens — bounded by token lifetime), and
 //! the replay cache of back-channel logout token `jti`s.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
 use serde::Serialize;
 use tokend_shared::{Claims, Secret};
 
+use crate::metrics::Metrics;
 use crate::store::{Key, key_of};
 
 /// Why a session ended.
@@ -114,15 +115,6 @@ pub struct NewSession<'a> {
     pub now: i64,
 }
 
-#[derive(Debug, Default)]
-pub struct SessionStats {
-    pub created: AtomicU64,
-    pub ended_logout: AtomicU64,
-    pub ended_backchannel: AtomicU64,
-    pub ended_admin: AtomicU64,
-    pub ended_expired: AtomicU64,
-}
-
 #[derive(Debug)]
 pub struct Sessions {
     by_key: DashMap<String, Arc<Session>>,
@@ -134,11 +126,11 @@ pub struct Sessions {
     seen_jtis: DashMap<String, i64>,
     /// How long an ended session's tokens stay refused (at least the access token lifetime).
     revocation_ttl: i64,
-    pub stats: SessionStats,
+    metrics: Arc<Metrics>,
 }
 
 impl Sessions {
-    pub fn new(revocation_ttl: std::time::Duration) -> Self {
+    pub fn new(revocation_ttl: std::time::Duration, metrics: Arc<Metrics>) -> Self {
         Self {
             by_key: DashMap::new(),
             by_refresh: DashMap::new(),
@@ -146,7 +138,7 @@ impl Sessions {
             revoked_subs: DashMap::new(),
             seen_jtis: DashMap::new(),
             revocation_ttl: i64::try_from(revocation_ttl.as_secs()).unwrap_or(i64::MAX),
-            stats: SessionStats::default(),
+            metrics,
         }
     }
 
@@ -185,7 +177,6 @@ impl Sessions {
         if let Some(old) = self.by_key.insert(key, session.clone()) {
             old.ended.store(true, Ordering::Relaxed);
         }
-        self.stats.created.fetch_add(1, Ordering::Relaxed);
         session
     }
 
@@ -274,13 +265,18 @@ impl Sessions {
                 self.by_refresh.remove(&key_of(rt.expose()));
             }
         }
-        let counter = match reason {
-            EndReason::Logout => &self.stats.ended_logout,
-            EndReason::BackchannelLogout => &self.stats.ended_backchannel,
-            EndReason::AdminRevocation => &self.stats.ended_admin,
-            EndReason::Expired => &self.stats.ended_expired,
+        let label = match reason {
+            EndReason::Logout => "logout",
+            EndReason::BackchannelLogout => "backchannel_logout",
+            EndReason::AdminRevocation => "admin_revocation",
+            EndReason::Expired => "expired",
         };
-        counter.fetch_add(ended.len() as u64, Ordering::Relaxed);
+        if !ended.is_empty() {
+            self.metrics
+                .sessions_ended
+                .with_label_values(&[label])
+                .inc_by(ended.len() as u64);
+        }
     }
 
     /// Whether a token of (`sid`, `sub`) issued at `iat` belongs to an ended session.
@@ -359,7 +355,7 @@ mod tests {
 
     #[test]
     fn end_by_sid_revokes_older_tokens_only() {
-        let s = Sessions::new(Duration::from_secs(3600));
+        let s = Sessions::new(Duration::from_secs(3600), Metrics::new());
         let c = claims("alice");
         let session = s.create(NewSession {
             claims: &c,
@@ -394,7 +390,7 @@ mod tests {
 
     #[test]
     fn end_by_sub_and_jti_replay() {
-        let s = Sessions::new(Duration::from_secs(60));
+        let s = Sessions::new(Duration::from_secs(60), Metrics::new());
         let c = claims("bob");
         for sid in ["a", "b"] {
             s.create(NewSession {
@@ -419,7 +415,7 @@ mod tests {
 
     #[test]
     fn refresh_rotation_moves_the_index() {
-        let s = Sessions::new(Duration::from_secs(60));
+        let s = Sessions::new(Duration::from_secs(60), Metrics::new());
         let c = claims("carol");
         let session = s.create(NewSession {
             claims: &c,

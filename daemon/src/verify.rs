@@ -17,6 +17,7 @@ use tokend_shared::{Claims, Reason, VerifyResponse};
 
 use crate::config::{ClaimsConfig, Config, RoleRule};
 use crate::jwks::{Jwks, KeySet, Refetch, VerifyKey};
+use crate::metrics::Metrics;
 use crate::sessions::{EndReason, Session, Sessions};
 
 /// Why a token was refused. Messages never contain the token or its signature.
@@ -298,6 +299,7 @@ pub struct Verifier {
     sessions: Arc<Sessions>,
     /// The client id, expected in ID and logout token audiences.
     client_id: String,
+    metrics: Arc<Metrics>,
 }
 
 pub fn now_unix() -> i64 {
@@ -307,7 +309,12 @@ pub fn now_unix() -> i64 {
 }
 
 impl Verifier {
-    pub fn new(config: &Config, jwks: Arc<Jwks>, sessions: Arc<Sessions>) -> Self {
+    pub fn new(
+        config: &Config,
+        jwks: Arc<Jwks>,
+        sessions: Arc<Sessions>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             issuer: config.provider.issuer.clone(),
             audience: config.audience().to_string(),
@@ -319,6 +326,7 @@ impl Verifier {
             cache: TokenCache::new(config.verify.cache_max_entries, config.verify.cache_ttl),
             sessions,
             client_id: config.provider.client_id.clone(),
+            metrics,
         }
     }
 
@@ -357,13 +365,25 @@ impl Verifier {
 
     /// Verifies an access token. Cache hit: no parsing, no signature check.
     pub async fn verify(&self, token: &str) -> Result<Arc<Verified>, VerifyError> {
+        let started = std::time::Instant::now();
+        let result = self.verify_counted(token).await;
+        self.metrics.verified(
+            result.as_ref().map(|_| ()).map_err(VerifyError::reason),
+            started.elapsed(),
+        );
+        result
+    }
+
+    async fn verify_counted(&self, token: &str) -> Result<Arc<Verified>, VerifyError> {
         let now = now_unix();
         if token.len() <= self.max_token_bytes {
             let keys = self.jwks.keys();
             if let Some(hit) = self.cache.get(&TokenCache::key(token), now, &keys) {
+                self.metrics.cache_hits.inc();
                 return Ok(hit);
             }
         }
+        self.metrics.cache_misses.inc();
         let (verified, key) = self.verify_access(token, now).await?;
         let verified = Arc::new(verified);
         let valid_until = verified.claims.exp.min(now.saturating_add(self.cache.ttl));

@@ -142,7 +142,20 @@ impl Provider {
         Self::start_with(ProviderOptions::default()).await
     }
 
+    /// Starts the provider; a start that hangs (seen with Node 20 about once in a hundred
+    /// starts, before the keys were made as JWK directly) is retried once.
     pub async fn start_with(opts: ProviderOptions) -> Result<Self> {
+        match Self::start_once(&opts).await {
+            Ok(p) => Ok(p),
+            Err(e) if e.to_string().contains("did not start") => {
+                eprintln!("provider start hung; retrying once: {e}");
+                Self::start_once(&opts).await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn start_once(opts: &ProviderOptions) -> Result<Self> {
         let dir = workspace_root().join("tests/provider");
         if !dir.join("node_modules/oidc-provider").exists() {
             bail!(
@@ -153,6 +166,9 @@ impl Provider {
         let mut cmd = Command::new("node");
         cmd.arg(dir.join("server.mjs"))
             .args(["--port", &opts.port.unwrap_or(0).to_string()]);
+        if std::env::var_os("E2E_ECHO").is_none() {
+            cmd.arg("--quiet");
+        }
         if let Some(h) = &opts.public_host {
             cmd.args(["--public-host", h]);
         }
@@ -181,9 +197,9 @@ impl Provider {
         }
         let stdout = child.stdout.take().context("provider stdout")?;
         let mut lines = BufReader::new(stdout).lines();
-        let first = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        let first = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
             .await
-            .map_err(|_| anyhow!("provider did not start within 20s:\n{}", output.text()))??
+            .map_err(|_| anyhow!("provider did not start within 15s:\n{}", output.text()))??
             .ok_or_else(|| anyhow!("provider exited:\n{}", output.text()))?;
         let ready: Value = serde_json::from_str(&first)
             .with_context(|| format!("provider ready line is not JSON: {first}"))?;

@@ -1,0 +1,343 @@
+//! Prometheus metrics: one registry of cheap counter, gauge and histogram handles, shared by
+//! every component and outliving config reloads; rendered at `GET /metrics`. Labels are fixed
+//! vocabularies (results, reasons, steps) — never tokens, codes, users or URLs.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use tokend_shared::Reason;
+
+/// Every metric tokend exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Access-token verifications by result (`valid`/`invalid`) and reason.
+    pub verifications: IntCounterVec,
+    /// Time of one verification (cache hits included).
+    pub verify_duration: Histogram,
+    pub cache_hits: IntCounter,
+    pub cache_misses: IntCounter,
+    /// JWKS fetches by result (`success`/`failure`).
+    pub jwks_fetches: IntCounterVec,
+    pub jwks_keys: IntGauge,
+    /// Unix time of the last successful JWKS fetch (0: never); `tokend_jwks_age_seconds` is
+    /// derived from it at scrape time.
+    pub jwks_last_success: Gauge,
+    jwks_age: Gauge,
+    pub unknown_kid_refetches: IntCounter,
+    pub unknown_kid_held_back: IntCounter,
+    pub codes_issued: IntCounter,
+    pub codes_redeemed: IntCounter,
+    pub codes_expired: IntCounter,
+    pub codes_unknown: IntCounter,
+    pub codes_replayed: IntCounter,
+    pub codes_refused: IntCounter,
+    pub codes_outstanding: IntGauge,
+    /// Login flow steps (login, callback, exchange, refresh, logout) by result.
+    pub flow_steps: IntCounterVec,
+    /// Refreshes by outcome: `upstream` (one request to the provider), `coalesced` (shared
+    /// another caller's), `failed`.
+    pub refreshes: IntCounterVec,
+    pub logouts: IntCounter,
+    pub backchannel_logouts: IntCounterVec,
+    pub sessions_active: IntGauge,
+    pub sessions_ended: IntCounterVec,
+    pub reloads: IntCounterVec,
+    pub last_reload_success: IntGauge,
+    pub last_reload_timestamp: Gauge,
+    /// Settings changed in the file that only a restart applies (1) or none (0).
+    pub restart_required: IntGauge,
+    /// Requests to the provider by endpoint (discovery, jwks, token, revocation).
+    pub upstream_duration: HistogramVec,
+    /// Pre-resolved children of `verifications`, so the hot path does no label lookup.
+    valid: IntCounter,
+}
+
+fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(c.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    c
+}
+
+fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(c.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    c
+}
+
+fn int_gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(g.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    g
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> Gauge {
+    let g = Gauge::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(g.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    g
+}
+
+impl Metrics {
+    /// Registers every metric. Names and labels are static, so registration cannot fail at
+    /// run time; a clash is a programming error caught by the tests.
+    pub fn new() -> Arc<Self> {
+        let r = Registry::new();
+        let verifications = counter_vec(
+            &r,
+            "tokend_verifications_total",
+            "Access-token verifications by result and reason.",
+            &["result", "reason"],
+        );
+        let verify_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "tokend_verify_duration_seconds",
+                "Time to verify one access token, cache hits included.",
+            )
+            .buckets(vec![
+                1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2, 0.1, 1.0,
+            ]),
+        )
+        .unwrap_or_else(|e| panic!("histogram: {e}"));
+        r.register(Box::new(verify_duration.clone()))
+            .unwrap_or_else(|e| panic!("histogram: {e}"));
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "tokend_upstream_request_duration_seconds",
+                "Requests to the identity provider by endpoint.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["endpoint"],
+        )
+        .unwrap_or_else(|e| panic!("histogram: {e}"));
+        r.register(Box::new(upstream_duration.clone()))
+            .unwrap_or_else(|e| panic!("histogram: {e}"));
+        let build_info = IntGaugeVec::new(
+            Opts::new("tokend_build_info", "Build information; always 1."),
+            &["version"],
+        )
+        .unwrap_or_else(|e| panic!("build_info: {e}"));
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        r.register(Box::new(build_info))
+            .unwrap_or_else(|e| panic!("build_info: {e}"));
+
+        let m = Self {
+            valid: verifications.with_label_values(&["valid", ""]),
+            verifications,
+            verify_duration,
+            cache_hits: counter(
+                &r,
+                "tokend_verify_cache_hits_total",
+                "Verifications answered from the verified-token cache.",
+            ),
+            cache_misses: counter(
+                &r,
+                "tokend_verify_cache_misses_total",
+                "Verifications that needed a signature check.",
+            ),
+            jwks_fetches: counter_vec(
+                &r,
+                "tokend_jwks_fetches_total",
+                "JWKS (and discovery) fetches by result.",
+                &["result"],
+            ),
+            jwks_keys: int_gauge(&r, "tokend_jwks_keys", "Verification keys loaded."),
+            jwks_last_success: gauge(
+                &r,
+                "tokend_jwks_last_success_timestamp_seconds",
+                "Unix time of the last successful JWKS fetch (0 if none).",
+            ),
+            jwks_age: gauge(
+                &r,
+                "tokend_jwks_age_seconds",
+                "Seconds since the last successful JWKS fetch (-1 if none).",
+            ),
+            unknown_kid_refetches: counter(
+                &r,
+                "tokend_jwks_unknown_kid_refetches_total",
+                "JWKS refetches caused by tokens with an unknown kid.",
+            ),
+            unknown_kid_held_back: counter(
+                &r,
+                "tokend_jwks_unknown_kid_refetches_rate_limited_total",
+                "Unknown-kid refetches not made because of jwks.min_refetch_interval.",
+            ),
+            codes_issued: counter(&r, "tokend_codes_issued_total", "Exchange codes issued."),
+            codes_redeemed: counter(
+                &r,
+                "tokend_codes_redeemed_total",
+                "Exchange codes redeemed.",
+            ),
+            codes_expired: counter(
+                &r,
+                "tokend_codes_expired_total",
+                "Exchange codes that expired unredeemed.",
+            ),
+            codes_unknown: counter(
+                &r,
+                "tokend_codes_unknown_total",
+                "Redemptions of unknown codes.",
+            ),
+            codes_replayed: counter(
+                &r,
+                "tokend_codes_replayed_total",
+                "Redemptions of already redeemed codes.",
+            ),
+            codes_refused: counter(
+                &r,
+                "tokend_codes_capacity_refusals_total",
+                "Codes not issued because codes.max_outstanding was reached.",
+            ),
+            codes_outstanding: int_gauge(
+                &r,
+                "tokend_codes_outstanding",
+                "Exchange codes issued and not yet redeemed or expired.",
+            ),
+            flow_steps: counter_vec(
+                &r,
+                "tokend_login_flow_steps_total",
+                "Login flow steps by step and result.",
+                &["step", "result"],
+            ),
+            refreshes: counter_vec(
+                &r,
+                "tokend_refreshes_total",
+                "Token refreshes by outcome (upstream, coalesced, failed).",
+                &["outcome"],
+            ),
+            logouts: counter(&r, "tokend_logouts_total", "Logouts through /auth/logout."),
+            backchannel_logouts: counter_vec(
+                &r,
+                "tokend_backchannel_logouts_total",
+                "Back-channel logout requests by result.",
+                &["result"],
+            ),
+            sessions_active: int_gauge(&r, "tokend_sessions_active", "Registered sessions."),
+            sessions_ended: counter_vec(
+                &r,
+                "tokend_sessions_ended_total",
+                "Sessions ended, by reason.",
+                &["reason"],
+            ),
+            reloads: counter_vec(
+                &r,
+                "tokend_config_reloads_total",
+                "Configuration reloads by result.",
+                &["result"],
+            ),
+            last_reload_success: int_gauge(
+                &r,
+                "tokend_config_last_reload_success",
+                "Whether the last configuration reload succeeded (1) or not (0).",
+            ),
+            last_reload_timestamp: gauge(
+                &r,
+                "tokend_config_last_reload_timestamp_seconds",
+                "Unix time of the last configuration reload attempt (or of the start).",
+            ),
+            restart_required: int_gauge(
+                &r,
+                "tokend_config_restart_required",
+                "1 when the file changes settings that only a restart applies.",
+            ),
+            upstream_duration,
+            registry: r,
+        };
+        m.last_reload_success.set(1);
+        m.last_reload_timestamp.set(unix_now());
+        m.jwks_age.set(-1.0);
+        // Pre-create the common series so they are visible (at 0) before the first event.
+        for result in ["success", "failure"] {
+            m.jwks_fetches.with_label_values(&[result]);
+            m.reloads.with_label_values(&[result]);
+            m.backchannel_logouts.with_label_values(&[result]);
+        }
+        for outcome in ["upstream", "coalesced", "failed"] {
+            m.refreshes.with_label_values(&[outcome]);
+        }
+        Arc::new(m)
+    }
+
+    /// Counts one verification.
+    pub fn verified(&self, result: Result<(), Reason>, took: Duration) {
+        match result {
+            Ok(()) => self.valid.inc(),
+            Err(reason) => self
+                .verifications
+                .with_label_values(&["invalid", reason.as_str()])
+                .inc(),
+        }
+        self.verify_duration.observe(took.as_secs_f64());
+    }
+
+    pub fn flow_step(&self, step: &str, ok: bool) {
+        self.flow_steps
+            .with_label_values(&[step, if ok { "success" } else { "failure" }])
+            .inc();
+    }
+
+    pub fn upstream(&self, endpoint: &str, took: Duration) {
+        self.upstream_duration
+            .with_label_values(&[endpoint])
+            .observe(took.as_secs_f64());
+    }
+
+    /// The text exposition, after refreshing the gauges derived at scrape time.
+    pub fn render(&self, codes_outstanding: usize, sessions_active: usize) -> String {
+        self.codes_outstanding
+            .set(i64::try_from(codes_outstanding).unwrap_or(i64::MAX));
+        self.sessions_active
+            .set(i64::try_from(sessions_active).unwrap_or(i64::MAX));
+        let last = self.jwks_last_success.get();
+        self.jwks_age
+            .set(if last > 0.0 { unix_now() - last } else { -1.0 });
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(error = %e, "cannot render metrics");
+        }
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_every_family_with_prefix_and_build_info() {
+        let m = Metrics::new();
+        m.verified(Ok(()), Duration::from_micros(3));
+        m.verified(Err(Reason::Expired), Duration::from_micros(30));
+        m.flow_step("login", true);
+        let text = m.render(3, 2);
+        assert!(
+            text.contains("tokend_verifications_total{reason=\"expired\",result=\"invalid\"} 1")
+        );
+        assert!(text.contains("tokend_verifications_total{reason=\"\",result=\"valid\"} 1"));
+        assert!(text.contains("tokend_codes_outstanding 3"));
+        assert!(text.contains("tokend_sessions_active 2"));
+        assert!(text.contains("tokend_build_info{version="));
+        assert!(text.contains("tokend_jwks_age_seconds -1"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(line.starts_with("tokend_"), "{line}");
+        }
+    }
+}
