@@ -25,8 +25,8 @@ use tower_http::timeout::TimeoutLayer;
 use crate::AppState;
 use crate::error::{ApiError, json_headers, normalize};
 
-pub fn router(state: Arc<AppState>) -> Router {
-    let listen = &state.config.listen;
+/// The router; `listen` settings (body limit, timeouts) are fixed at start.
+pub fn router(state: Arc<AppState>, listen: &crate::config::ListenConfig) -> Router {
     Router::new()
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
@@ -94,7 +94,7 @@ async fn livez() -> Response {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let readiness = state.jwks.readiness();
+    let readiness = state.runtime().jwks.readiness();
     let status = if readiness.ready {
         StatusCode::OK
     } else {
@@ -108,7 +108,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let text = state
         .metrics
-        .render(state.codes.outstanding(), state.sessions.active());
+        .render(state.runtime().codes.outstanding(), state.sessions.active());
     (
         [(
             header::CONTENT_TYPE,
@@ -149,12 +149,12 @@ async fn verify_get(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let token = token_from_headers(&headers, &state.config.cookies.access_name)?;
+    let token = token_from_headers(&headers, &state.config().cookies.access_name)?;
     verify(&state, token.expose()).await
 }
 
 async fn verify(state: &AppState, token: &str) -> Result<Response, ApiError> {
-    let verified = state.verifier.verify(token).await.map_err(|e| {
+    let verified = state.runtime().verifier.verify(token).await.map_err(|e| {
         tracing::debug!(reason = %e.reason(), message = %e, "token refused");
         ApiError::from(e)
     })?;
@@ -168,7 +168,8 @@ async fn codes_issue(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req: IssueCodeRequest = parse_json(&body)?;
-    let verified = state
+    let rt = state.runtime();
+    let verified = rt
         .verifier
         .verify(req.access_token.expose())
         .await
@@ -179,7 +180,7 @@ async fn codes_issue(
         .get("sid")
         .and_then(|s| s.as_str())
         .map(str::to_owned);
-    let code = state
+    let code = rt
         .codes
         .issue(
             NewCode {
@@ -195,7 +196,7 @@ async fn codes_issue(
         .await?;
     let body = IssueCodeResponse {
         code,
-        expires_in: state.codes.ttl().as_secs(),
+        expires_in: rt.codes.ttl().as_secs(),
     };
     Ok((StatusCode::CREATED, json_headers(), json_body(&body)).into_response())
 }
@@ -206,8 +207,9 @@ async fn codes_redeem(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req: RedeemRequest = parse_json(&body)?;
-    let payload = state.codes.redeem(req.code.expose(), now_unix()).await?;
-    let verified = state
+    let rt = state.runtime();
+    let payload = rt.codes.redeem(req.code.expose(), now_unix()).await?;
+    let verified = rt
         .verifier
         .verify(payload.access_token.expose())
         .await
@@ -234,13 +236,14 @@ async fn auth_login(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery)
             .ok()
             .and_then(|l| l.redirect)
     });
-    let target = match state.flow.login(redirect.as_deref()).await {
+    let flow = state.runtime().flow.clone();
+    let target = match flow.login(redirect.as_deref()).await {
         Ok(url) => url,
         Err(name) if name == "flow_not_configured" => {
             return ApiError::new(Reason::FlowNotConfigured, "no [flow] section configured")
                 .into_response();
         }
-        Err(name) => state.flow.login_error_url(&name),
+        Err(name) => flow.login_error_url(&name),
     };
     found(&target)
 }
@@ -259,7 +262,7 @@ async fn auth_callback(
     State(state): State<Arc<AppState>>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let target = state.flow.callback(&params).await;
+    let target = state.runtime().flow.callback(&params).await;
     found(&target)
 }
 
@@ -269,10 +272,11 @@ async fn auth_exchange(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req: RedeemRequest = parse_json(&body)?;
-    let payload = state.codes.redeem(req.code.expose(), now_unix()).await;
+    let rt = state.runtime();
+    let payload = rt.codes.redeem(req.code.expose(), now_unix()).await;
     state.metrics.flow_step("exchange", payload.is_ok());
     let payload = payload?;
-    let cookies = state
+    let cookies = rt
         .flow
         .set_cookies(&payload.access_token, payload.refresh_token.as_ref());
     Ok(with_cookies(success(), cookies))
@@ -283,17 +287,18 @@ async fn auth_refresh(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let refresh_name = &state.config.cookies.refresh_name;
+    let runtime = state.runtime();
+    let refresh_name = &runtime.config.cookies.refresh_name;
     let Some(rt) = cookie_value(&headers, refresh_name) else {
         return Err(ApiError::new(
             Reason::NoSession,
             format!("no `{refresh_name}` cookie"),
         ));
     };
-    match state.flow.refresh(&rt).await {
+    match runtime.flow.refresh(&rt).await {
         Ok(tokens) => {
             state.metrics.flow_step("refresh", true);
-            let cookies = state
+            let cookies = runtime
                 .flow
                 .set_cookies(&tokens.access_token, tokens.refresh_token.as_ref());
             Ok(with_cookies(success(), cookies))
@@ -307,7 +312,7 @@ async fn auth_refresh(
             let resp = ApiError::from(e).into_response();
             // A refresh token the provider refused is dead: clear the cookies.
             Ok(if refused {
-                with_cookies(resp, state.flow.clear_cookies())
+                with_cookies(resp, runtime.flow.clear_cookies())
             } else {
                 resp
             })
@@ -317,14 +322,15 @@ async fn auth_refresh(
 
 /// `POST /auth/logout` → cookies cleared, refresh token revoked, `{"logout_url"}`.
 async fn auth_logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let access = cookie_value(&headers, &state.config.cookies.access_name);
-    let refresh = cookie_value(&headers, &state.config.cookies.refresh_name);
-    let logout_url = state.flow.logout(access.as_ref(), refresh.as_ref()).await;
+    let rt = state.runtime();
+    let access = cookie_value(&headers, &rt.config.cookies.access_name);
+    let refresh = cookie_value(&headers, &rt.config.cookies.refresh_name);
+    let logout_url = rt.flow.logout(access.as_ref(), refresh.as_ref()).await;
     state.metrics.flow_step("logout", true);
     let body = json_body(&LogoutResponse { logout_url });
     with_cookies(
         (json_headers(), body).into_response(),
-        state.flow.clear_cookies(),
+        rt.flow.clear_cookies(),
     )
 }
 
@@ -333,7 +339,8 @@ async fn auth_session(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let name = &state.config.cookies.access_name;
+    let config = state.config();
+    let name = &config.cookies.access_name;
     let Some(token) = cookie_value(&headers, name) else {
         return Err(ApiError::inactive(
             Reason::NoSession,
@@ -349,6 +356,7 @@ async fn auth_backchannel_logout(State(state): State<Arc<AppState>>, body: Bytes
     let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let result = match form.get("logout_token") {
         Some(t) if !t.is_empty() => state
+            .runtime()
             .flow
             .backchannel_logout(t)
             .await

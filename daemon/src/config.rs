@@ -79,6 +79,9 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// The file this was loaded from (for reloads); not a config key.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -536,7 +539,15 @@ impl Config {
             source,
         })?;
         let base_dir = path.parent().unwrap_or(Path::new("."));
-        Self::from_toml(&text, path, base_dir, env)
+        let mut config = Self::from_toml(&text, path, base_dir, env)?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// The process environment as override input (non-UTF-8 variables cannot be overrides).
+    pub fn process_env() -> impl Iterator<Item = (String, String)> {
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
     }
 
     /// Like [`Config::load`] for text already read; `origin` names it in errors.

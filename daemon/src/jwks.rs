@@ -336,6 +336,11 @@ impl Jwks {
         Ok(true)
     }
 
+    /// The configuration this cache was built with.
+    pub fn config(&self) -> &JwksConfig {
+        &self.cfg
+    }
+
     /// Discovery (when not yet done) and a JWKS fetch; installs the keys on success.
     pub async fn refresh(&self) -> Result<(), JwksError> {
         let result = self.try_refresh().await;
@@ -507,9 +512,21 @@ impl Jwks {
 
     /// Background refresh until `shutdown` resolves: every `refresh_interval`, sooner (with
     /// backoff) after a failure; drops keys older than `max_stale`.
-    pub async fn run_refresher(self: Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
-        let mut shutdown = shutdown;
+    /// `replaced` fires when a reload retires this key cache, `shutdown` when tokend stops.
+    pub async fn run_refresher(
+        self: Arc<Self>,
+        mut replaced: tokio::sync::watch::Receiver<bool>,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+        fetch_first: bool,
+    ) {
         let mut backoff = Duration::from_secs(1);
+        if !fetch_first {
+            tokio::select! {
+                _ = tokio::time::sleep(self.cfg.refresh_interval) => {}
+                _ = shutdown.changed() => return,
+                _ = replaced.changed() => return,
+            }
+        }
         loop {
             let wait = match self.refresh().await {
                 Ok(()) => {
@@ -527,6 +544,7 @@ impl Jwks {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => return,
+                _ = replaced.changed() => return,
             }
         }
     }

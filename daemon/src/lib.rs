@@ -1,11 +1,12 @@
 //! tokend: a token-verification sidecar for apps that log users in through Authentik.
 //!
 //! [`run`] is the whole daemon; `main.rs` only parses arguments, sets up logging and calls it.
-//! Module map: `config` (file, env, validation), `listen` (Unix socket + TCP, hyper),
-//! `api` (routes), `error` (errors → HTTP), `provider` (upstream client, discovery),
-//! `jwks` (key cache), `verify` (token checks, claim mapping, verified-token cache),
-//! `store` (single-use records), `codes` (exchange codes), `sessions` (registry, revocations),
-//! `flow` (login, callback, cookies, refresh, logout, back-channel logout).
+//! Module map: `config` (file, env, validation), `reload` (file watch, SIGHUP, atomic swap),
+//! `listen` (Unix socket + TCP, hyper), `api` (routes), `error` (errors → HTTP), `provider`
+//! (upstream client, discovery), `jwks` (key cache), `verify` (token checks, claim mapping,
+//! verified-token cache), `store` (single-use records), `codes` (exchange codes), `sessions`
+//! (registry, revocations), `flow` (login, callback, cookies, refresh, logout, back-channel
+//! logout), `metrics` (Prometheus).
 
 pub mod api;
 pub mod codes;
@@ -16,6 +17,7 @@ pub mod jwks;
 pub mod listen;
 pub mod metrics;
 pub mod provider;
+pub mod reload;
 pub mod sessions;
 pub mod store;
 pub mod verify;
@@ -23,6 +25,7 @@ pub mod verify;
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 pub use config::Config;
 use tokio::sync::watch;
 
@@ -32,7 +35,7 @@ use crate::jwks::Jwks;
 use crate::metrics::Metrics;
 use crate::provider::Upstream;
 use crate::sessions::Sessions;
-use crate::store::{MemoryStore, Store};
+use crate::store::{Kind, MemoryStore, Store};
 use crate::verify::Verifier;
 
 /// How often expired entries are swept from the caches, the store and the registry.
@@ -46,44 +49,54 @@ pub enum Error {
     Provider(#[from] provider::ProviderError),
 }
 
-/// Everything the request handlers share: cheap handles only.
+/// Everything built from one configuration; replaced as a whole by a reload. A request holds
+/// the `Arc<Runtime>` it started with, so it finishes with that configuration.
 #[derive(Debug)]
-pub struct AppState {
+pub struct Runtime {
     /// The configuration in force.
     pub config: Arc<Config>,
     /// Verification keys and provider metadata.
     pub jwks: Arc<Jwks>,
     /// Token checks and the verified-token cache.
     pub verifier: Arc<Verifier>,
-    /// Exchange codes and login states.
-    pub store: Arc<dyn Store>,
+    /// Exchange codes (TTL from this config; the store itself is shared).
     pub codes: Arc<Codes>,
-    /// Logins made through the flow, and ended sessions' revocations.
-    pub sessions: Arc<Sessions>,
     /// The login flow (answers `flow_not_configured` without a `[flow]` section).
     pub flow: Arc<Flow>,
+    /// Dropped with the runtime: stops the JWKS refresher of a replaced `jwks`.
+    _refresher_stop: watch::Sender<bool>,
+}
+
+/// Everything the request handlers share: cheap handles only.
+#[derive(Debug)]
+pub struct AppState {
+    /// The runtime in force; swapped atomically by a reload.
+    current: ArcSwap<Runtime>,
+    /// Exchange codes and login states; survives reloads.
+    pub store: Arc<dyn Store>,
+    /// Logins made through the flow, and ended sessions' revocations; survives reloads.
+    pub sessions: Arc<Sessions>,
     /// Prometheus metrics, shared by every component.
     pub metrics: Arc<Metrics>,
+    /// Turns true when the daemon shuts down; background tasks watch it.
+    stop: watch::Receiver<bool>,
+    /// Serializes reloads.
+    reload_lock: tokio::sync::Mutex<()>,
 }
 
 impl AppState {
     /// Builds the state; loads the JWKS disk cache when there is one. No network I/O.
-    pub fn new(config: Config) -> Result<Arc<Self>, Error> {
-        let upstream = Upstream::new(&config.provider)?;
-        let hmac_secret = config
-            .provider
-            .algorithms
-            .iter()
-            .any(|a| a.is_hmac())
-            .then_some(config.provider.client_secret.as_ref())
-            .flatten();
+    pub fn new(config: Config, stop: watch::Receiver<bool>) -> Result<Arc<Self>, Error> {
         let metrics = Metrics::new();
-        let jwks = Arc::new(Jwks::new(
-            upstream,
-            config.jwks.clone(),
-            hmac_secret,
+        let sessions = Arc::new(Sessions::new(
+            config.sessions.revocation_ttl,
             metrics.clone(),
         ));
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new(
+            config.codes.max_outstanding,
+            max_logins(&config),
+        ));
+        let jwks = build_jwks(&config, &metrics)?;
         match jwks.load_disk_cache() {
             Ok(true) => tracing::info!(
                 keys = jwks.keys().len(),
@@ -92,56 +105,115 @@ impl AppState {
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "JWKS disk cache not used"),
         }
-        let sessions = Arc::new(Sessions::new(
-            config.sessions.revocation_ttl,
-            metrics.clone(),
-        ));
-        let verifier = Arc::new(Verifier::new(
-            &config,
-            jwks.clone(),
-            sessions.clone(),
-            metrics.clone(),
-        ));
-        let max_logins = config.flow.as_ref().map_or(1, |f| f.max_pending_logins);
-        let store: Arc<dyn Store> =
-            Arc::new(MemoryStore::new(config.codes.max_outstanding, max_logins));
-        let codes = Arc::new(Codes::new(store.clone(), config.codes.ttl, metrics.clone()));
-        let flow = Arc::new(Flow::new(
-            &config,
-            store.clone(),
-            codes.clone(),
-            verifier.clone(),
-            jwks.clone(),
-            metrics.clone(),
-        ));
-        Ok(Arc::new(Self {
-            config: Arc::new(config),
-            jwks,
-            verifier,
+        let state = Arc::new(Self {
+            current: ArcSwap::from_pointee(build_runtime(
+                Arc::new(config),
+                jwks,
+                &store,
+                &sessions,
+                &metrics,
+                &stop,
+                true,
+            )),
             store,
-            codes,
             sessions,
-            flow,
             metrics,
-        }))
+            stop,
+            reload_lock: tokio::sync::Mutex::new(()),
+        });
+        Ok(state)
+    }
+
+    /// The runtime in force. Hold the returned `Arc` for the whole request.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.current.load_full()
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Arc<Config> {
+        self.current.load().config.clone()
+    }
+}
+
+fn max_logins(config: &Config) -> usize {
+    config.flow.as_ref().map_or(1, |f| f.max_pending_logins)
+}
+
+/// A key cache for `config`'s provider (HS mode: the client secret is the key).
+pub(crate) fn build_jwks(config: &Config, metrics: &Arc<Metrics>) -> Result<Arc<Jwks>, Error> {
+    let upstream = Upstream::new(&config.provider)?;
+    let hmac_secret = config
+        .provider
+        .algorithms
+        .iter()
+        .any(|a| a.is_hmac())
+        .then_some(config.provider.client_secret.as_ref())
+        .flatten();
+    Ok(Arc::new(Jwks::new(
+        upstream,
+        config.jwks.clone(),
+        hmac_secret,
+        metrics.clone(),
+    )))
+}
+
+/// Everything else built on `jwks`; starts the JWKS refresher for it (fetching at once when
+/// `fetch_first`, else after one refresh interval — the keys are fresh).
+pub(crate) fn build_runtime(
+    config: Arc<Config>,
+    jwks: Arc<Jwks>,
+    store: &Arc<dyn Store>,
+    sessions: &Arc<Sessions>,
+    metrics: &Arc<Metrics>,
+    stop: &watch::Receiver<bool>,
+    fetch_first: bool,
+) -> Runtime {
+    let verifier = Arc::new(Verifier::new(
+        &config,
+        jwks.clone(),
+        sessions.clone(),
+        metrics.clone(),
+    ));
+    let codes = Arc::new(Codes::new(store.clone(), config.codes.ttl, metrics.clone()));
+    let flow = Arc::new(Flow::new(
+        &config,
+        store.clone(),
+        codes.clone(),
+        verifier.clone(),
+        jwks.clone(),
+        metrics.clone(),
+    ));
+    let (refresher_stop, refresher_rx) = watch::channel(false);
+    tokio::spawn(
+        jwks.clone()
+            .run_refresher(refresher_rx, stop.clone(), fetch_first),
+    );
+    Runtime {
+        config,
+        jwks,
+        verifier,
+        codes,
+        flow,
+        _refresher_stop: refresher_stop,
     }
 }
 
 /// Runs the daemon until `shutdown` resolves, then drains in-flight requests and returns.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
-    let state = AppState::new(config)?;
-    let bound = listen::bind_all(&state.config.listen)?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    let listen_cfg = config.listen.clone();
+    let state = AppState::new(config, stop_rx.clone())?;
+    let bound = listen::bind_all(&listen_cfg)?;
 
     let mut background = tokio::task::JoinSet::new();
-    background.spawn(state.jwks.clone().run_refresher(stop_rx.clone()));
     background.spawn(sweep(state.clone(), stop_rx.clone()));
-    background.spawn(announce_ready(state.jwks.clone(), stop_rx.clone()));
+    background.spawn(announce_ready(state.clone(), stop_rx.clone()));
+    background.spawn(reload::watch(state.clone(), stop_rx.clone()));
 
     let server = tokio::spawn(listen::serve(
         bound,
-        api::router(state.clone()),
-        listen::ServeOptions::from(&state.config.listen),
+        api::router(state.clone(), &listen_cfg),
+        listen::ServeOptions::from(&listen_cfg),
         stop_rx,
     ));
     shutdown.await;
@@ -161,11 +233,12 @@ async fn sweep(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             _ = tokio::time::sleep(SWEEP_INTERVAL) => {
                 let now = verify::now_unix();
-                state.verifier.cache().sweep(now);
+                let rt = state.runtime();
+                rt.verifier.cache().sweep(now);
                 let expired = state.store.sweep(now);
                 state.metrics.codes_expired.inc_by(expired as u64);
                 state.sessions.sweep(now);
-                state.flow.sweep();
+                rt.flow.sweep();
             }
             _ = stop.changed() => return,
         }
@@ -173,9 +246,9 @@ async fn sweep(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
 }
 
 /// Logs once when verification keys are first available.
-async fn announce_ready(jwks: Arc<Jwks>, mut stop: watch::Receiver<bool>) {
+async fn announce_ready(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     loop {
-        let r = jwks.readiness();
+        let r = state.runtime().jwks.readiness();
         if r.ready {
             tracing::info!(keys = r.keys, "ready: verification keys loaded");
             return;
@@ -184,5 +257,17 @@ async fn announce_ready(jwks: Arc<Jwks>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             _ = stop.changed() => return,
         }
+    }
+}
+
+impl AppState {
+    /// Applies capacity and TTL settings of a new config to the long-lived parts.
+    fn apply_shared(&self, config: &Config) {
+        self.store
+            .set_capacity(Kind::ExchangeCode, config.codes.max_outstanding);
+        self.store
+            .set_capacity(Kind::LoginState, max_logins(config));
+        self.sessions
+            .set_revocation_ttl(config.sessions.revocation_ttl);
     }
 }

@@ -28,10 +28,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Non-UTF-8 variables cannot be overrides; skip them rather than panic.
-    let env = std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-    let config = match Config::load(&cli.config, env) {
+    let config = match Config::load(&cli.config, Config::process_env()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("tokend: invalid configuration: {e}");

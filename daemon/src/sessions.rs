@@ -125,7 +125,7 @@ pub struct Sessions {
     /// Back-channel logout token ids seen, until they can no longer be valid.
     seen_jtis: DashMap<String, i64>,
     /// How long an ended session's tokens stay refused (at least the access token lifetime).
-    revocation_ttl: i64,
+    revocation_ttl: AtomicI64,
     metrics: Arc<Metrics>,
 }
 
@@ -137,8 +137,19 @@ impl Sessions {
             revoked_sids: DashMap::new(),
             revoked_subs: DashMap::new(),
             seen_jtis: DashMap::new(),
-            revocation_ttl: i64::try_from(revocation_ttl.as_secs()).unwrap_or(i64::MAX),
+            revocation_ttl: AtomicI64::new(secs(revocation_ttl)),
             metrics,
+        }
+    }
+
+    pub fn set_revocation_ttl(&self, ttl: std::time::Duration) {
+        self.revocation_ttl.store(secs(ttl), Ordering::Relaxed);
+    }
+
+    fn revocation(&self, now: i64) -> Revocation {
+        Revocation {
+            at: now,
+            until: now.saturating_add(self.revocation_ttl.load(Ordering::Relaxed)),
         }
     }
 
@@ -218,13 +229,8 @@ impl Sessions {
 
     /// Ends the sessions with this `sid` and refuses tokens of it issued until now.
     pub fn end_sid(&self, sid: &str, reason: EndReason, now: i64) -> Vec<Arc<Session>> {
-        self.revoked_sids.insert(
-            sid.to_string(),
-            Revocation {
-                at: now,
-                until: now.saturating_add(self.revocation_ttl),
-            },
-        );
+        self.revoked_sids
+            .insert(sid.to_string(), self.revocation(now));
         let ended: Vec<_> = self
             .by_key
             .remove(sid)
@@ -237,13 +243,8 @@ impl Sessions {
 
     /// Ends every session of `sub` and refuses the user's tokens issued until now.
     pub fn end_sub(&self, sub: &str, reason: EndReason, now: i64) -> Vec<Arc<Session>> {
-        self.revoked_subs.insert(
-            sub.to_string(),
-            Revocation {
-                at: now,
-                until: now.saturating_add(self.revocation_ttl),
-            },
-        );
+        self.revoked_subs
+            .insert(sub.to_string(), self.revocation(now));
         let keys: Vec<String> = self
             .by_key
             .iter()
@@ -327,6 +328,10 @@ impl Sessions {
         all.sort_by_key(|s| std::cmp::Reverse(s.created));
         all
     }
+}
+
+fn secs(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -102,6 +102,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn outstanding(&self, kind: Kind) -> usize;
     /// Removes expired records and tombstones; returns how many exchange codes expired unused.
     fn sweep(&self, now: i64) -> usize;
+    /// Changes the most live records of a kind (config reload); existing ones stay.
+    fn set_capacity(&self, kind: Kind, max: usize);
 }
 
 enum Slot {
@@ -116,7 +118,7 @@ struct Table {
     map: DashMap<Key, Slot>,
     /// Live records (not tombstones), kept alongside so the capacity check costs no scan.
     live: AtomicUsize,
-    max: usize,
+    max: AtomicUsize,
 }
 
 impl Table {
@@ -124,7 +126,7 @@ impl Table {
         Self {
             map: DashMap::new(),
             live: AtomicUsize::new(0),
-            max,
+            max: AtomicUsize::new(max),
         }
     }
 }
@@ -163,9 +165,10 @@ impl MemoryStore {
     pub fn put_now(&self, kind: Kind, key: Key, record: Record) -> Result<(), StoreError> {
         let t = self.table(kind);
         // Reserve a slot first so concurrent puts cannot overshoot the limit.
-        if t.live.fetch_add(1, Ordering::AcqRel) >= t.max {
+        let max = t.max.load(Ordering::Relaxed);
+        if t.live.fetch_add(1, Ordering::AcqRel) >= max {
             t.live.fetch_sub(1, Ordering::AcqRel);
-            return Err(StoreError::Full(kind, t.max));
+            return Err(StoreError::Full(kind, max));
         }
         match t.map.entry(key) {
             Entry::Occupied(_) => {
@@ -216,6 +219,10 @@ impl Store for MemoryStore {
 
     fn outstanding(&self, kind: Kind) -> usize {
         self.table(kind).live.load(Ordering::Relaxed)
+    }
+
+    fn set_capacity(&self, kind: Kind, max: usize) {
+        self.table(kind).max.store(max, Ordering::Relaxed);
     }
 
     fn sweep(&self, now: i64) -> usize {

@@ -1,0 +1,207 @@
+//! Hot reload of the configuration: the file's directory is watched with notify (editors and
+//! config managers replace files by rename; Kubernetes swaps a `..data` symlink), debounced
+//! and compared by content; SIGHUP reloads too and re-reads secret files. A reload parses and
+//! validates the file, prepares the new provider's keys when the provider changed, then swaps
+//! the runtime atomically; on any error the running configuration stays in force.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{EventKind, RecursiveMode, Watcher};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use crate::config::{Config, ConfigError};
+use crate::jwks::JwksError;
+use crate::{AppState, build_jwks, build_runtime};
+
+/// Quiet time after the last file event before the file is read.
+const DEBOUNCE: Duration = Duration::from_millis(250);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("the configuration was not loaded from a file; nothing to reload")]
+    NoFile,
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("the new provider is not usable, keeping the old configuration: {0}")]
+    Provider(#[from] JwksError),
+    #[error("cannot build the new configuration: {0}")]
+    Build(#[from] crate::Error),
+}
+
+/// What a successful reload changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Sections applied.
+    pub changed: Vec<&'static str>,
+    /// Sections that differ in the file but need a restart; their running values are kept.
+    pub restart_required: Vec<&'static str>,
+}
+
+fn same<T: Serialize>(a: &T, b: &T) -> bool {
+    serde_json::to_value(a).ok() == serde_json::to_value(b).ok()
+}
+
+/// Reloads the configuration file now. `trigger` names the cause in the log.
+pub async fn reload(state: &AppState, trigger: &str) -> Result<Outcome, ReloadError> {
+    let result = try_reload(state).await;
+    let m = &state.metrics;
+    m.last_reload_timestamp.set(crate::metrics::unix_now());
+    match &result {
+        Ok(outcome) => {
+            m.reloads.with_label_values(&["success"]).inc();
+            m.last_reload_success.set(1);
+            m.restart_required
+                .set(i64::from(!outcome.restart_required.is_empty()));
+            tracing::info!(trigger, changed = ?outcome.changed, "configuration reloaded");
+            if !outcome.restart_required.is_empty() {
+                tracing::warn!(
+                    sections = ?outcome.restart_required,
+                    "these settings changed in the file but apply only after a restart; the \
+                     running values are kept"
+                );
+            }
+        }
+        Err(e) => {
+            m.reloads.with_label_values(&["failure"]).inc();
+            m.last_reload_success.set(0);
+            tracing::error!(
+                trigger,
+                error = %e,
+                "configuration reload failed; the previous configuration stays in force"
+            );
+        }
+    }
+    result
+}
+
+async fn try_reload(state: &AppState) -> Result<Outcome, ReloadError> {
+    let _one_at_a_time = state.reload_lock.lock().await;
+    let old = state.config();
+    let path = old.source.clone().ok_or(ReloadError::NoFile)?;
+    let mut new = Config::load(&path, Config::process_env())?;
+
+    let mut restart_required = Vec::new();
+    if !same(&old.listen, &new.listen) {
+        restart_required.push("listen");
+        new.listen = old.listen.clone();
+    }
+    if !same(&old.store, &new.store) {
+        restart_required.push("store");
+        new.store = old.store.clone();
+    }
+    if !same(&old.log, &new.log) {
+        restart_required.push("log");
+        new.log = old.log.clone();
+    }
+    let secret_changed = old.provider.client_secret.as_ref().map(|s| s.expose())
+        != new.provider.client_secret.as_ref().map(|s| s.expose());
+    let provider_changed = !same(&old.provider, &new.provider) || secret_changed;
+    let jwks_changed = !same(&old.jwks, &new.jwks);
+    let mut changed = Vec::new();
+    for (name, differs) in [
+        ("provider", provider_changed),
+        ("jwks", jwks_changed),
+        ("verify", !same(&old.verify, &new.verify)),
+        ("claims", !same(&old.claims, &new.claims)),
+        ("cookies", !same(&old.cookies, &new.cookies)),
+        ("codes", !same(&old.codes, &new.codes)),
+        ("flow", !same(&old.flow, &new.flow)),
+        ("sessions", !same(&old.sessions, &new.sessions)),
+    ] {
+        if differs {
+            changed.push(name);
+        }
+    }
+
+    let current = state.runtime();
+    let jwks = if provider_changed || jwks_changed {
+        // Keys of the new provider first: there is never a moment without keys.
+        let jwks = build_jwks(&new, &state.metrics)?;
+        jwks.refresh().await?;
+        jwks
+    } else {
+        current.jwks.clone()
+    };
+    state.apply_shared(&new);
+    let runtime = build_runtime(
+        Arc::new(new),
+        jwks,
+        &state.store,
+        &state.sessions,
+        &state.metrics,
+        &state.stop,
+        false,
+    );
+    state.current.store(Arc::new(runtime));
+    Ok(Outcome {
+        changed,
+        restart_required,
+    })
+}
+
+/// Watches the config file and SIGHUP until `stop` turns true.
+pub async fn watch(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    let Some(path) = state.config().source.clone() else {
+        return;
+    };
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res
+            && !matches!(ev.kind, EventKind::Access(_))
+        {
+            let _ = tx.send(());
+        }
+    })
+    .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|()| w));
+    let _watcher = match watcher {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the config directory; reload with SIGHUP");
+            None
+        }
+    };
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGHUP");
+            None
+        }
+    };
+    let mut last = digest(&path);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => return,
+            Some(()) = events.recv() => {
+                // Debounce: wait until the directory has been quiet for a moment.
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(DEBOUNCE) => break,
+                        more = events.recv() => if more.is_none() { break },
+                    }
+                }
+                let now = digest(&path);
+                if now.is_some() && now != last {
+                    last = now;
+                    let _ = reload(&state, "file changed").await;
+                }
+            }
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                last = digest(&path);
+                let _ = reload(&state, "SIGHUP").await;
+            }
+        }
+    }
+}
+
+/// SHA-256 of the file's content (through symlinks), `None` while it cannot be read.
+fn digest(path: &Path) -> Option<[u8; 32]> {
+    std::fs::read(path).ok().map(|b| Sha256::digest(&b).into())
+}
