@@ -5,6 +5,8 @@
 //! `env!("CARGO_BIN_EXE_tokend")` only exists inside the daemon package, so [`tokend_bin`]
 //! builds the binary with cargo (a no-op when it is up to date) and finds it in the target dir.
 
+pub mod flow;
+
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -455,7 +457,18 @@ impl Tokend {
     pub async fn start_in(cfg: &TokendConfig, dir: tempfile::TempDir) -> Result<Self> {
         let config_path = dir.path().join("tokend.toml");
         std::fs::write(&config_path, cfg.to_toml(dir.path()))?;
-        let mut child = spawn_tokend(&config_path, &[])?;
+        let socket = cfg.socket.then(|| cfg.socket_file(dir.path()));
+        Self::start_at(&config_path, dir, socket, cfg.http).await
+    }
+
+    /// Starts tokend on an existing config file (which may be a symlink).
+    pub async fn start_at(
+        config_path: &Path,
+        dir: tempfile::TempDir,
+        socket: Option<PathBuf>,
+        want_http: bool,
+    ) -> Result<Self> {
+        let mut child = spawn_tokend(config_path, &[])?;
         let output = Output::default();
         if let Some(s) = child.stdout.take() {
             output.capture(s, "tokend");
@@ -465,7 +478,7 @@ impl Tokend {
         }
         let mut t = Self {
             child: Some(child),
-            socket: cfg.socket.then(|| cfg.socket_file(dir.path())),
+            socket,
             dir,
             http_addr: None,
             output,
@@ -473,8 +486,31 @@ impl Tokend {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()?,
         };
-        t.wait_listening(cfg.http).await?;
+        t.wait_listening(want_http).await?;
         Ok(t)
+    }
+
+    /// The config file tokend was started with (in its temporary directory).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("tokend.toml")
+    }
+
+    /// Replaces the config file the way editors and config managers do: write a temporary
+    /// file beside it, then rename it over the original.
+    pub fn replace_config(&self, text: &str) -> Result<()> {
+        let tmp = self.dir.path().join(".tokend.toml.tmp");
+        std::fs::write(&tmp, text)?;
+        std::fs::rename(&tmp, self.config_path())?;
+        Ok(())
+    }
+
+    /// `GET /metrics` over TCP: the text and its samples by `name{labels}`.
+    pub async fn metrics(&self) -> Result<Metrics> {
+        let a = self.get("/metrics", &[]).await?;
+        if a.status != 200 {
+            bail!("/metrics answered {}", a.status);
+        }
+        Ok(Metrics::parse(&String::from_utf8_lossy(&a.body)))
     }
 
     async fn wait_listening(&mut self, want_http: bool) -> Result<()> {
@@ -716,6 +752,41 @@ pub async fn unix_request(
         headers,
         body,
     })
+}
+
+/// A scrape of `/metrics`.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub text: String,
+    pub samples: std::collections::HashMap<String, f64>,
+}
+
+impl Metrics {
+    pub fn parse(text: &str) -> Self {
+        let samples = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| {
+                let (k, v) = l.rsplit_once(' ')?;
+                Some((k.to_string(), v.parse().ok()?))
+            })
+            .collect();
+        Self {
+            text: text.to_string(),
+            samples,
+        }
+    }
+
+    /// The value of `key` (e.g. `tokend_codes_issued_total` or
+    /// `tokend_refreshes_total{outcome="upstream"}`); 0 when absent.
+    pub fn get(&self, key: &str) -> f64 {
+        self.samples.get(key).copied().unwrap_or(0.0)
+    }
+
+    /// `self[key] - before[key]`.
+    pub fn delta(&self, before: &Metrics, key: &str) -> f64 {
+        self.get(key) - before.get(key)
+    }
 }
 
 /// A TCP port that was free a moment ago.

@@ -1,0 +1,116 @@
+//! Helpers for tests of the login flow: a provider whose client redirects to tokend, and the
+//! browser's side of redirects and cookies.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+
+use crate::{Answer, Provider, ProviderOptions, Tokend, TokendConfig, free_port};
+
+pub const FRONTEND: &str = "http://frontend.test";
+
+/// A provider whose client redirects to tokend's callback, and tokend with the flow mounted.
+pub async fn flow_setup(extra: &str) -> anyhow::Result<(Provider, Tokend)> {
+    let port = free_port()?;
+    let p = Provider::start_with(ProviderOptions {
+        redirect_uris: vec![format!("http://127.0.0.1:{port}/auth/callback")],
+        backchannel_logout_uri: Some(format!("http://127.0.0.1:{port}/auth/backchannel-logout")),
+        ..Default::default()
+    })
+    .await?;
+    let mut cfg = TokendConfig::for_provider(&p);
+    cfg.http_port = Some(port);
+    cfg.tail = format!(
+        "\n[flow]\nredirect_uri = \"http://127.0.0.1:{port}/auth/callback\"\nfrontend_url = \"{FRONTEND}\"\norganization_scope = \"organization\"\n{extra}"
+    );
+    let t = Tokend::start(&cfg).await?;
+    t.wait_ready().await?;
+    Ok((p, t))
+}
+
+pub fn location(a: &Answer) -> String {
+    a.headers
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+pub fn query(url: &str) -> HashMap<String, String> {
+    reqwest::Url::parse(url)
+        .map(|u| u.query_pairs().into_owned().collect())
+        .unwrap_or_default()
+}
+
+pub fn set_cookies(a: &Answer) -> Vec<String> {
+    a.headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect()
+}
+
+/// The value of cookie `name` among Set-Cookie headers.
+pub fn cookie_value(cookies: &[String], name: &str) -> Option<String> {
+    cookies.iter().find_map(|c| {
+        c.split(';')
+            .next()
+            .and_then(|kv| kv.strip_prefix(&format!("{name}=")))
+            .map(str::to_string)
+    })
+}
+
+pub fn cookie_attrs(cookies: &[String], name: &str) -> Vec<String> {
+    cookies
+        .iter()
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .map(|c| c.split(';').skip(1).map(|a| a.trim().to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// Runs /auth/login → provider login → /auth/callback; returns the frontend URL reached.
+pub async fn login_through_tokend(
+    p: &Provider,
+    t: &Tokend,
+    user: &str,
+    redirect: &str,
+    jar: &str,
+) -> anyhow::Result<String> {
+    let a = t
+        .get(
+            &format!("/auth/login?redirect={}", urlencode(redirect)),
+            &[],
+        )
+        .await?;
+    assert_eq!(a.status, 302, "{:?}", a.body);
+    let authorize = location(&a);
+    let back = browse(p, &authorize, user, jar).await?;
+    assert!(
+        back.starts_with(&t.base_url()?),
+        "provider sent the browser to {back}"
+    );
+    let path = back.trim_start_matches(&t.base_url()?).to_string();
+    let a = t.get(&path, &[]).await?;
+    assert_eq!(a.status, 302);
+    Ok(location(&a))
+}
+
+pub async fn browse(p: &Provider, url: &str, user: &str, jar: &str) -> anyhow::Result<String> {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/_test/browse", p.base()))
+        .json(&json!({"url": url, "user": user, "session": jar}))
+        .send()
+        .await?;
+    let v: Value = resp.json().await?;
+    v["location"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("browse failed: {v}"))
+}
+
+pub fn urlencode(s: &str) -> String {
+    reqwest::Url::parse_with_params("http://x/", &[("v", s)])
+        .ok()
+        .and_then(|u| u.query().map(|q| q.trim_start_matches("v=").to_string()))
+        .unwrap_or_default()
+}
