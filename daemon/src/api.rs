@@ -54,7 +54,61 @@ pub fn router(state: Arc<AppState>, listen: &crate::config::ListenConfig) -> Rou
             listen.request_timeout,
         ))
         .layer(axum::middleware::map_response(normalize))
+        .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
+}
+
+/// Per-process prefix of generated request ids, so ids from restarts do not collide.
+static REQUEST_PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+static REQUEST_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The caller's `X-Request-Id` when it is short and plain, else a generated one.
+fn request_id(headers: &HeaderMap) -> String {
+    if let Some(id) = headers.get("x-request-id").and_then(|v| v.to_str().ok())
+        && !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        return id.to_string();
+    }
+    let prefix = REQUEST_PREFIX.get_or_init(|| {
+        let mut b = [0u8; 4];
+        let _ = getrandom::fill(&mut b);
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    });
+    let n = REQUEST_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{prefix}-{n:x}")
+}
+
+/// One log line per request: id, method, path (never the query: it may hold codes), status,
+/// reason, latency. Flow requests and errors at INFO (5xx at WARN), the rest at DEBUG.
+async fn log_request(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let started = std::time::Instant::now();
+    let id = request_id(req.headers());
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let mut resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let reason = resp.extensions().get::<Reason>().map_or("", |r| r.as_str());
+    let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    macro_rules! line {
+        ($level:ident) => {
+            tracing::$level!(request_id = %id, %method, path = %path, status, reason, latency_us, "request")
+        };
+    }
+    if status >= 500 {
+        line!(warn);
+    } else if path.starts_with("/auth/") || (status >= 400 && status != 401) {
+        line!(info);
+    } else {
+        line!(debug);
+    }
+    resp
 }
 
 /// Most of an oversized body tokend reads (and drops) before answering 413.

@@ -92,6 +92,8 @@ impl IntoResponse for ApiError {
         }
         .unwrap_or_default();
         let mut resp = (status, json_headers(), body).into_response();
+        // For the request log: the reason travels with the response, not in its body only.
+        resp.extensions_mut().insert(self.reason);
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

@@ -346,6 +346,8 @@ pub struct TokendConfig {
     pub listen_extra: String,
     /// Whole extra sections appended at the end.
     pub tail: String,
+    /// `[log] format`; default text.
+    pub log_format: Option<String>,
 }
 
 impl TokendConfig {
@@ -367,6 +369,7 @@ impl TokendConfig {
             verify_extra: String::new(),
             listen_extra: String::new(),
             tail: String::new(),
+            log_format: None,
         }
     }
 
@@ -408,6 +411,9 @@ impl TokendConfig {
         }
         t += &format!("\n[verify]\n{}\n", self.verify_extra);
         t += "\n[log]\nlevel = \"debug\"\n";
+        if let Some(f) = &self.log_format {
+            t += &format!("format = {f:?}\n");
+        }
         t += &self.tail;
         t
     }
@@ -523,10 +529,11 @@ impl Tokend {
             let text = self.output.text();
             let socket_ok = self.socket.as_ref().is_none_or(|s| s.exists());
             if want_http && self.http_addr.is_none() {
-                self.http_addr = text
-                    .split("listener=http://")
-                    .nth(1)
-                    .and_then(|rest| rest.split_whitespace().next())
+                // Text logs say `listener=http://ADDR`, JSON logs `"listener":"http://ADDR"`.
+                self.http_addr = ["listener=http://", "\"listener\":\"http://"]
+                    .iter()
+                    .find_map(|marker| text.split(marker).nth(1))
+                    .and_then(|rest| rest.split(|c: char| c.is_whitespace() || c == '"').next())
                     .map(str::to_string);
             }
             if socket_ok && (!want_http || self.http_addr.is_some()) {

@@ -450,3 +450,52 @@ async fn reload_changes_flow_settings_for_new_requests() -> R {
     assert!(query(&location(&a)).contains_key("exchange"));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_request_fields_and_no_secrets() -> R {
+    let p = Provider::start().await?;
+    let mut cfg = TokendConfig::for_provider(&p);
+    cfg.log_format = Some("json".into());
+    let t = Tokend::start(&cfg).await?;
+    t.wait_ready().await?;
+    let token = p.login("alice").await?.access_token;
+    let a = t.verify(&token).await?;
+    assert_eq!(a.status, 200);
+    assert!(a.headers.contains_key("x-request-id"));
+    let a = t
+        .post_with(
+            "/v1/verify",
+            &[
+                ("x-request-id", "req-42"),
+                ("content-type", "application/json"),
+            ],
+            json!({"token": "junk"}).to_string(),
+        )
+        .await?;
+    assert_eq!(
+        a.headers.get("x-request-id").map(|v| v.as_bytes()),
+        Some(&b"req-42"[..])
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let text = t.output.text();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON line: {l}")))
+        .collect();
+    let line = lines
+        .iter()
+        .find(|l| l["request_id"] == "req-42")
+        .unwrap_or_else(|| panic!("no request line for req-42 in:\n{text}"));
+    assert_eq!(line["path"], "/v1/verify");
+    assert_eq!(line["status"], 401);
+    assert_eq!(line["reason"], "malformed");
+    assert!(line["latency_us"].is_u64());
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "ready: verification keys loaded")
+    );
+    t.output.assert_free_of(&[&token, &p.client_secret]);
+    Ok(())
+}
