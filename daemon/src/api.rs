@@ -228,12 +228,7 @@ async fn codes_issue(
         .verify(req.access_token.expose())
         .await
         .map_err(|e| ApiError::new(e.reason(), format!("access_token refused: {e}")))?;
-    let sid = verified
-        .claims
-        .extra
-        .get("sid")
-        .and_then(|s| s.as_str())
-        .map(str::to_owned);
+    let sid = verified.claims.sid().map(str::to_owned);
     let code = rt
         .codes
         .issue(

@@ -112,6 +112,16 @@ impl std::fmt::Debug for Flow {
     }
 }
 
+/// The openidconnect client with authorization and token endpoints set.
+type OidcClient = CoreClient<
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+>;
+
 /// Provider error codes passed through to the frontend as `?error=`; others become
 /// `provider_error`.
 const PROVIDER_ERRORS: &[&str] = &[
@@ -180,20 +190,7 @@ impl Flow {
         }
     }
 
-    fn client(
-        &self,
-        meta: &ProviderMetadata,
-    ) -> Result<
-        CoreClient<
-            openidconnect::EndpointSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointSet,
-            openidconnect::EndpointNotSet,
-        >,
-        FlowError,
-    > {
+    fn client(&self, meta: &ProviderMetadata) -> Result<OidcClient, FlowError> {
         let cfg = self.cfg()?;
         let bad = |what: &'static str| move |_| FlowError::NoEndpoint(what);
         let auth = meta
@@ -218,6 +215,13 @@ impl Flow {
         Ok(client)
     }
 
+    /// The OIDC client for a browser flow step; its error is the frontend's error name.
+    fn browser_flow_client(&self) -> Result<OidcClient, String> {
+        self.metadata()
+            .and_then(|meta| self.client(&meta))
+            .map_err(|_| "provider_unavailable".to_string())
+    }
+
     /// GET /auth/login: the authorization request. Returns the URL to redirect to.
     pub async fn login(&self, redirect: Option<&str>) -> Result<String, String> {
         let result = self.try_login(redirect).await;
@@ -231,12 +235,7 @@ impl Flow {
             None | Some("") => "/".to_string(),
             Some(r) => safe_redirect(r).ok_or_else(|| "invalid_redirect".to_string())?,
         };
-        let meta = self
-            .metadata()
-            .map_err(|_| "provider_unavailable".to_string())?;
-        let client = self
-            .client(&meta)
-            .map_err(|_| "provider_unavailable".to_string())?;
+        let client = self.browser_flow_client()?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let state = random_handle().map_err(|_| "internal".to_string())?;
         let nonce = random_handle().map_err(|_| "internal".to_string())?;
@@ -331,12 +330,7 @@ impl Flow {
             .filter(|c| !c.is_empty())
             .ok_or_else(|| "missing_code".to_string())?;
 
-        let meta = self
-            .metadata()
-            .map_err(|_| "provider_unavailable".to_string())?;
-        let client = self
-            .client(&meta)
-            .map_err(|_| "provider_unavailable".to_string())?;
+        let client = self.browser_flow_client()?;
         let http = http_client(self.upstream());
         let started = Instant::now();
         let response = client
@@ -580,12 +574,7 @@ impl Flow {
             ),
             None => {
                 // A refresh token from before a restart: register the session anew.
-                let sid = verified
-                    .claims
-                    .extra
-                    .get("sid")
-                    .and_then(|s| s.as_str())
-                    .map(str::to_owned);
+                let sid = verified.claims.sid().map(str::to_owned);
                 sessions.create(NewSession {
                     claims: &verified.claims,
                     sid,
@@ -615,12 +604,7 @@ impl Flow {
         if let Some(a) = access
             && let Ok(v) = self.verifier.verify_uncached(a.expose()).await
         {
-            sid = v
-                .claims
-                .extra
-                .get("sid")
-                .and_then(|s| s.as_str())
-                .map(str::to_owned);
+            sid = v.claims.sid().map(str::to_owned);
             session = sid.as_deref().and_then(|s| sessions.by_sid(s));
         }
         if session.is_none()

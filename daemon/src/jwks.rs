@@ -712,12 +712,7 @@ mod tests {
         let meta = ProviderMetadata {
             issuer: "http://127.0.0.1:1/application/o/x/".into(),
             jwks_uri: "http://127.0.0.1:1/application/o/x/jwks/".into(),
-            authorization_endpoint: None,
-            token_endpoint: None,
-            end_session_endpoint: None,
-            revocation_endpoint: None,
-            userinfo_endpoint: None,
-            id_token_signing_alg_values_supported: vec![],
+            ..Default::default()
         };
         let cache = DiskCache {
             version: 1,

@@ -33,7 +33,7 @@ pub enum ProviderError {
 }
 
 /// The parts of the discovery document tokend uses. Endpoint paths are never hard-coded.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 pub struct ProviderMetadata {
     pub issuer: String,
     pub jwks_uri: String,
@@ -269,13 +269,7 @@ mod tests {
     fn issuer_must_match_exactly() {
         let meta = |issuer: &str| ProviderMetadata {
             issuer: issuer.into(),
-            jwks_uri: String::new(),
-            authorization_endpoint: None,
-            token_endpoint: None,
-            end_session_endpoint: None,
-            revocation_endpoint: None,
-            userinfo_endpoint: None,
-            id_token_signing_alg_values_supported: vec![],
+            ..Default::default()
         };
         let expected = "https://auth.example.com/application/o/shop/";
         assert!(check_issuer(expected, &meta(expected)).is_ok());

@@ -349,7 +349,7 @@ impl Verifier {
             (None, None) => return 0,
         };
         self.cache.forget(|v| match sid {
-            Some(sid) => v.claims.extra.get("sid").and_then(Value::as_str) == Some(sid),
+            Some(sid) => v.claims.sid() == Some(sid),
             None => Some(v.claims.sub.as_str()) == sub,
         });
         ended.len()

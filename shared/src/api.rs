@@ -119,6 +119,13 @@ fn serialize_opt_exposed<S: serde::Serializer>(
     }
 }
 
+impl Claims {
+    /// The provider's session id (`sid`), which ties access, ID and logout tokens together.
+    pub fn sid(&self) -> Option<&str> {
+        self.extra.get("sid").and_then(Value::as_str)
+    }
+}
+
 /// Body of every error answer that is not a `/v1/verify` result.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct ErrorBody {
