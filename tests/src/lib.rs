@@ -796,6 +796,16 @@ impl Metrics {
     }
 }
 
+/// Whether the tests run as root (as CI does): some checks (socket group, installed tools)
+/// are only possible, or only required, then.
+pub fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
 /// A TCP port that was free a moment ago.
 pub fn free_port() -> Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?

@@ -24,7 +24,7 @@ fn promtool_check(text: &str) -> R {
         .spawn();
     let mut child = match child {
         Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !is_root() => {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !tokend_e2e::is_root() => {
             eprintln!("SKIP promtool check: promtool not installed (bash tests/run installs it)");
             return Ok(());
         }
@@ -47,14 +47,6 @@ fn promtool_check(text: &str) -> R {
     );
     assert!(report.trim().is_empty(), "promtool has remarks:\n{report}");
     Ok(())
-}
-
-fn is_root() -> bool {
-    std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
 }
 
 /// Polls until `f` is true (at most 10 s).
