@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
+
+use crate::jwks::Alg;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokend_shared::Secret;
 
@@ -328,14 +330,11 @@ pub enum LogFormat {
 
 /// A JWS algorithm name as written in the config, checked while parsing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AlgName(pub Algorithm);
+pub struct AlgName(pub Alg);
 
 impl AlgName {
     pub fn is_hmac(self) -> bool {
-        matches!(
-            self.0,
-            Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512
-        )
+        self.0.is_hmac()
     }
 }
 
@@ -347,10 +346,10 @@ impl<'de> Deserialize<'de> for AlgName {
                 "algorithm `none` is never accepted",
             ));
         }
-        s.parse::<Algorithm>().map(AlgName).map_err(|_| {
+        Alg::parse(&s).map(AlgName).ok_or_else(|| {
             serde::de::Error::custom(format!(
                 "unsupported algorithm `{s}`; expected one of RS256, RS384, RS512, PS256, PS384, \
-                 PS512, ES256, ES384, EdDSA, HS256, HS384, HS512"
+                 PS512, ES256, ES384, ES512, EdDSA, HS256, HS384, HS512"
             ))
         })
     }
@@ -358,7 +357,7 @@ impl<'de> Deserialize<'de> for AlgName {
 
 impl Serialize for AlgName {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format!("{:?}", self.0))
+        s.serialize_str(&self.0.to_string())
     }
 }
 
@@ -407,7 +406,8 @@ fn default_algorithms() -> Vec<AlgName> {
         RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA,
     ]
     .into_iter()
-    .map(AlgName)
+    .map(|a| AlgName(Alg::Jws(a)))
+    .chain([AlgName(Alg::Es512)])
     .collect()
 }
 fn default_http_timeout() -> Duration {
@@ -1041,7 +1041,10 @@ client_id = "shop"
         );
         assert_eq!(c.verify.leeway, Duration::from_secs(5));
         assert!(c.listen.allow_non_loopback);
-        assert_eq!(c.provider.algorithms, vec![AlgName(Algorithm::ES256)]);
+        assert_eq!(
+            c.provider.algorithms,
+            vec![AlgName(Alg::Jws(Algorithm::ES256))]
+        );
     }
 
     #[test]

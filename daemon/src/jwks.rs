@@ -28,12 +28,47 @@ pub enum JwksError {
     DiskCache { path: PathBuf, message: String },
 }
 
+/// A JWS signature algorithm tokend verifies: those of jsonwebtoken, plus ES512 (ECDSA on
+/// P-521, which Authentik signs with P-521 keys), checked with aws-lc-rs directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Alg {
+    Jws(Algorithm),
+    Es512,
+}
+
+impl Alg {
+    /// The algorithm named by a JOSE `alg` value, if tokend can verify it.
+    pub fn parse(name: &str) -> Option<Alg> {
+        match name {
+            "ES512" => Some(Alg::Es512),
+            other => other.parse::<Algorithm>().ok().map(Alg::Jws),
+        }
+    }
+
+    pub fn is_hmac(self) -> bool {
+        matches!(
+            self,
+            Alg::Jws(Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
+        )
+    }
+}
+
+impl std::fmt::Display for Alg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Alg::Jws(a) => write!(f, "{a:?}"),
+            Alg::Es512 => f.write_str("ES512"),
+        }
+    }
+}
+
 /// What a key can verify.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyKind {
     Rsa,
     EcP256,
     EcP384,
+    EcP521,
     Ed25519,
     /// The client secret (Authentik without a signing key). Never built from a JWKS entry.
     Hmac,
@@ -44,7 +79,7 @@ pub struct VerifyKey {
     pub kid: Option<String>,
     pub kind: KeyKind,
     /// The JWK's own `alg`, which then is the only algorithm it verifies.
-    pub alg: Option<Algorithm>,
+    pub alg: Option<Alg>,
     pub decoding: DecodingKey,
     /// Canonical JSON of the JWK, to keep the same `Arc` across refreshes of an unchanged key.
     raw: String,
@@ -62,19 +97,57 @@ impl std::fmt::Debug for VerifyKey {
 
 impl VerifyKey {
     /// Whether a token signed with `alg` may be checked with this key.
-    pub fn fits(&self, alg: Algorithm) -> bool {
+    pub fn fits(&self, alg: Alg) -> bool {
         if self.alg.is_some_and(|a| a != alg) {
             return false;
         }
         use Algorithm::*;
-        matches!(
-            (self.kind, alg),
-            (KeyKind::Rsa, RS256 | RS384 | RS512 | PS256 | PS384 | PS512)
-                | (KeyKind::EcP256, ES256)
-                | (KeyKind::EcP384, ES384)
-                | (KeyKind::Ed25519, EdDSA)
-                | (KeyKind::Hmac, HS256 | HS384 | HS512)
-        )
+        match alg {
+            Alg::Es512 => self.kind == KeyKind::EcP521,
+            Alg::Jws(a) => matches!(
+                (self.kind, a),
+                (KeyKind::Rsa, RS256 | RS384 | RS512 | PS256 | PS384 | PS512)
+                    | (KeyKind::EcP256, ES256)
+                    | (KeyKind::EcP384, ES384)
+                    | (KeyKind::Ed25519, EdDSA)
+                    | (KeyKind::Hmac, HS256 | HS384 | HS512)
+            ),
+        }
+    }
+
+    /// Checks `signature` (base64url) over `message` with this key for `alg`.
+    pub fn verify_signature(&self, alg: Alg, message: &[u8], signature: &str) -> Signature {
+        match alg {
+            Alg::Jws(a) => {
+                match jsonwebtoken::crypto::verify(signature, message, &self.decoding, a) {
+                    Ok(true) => Signature::Valid,
+                    Ok(false) => Signature::Invalid,
+                    Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::Base64(_)) => {
+                        Signature::NotBase64
+                    }
+                    Err(_) => Signature::Invalid,
+                }
+            }
+            Alg::Es512 => {
+                use base64::Engine;
+                let Ok(sig) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(signature)
+                else {
+                    return Signature::NotBase64;
+                };
+                let Ok(point) = self.decoding.try_get_as_bytes() else {
+                    return Signature::Invalid;
+                };
+                let key = aws_lc_rs::signature::UnparsedPublicKey::new(
+                    &aws_lc_rs::signature::ECDSA_P521_SHA512_FIXED,
+                    point,
+                );
+                if key.verify(message, &sig).is_ok() {
+                    Signature::Valid
+                } else {
+                    Signature::Invalid
+                }
+            }
+        }
     }
 
     fn hmac(secret: &Secret) -> Self {
@@ -96,8 +169,7 @@ impl VerifyKey {
         let alg = match value.get("alg").and_then(|a| a.as_str()) {
             None => None,
             Some(a) => Some(
-                a.parse::<Algorithm>()
-                    .map_err(|_| format!("alg {a:?} cannot be verified by tokend"))?,
+                Alg::parse(a).ok_or_else(|| format!("alg {a:?} cannot be verified by tokend"))?,
             ),
         };
         let jwk: Jwk = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
@@ -106,6 +178,7 @@ impl VerifyKey {
             AlgorithmParameters::EllipticCurve(p) => match &p.curve {
                 EllipticCurve::P256 => KeyKind::EcP256,
                 EllipticCurve::P384 => KeyKind::EcP384,
+                EllipticCurve::P521 => KeyKind::EcP521,
                 other => return Err(format!("curve {other:?} is not supported")),
             },
             AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
@@ -127,6 +200,14 @@ impl VerifyKey {
             raw: value.to_string(),
         }))
     }
+}
+
+/// The outcome of a signature check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signature {
+    Valid,
+    Invalid,
+    NotBase64,
 }
 
 /// Where the current keys came from.
@@ -174,7 +255,7 @@ impl KeySet {
     }
 
     /// For a token without `kid`: the single key that fits `alg`, if exactly one does.
-    pub fn sole_fit(&self, alg: Algorithm) -> Option<&Arc<VerifyKey>> {
+    pub fn sole_fit(&self, alg: Alg) -> Option<&Arc<VerifyKey>> {
         let mut fits = self
             .by_kid
             .values()
@@ -675,7 +756,7 @@ mod tests {
             &[
                 json!({"kty": "RSA", "kid": "enc", "use": "enc", "alg": "RSA-OAEP-256", "n": N, "e": "AQAB"}),
                 json!({"kty": "oct", "kid": "sym", "k": "c2VjcmV0"}),
-                json!({"kty": "EC", "kid": "p521", "crv": "P-521", "x": "AA", "y": "AA"}),
+                json!({"kty": "EC", "kid": "k256", "crv": "secp256k1", "x": "AA", "y": "AA"}),
                 json!({"kty": "what", "kid": "odd"}),
                 rsa("good"),
             ],
@@ -692,17 +773,21 @@ mod tests {
         let key = VerifyKey::from_jwk_value(&rsa("k"))
             .expect("valid")
             .expect("sig key");
-        assert!(key.fits(Algorithm::RS256));
-        assert!(!key.fits(Algorithm::PS256), "the JWK's alg pins it");
-        assert!(!key.fits(Algorithm::HS256));
+        assert!(key.fits(Alg::Jws(Algorithm::RS256)));
+        assert!(
+            !key.fits(Alg::Jws(Algorithm::PS256)),
+            "the JWK's alg pins it"
+        );
+        assert!(!key.fits(Alg::Jws(Algorithm::HS256)));
+        assert!(!key.fits(Alg::Es512));
         let mut no_alg = rsa("k");
         no_alg.as_object_mut().map(|o| o.remove("alg"));
         let key = VerifyKey::from_jwk_value(&no_alg)
             .expect("valid")
             .expect("sig key");
-        assert!(key.fits(Algorithm::PS512));
-        assert!(!key.fits(Algorithm::ES256));
-        assert!(!key.fits(Algorithm::HS256));
+        assert!(key.fits(Alg::Jws(Algorithm::PS512)));
+        assert!(!key.fits(Alg::Jws(Algorithm::ES256)));
+        assert!(!key.fits(Alg::Jws(Algorithm::HS256)));
     }
 
     #[test]

@@ -9,14 +9,13 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use dashmap::DashMap;
-use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tokend_shared::{Claims, Reason, VerifyResponse};
 
 use crate::config::{ClaimsConfig, Config, RoleRule};
-use crate::jwks::{Jwks, KeySet, Refetch, VerifyKey};
+use crate::jwks::{Alg, Jwks, KeySet, Refetch, Signature, VerifyKey};
 use crate::metrics::Metrics;
 use crate::sessions::{EndReason, Session, Sessions};
 
@@ -290,7 +289,7 @@ struct Header {
 pub struct Verifier {
     issuer: String,
     audience: String,
-    algorithms: Vec<Algorithm>,
+    algorithms: Vec<Alg>,
     leeway: i64,
     max_token_bytes: usize,
     mapper: ClaimMapper,
@@ -575,21 +574,11 @@ impl Verifier {
                 self.after_refetch(generation, &header, alg).await?
             }
         };
-        match jsonwebtoken::crypto::verify(
-            parts.signature,
-            parts.message.as_bytes(),
-            &key.decoding,
-            alg,
-        ) {
-            Ok(true) => {}
-            Ok(false) => return Err(VerifyError::BadSignature),
-            Err(e) => {
-                return Err(match e.kind() {
-                    jsonwebtoken::errors::ErrorKind::Base64(_) => {
-                        VerifyError::Malformed("signature is not base64url".into())
-                    }
-                    _ => VerifyError::BadSignature,
-                });
+        match key.verify_signature(alg, parts.message.as_bytes(), parts.signature) {
+            Signature::Valid => {}
+            Signature::Invalid => return Err(VerifyError::BadSignature),
+            Signature::NotBase64 => {
+                return Err(VerifyError::Malformed("signature is not base64url".into()));
             }
         }
         let payload = URL_SAFE_NO_PAD
@@ -604,18 +593,18 @@ impl Verifier {
         })
     }
 
-    fn check_alg(&self, header: &Header) -> Result<Algorithm, VerifyError> {
+    fn check_alg(&self, header: &Header) -> Result<Alg, VerifyError> {
         if header.alg.eq_ignore_ascii_case("none") {
             return Err(VerifyError::UnsupportedAlg(
                 "alg `none` (unsigned token) is never accepted".into(),
             ));
         }
-        let alg: Algorithm = header.alg.parse().map_err(|_| {
+        let alg = Alg::parse(&header.alg).ok_or_else(|| {
             VerifyError::UnsupportedAlg(format!("alg {:?} is not supported", short(&header.alg)))
         })?;
         if !self.algorithms.contains(&alg) {
             return Err(VerifyError::UnsupportedAlg(format!(
-                "alg {alg:?} is not allowed by provider.algorithms"
+                "alg {alg} is not allowed by provider.algorithms"
             )));
         }
         if header.crit.is_some() {
@@ -631,7 +620,7 @@ impl Verifier {
         &self,
         keys: &KeySet,
         header: &Header,
-        alg: Algorithm,
+        alg: Alg,
     ) -> Result<Option<Arc<VerifyKey>>, VerifyError> {
         if keys.is_empty() {
             return if keys.fetched_at.is_some() {
@@ -640,7 +629,7 @@ impl Verifier {
                 Err(VerifyError::KeysUnavailable)
             };
         }
-        let is_hmac = matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512);
+        let is_hmac = alg.is_hmac();
         let key = match (&header.kid, is_hmac) {
             // HS mode: the client secret is the key whatever the kid says.
             (_, true) => keys.sole_fit(alg),
@@ -650,14 +639,12 @@ impl Verifier {
         match key {
             Some(k) if k.fits(alg) => Ok(Some(k.clone())),
             Some(k) => Err(VerifyError::UnsupportedAlg(format!(
-                "alg {alg:?} does not fit key {:?} ({:?}{})",
+                "alg {alg} does not fit key {:?} ({:?}{})",
                 k.kid.as_deref().unwrap_or("-"),
                 k.kind,
-                k.alg.map(|a| format!(", alg {a:?}")).unwrap_or_default()
+                k.alg.map(|a| format!(", alg {a}")).unwrap_or_default()
             ))),
-            None if is_hmac => Err(VerifyError::UnsupportedAlg(format!(
-                "alg {alg:?} has no key"
-            ))),
+            None if is_hmac => Err(VerifyError::UnsupportedAlg(format!("alg {alg} has no key"))),
             None => Ok(None),
         }
     }
@@ -666,7 +653,7 @@ impl Verifier {
         &self,
         generation: u64,
         header: &Header,
-        alg: Algorithm,
+        alg: Alg,
     ) -> Result<Arc<VerifyKey>, VerifyError> {
         let outcome = self.jwks.refetch_unknown_kid(generation).await;
         let keys = self.jwks.keys();

@@ -71,19 +71,21 @@ let PUBLIC_HOST;
 let ISSUER;
 
 // ---------------------------------------------------------------------------------------------
-// Keys: two RSA keys (k1, k2) the provider can sign with, one EC key (e1) for /_test/sign and
-// optional ES256 signing. Generated per run, never written anywhere.
+// Keys: two RSA keys (k1, k2) the provider can sign with, EC keys e1 (P-256, ES256), e3 (P-384,
+// ES384) and e5 (P-521, ES512) for /_test/sign and optional EC signing. Generated per run, never
+// written anywhere.
 // Keys are generated straight to JWK and re-imported. Calling KeyObject.export() on a freshly
 // generated key can hang Node 20 for good: export holds the key's mutex while allocating, a GC
 // then finalizes the finished KeyGenJob, whose destructor takes the same mutex (seen ~1 start in
 // 40-150 here, main thread in ~KeyGenJob -> uv_mutex_lock under ExportJWK).
-function makeKey(kid, kind) {
+const EC_ALGS = { 'P-256': 'ES256', 'P-384': 'ES384', 'P-521': 'ES512' };
+function makeKey(kid, kind, curve = 'P-256') {
   const { publicKey: pub, privateKey: jwk } = crypto.generateKeyPairSync(kind, {
-    ...(kind === 'rsa' ? { modulusLength: 2048 } : { namedCurve: 'P-256' }),
+    ...(kind === 'rsa' ? { modulusLength: 2048 } : { namedCurve: curve }),
     publicKeyEncoding: { format: 'jwk' },
     privateKeyEncoding: { format: 'jwk' },
   });
-  const alg = kind === 'rsa' ? 'RS256' : 'ES256';
+  const alg = kind === 'rsa' ? 'RS256' : EC_ALGS[curve];
   return {
     kid, alg,
     privateKey: crypto.createPrivateKey({ key: jwk, format: 'jwk' }),
@@ -92,7 +94,11 @@ function makeKey(kid, kind) {
     publicJwk: { kty: pub.kty, alg, kid, use: 'sig', ...pub },
   };
 }
-const KEYS = { k1: makeKey('k1', 'rsa'), k2: makeKey('k2', 'rsa'), e1: makeKey('e1', 'ec') };
+const KEYS = {
+  k1: makeKey('k1', 'rsa'), k2: makeKey('k2', 'rsa'),
+  e1: makeKey('e1', 'ec', 'P-256'), e3: makeKey('e3', 'ec', 'P-384'), e5: makeKey('e5', 'ec', 'P-521'),
+};
+const KEY_NAMES = Object.keys(KEYS).join(', ');
 const state = { signing: 'k1', published: ['k1', 'k2'], jwksMode: 'normal' };
 const COOKIE_KEY = crypto.randomBytes(32).toString('hex');
 
@@ -140,12 +146,16 @@ function signJws(header, payload, alg, key) {
   switch (alg) {
     case 'none': sig = Buffer.alloc(0); break;
     case 'HS256': sig = crypto.createHmac('sha256', Buffer.from(CLIENT_SECRET, 'utf8')).update(data).digest(); break;
-    case 'RS256': need('rsa'); sig = crypto.sign('sha256', data, key); break;
-    case 'PS256':
+    case 'RS256': case 'RS384': case 'RS512':
+      need('rsa'); sig = crypto.sign(`sha${alg.slice(2)}`, data, key); break;
+    case 'PS256': case 'PS384': case 'PS512': {
       need('rsa');
-      sig = crypto.sign('sha256', data, { key, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 });
+      const bits = Number(alg.slice(2));
+      sig = crypto.sign(`sha${bits}`, data, { key, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: bits / 8 });
       break;
-    case 'ES256': need('ec'); sig = crypto.sign('sha256', data, { key, dsaEncoding: 'ieee-p1363' }); break;
+    }
+    case 'ES256': case 'ES384': case 'ES512':
+      need('ec'); sig = crypto.sign(`sha${alg.slice(2)}`, data, { key, dsaEncoding: 'ieee-p1363' }); break;
     default: throw new HttpError(400, `unsupported alg ${alg}`);
   }
   return `${input}.${sig.toString('base64url')}`;
@@ -632,8 +642,8 @@ const control = {
   'GET /_test/keys': () => ({ signing: state.signing, published: state.published }),
   'POST /_test/keys': ({ body }) => {
     const { signing = state.signing, published = state.published } = body;
-    if (!KEYS[signing]) throw new HttpError(400, 'signing must be one of k1, k2, e1');
-    if (!Array.isArray(published) || published.some((k) => !KEYS[k])) throw new HttpError(400, 'published must be an array of k1, k2, e1');
+    if (!KEYS[signing]) throw new HttpError(400, `signing must be one of ${KEY_NAMES}`);
+    if (!Array.isArray(published) || published.some((k) => !KEYS[k])) throw new HttpError(400, `published must be an array of ${KEY_NAMES}`);
     Object.assign(state, { signing, published: [...new Set(published)] });
     buildProvider();
     log(`keys: signing=${signing} published=${state.published.join(',')}`);
@@ -645,8 +655,8 @@ const control = {
     return { mode: state.jwksMode };
   },
   'POST /_test/sign': ({ body }) => {
-    const { kid, alg = kid === 'e1' ? 'ES256' : 'RS256', header = {}, payload = {} } = body;
-    if (alg !== 'HS256' && alg !== 'none' && !KEYS[kid]) throw new HttpError(400, 'kid must be one of k1, k2, e1');
+    const { kid, alg = KEYS[kid]?.alg ?? 'RS256', header = {}, payload = {} } = body;
+    if (alg !== 'HS256' && alg !== 'none' && !KEYS[kid]) throw new HttpError(400, `kid must be one of ${KEY_NAMES}`);
     const defaults = { alg, ...(kid !== undefined && alg !== 'HS256' ? { kid } : {}), typ: 'JWT' };
     return { token: signJws({ ...defaults, ...header }, payload, alg, KEYS[kid]?.privateKey) };
   },

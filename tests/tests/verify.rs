@@ -378,21 +378,33 @@ async fn empty_jwks_without_hs_mode_is_not_ready() -> R {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ec_keys_verify_and_alg_must_fit() -> R {
+    // Authentik signs ES256, ES384 or ES512 with P-256, P-384 or P-521 keys.
     let p = Provider::start().await?;
-    p.set_keys("k1", &["k1", "k2", "e1"]).await?;
+    p.set_keys("k1", &["k1", "k2", "e1", "e3", "e5"]).await?;
     let t = Tokend::start(&TokendConfig::for_provider(&p)).await?;
     t.wait_ready().await?;
     let claims = p.claims_template("bob").await?;
-    let es = p.sign("e1", "ES256", json!({}), claims.clone()).await?;
-    let a = t.verify(&es).await?;
-    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
-    // An RSA alg with the EC key's kid, and ES256 with an RSA kid, are refused.
+    for (kid, alg) in [("e1", "ES256"), ("e3", "ES384"), ("e5", "ES512")] {
+        let token = p.sign(kid, alg, json!({}), claims.clone()).await?;
+        let a = t.verify(&token).await?;
+        assert_eq!(a.status, 200, "{alg}: {}", String::from_utf8_lossy(&a.body));
+        // The same token with the first character of its signature changed.
+        let (signed, sig) = token.rsplit_once('.').unwrap_or_default();
+        let first = if sig.starts_with('A') { "B" } else { "A" };
+        let forged = format!("{signed}.{first}{}", &sig[1..]);
+        assert_eq!(t.verify(&forged).await?.reason(), "bad_signature", "{alg}");
+    }
+    // The alg must fit the key: RS256 on an EC kid, ES256 on an RSA kid, ES384 on P-521.
     let rs_on_ec = p
         .sign("k1", "RS256", json!({"kid": "e1"}), claims.clone())
         .await?;
     assert_eq!(t.verify(&rs_on_ec).await?.reason(), "unsupported_alg");
-    let es_on_rsa = p.sign("e1", "ES256", json!({"kid": "k2"}), claims).await?;
+    let es_on_rsa = p
+        .sign("e1", "ES256", json!({"kid": "k2"}), claims.clone())
+        .await?;
     assert_eq!(t.verify(&es_on_rsa).await?.reason(), "unsupported_alg");
+    let es384_on_p521 = p.sign("e3", "ES384", json!({"kid": "e5"}), claims).await?;
+    assert_eq!(t.verify(&es384_on_p521).await?.reason(), "unsupported_alg");
     Ok(())
 }
 
