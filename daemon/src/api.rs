@@ -41,6 +41,8 @@ pub fn router(state: Arc<AppState>, listen: &crate::config::ListenConfig) -> Rou
         .route("/auth/logout", post(auth_logout))
         .route("/auth/session", get(auth_session))
         .route("/auth/backchannel-logout", post(auth_backchannel_logout))
+        .route("/v1/admin/sessions", get(crate::admin::sessions))
+        .route("/v1/admin/sessions/revoke", post(crate::admin::revoke))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Outermost last: `normalize` sees the bare 408/413 answers of the inner layers.

@@ -30,6 +30,7 @@ pub fn status_for(reason: Reason) -> StatusCode {
         Reason::CodeExpired | Reason::CodeAlreadyRedeemed => StatusCode::GONE,
         Reason::ProviderUnavailable => StatusCode::BAD_GATEWAY,
         Reason::BadRequest => StatusCode::BAD_REQUEST,
+        Reason::Forbidden => StatusCode::FORBIDDEN,
         Reason::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         Reason::NotFound => StatusCode::NOT_FOUND,
         Reason::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

@@ -8,6 +8,7 @@
 //! (registry, revocations), `flow` (login, callback, cookies, refresh, logout, back-channel
 //! logout), `metrics` (Prometheus).
 
+pub mod admin;
 pub mod api;
 pub mod codes;
 pub mod config;

@@ -211,6 +211,8 @@ fn remove_own_socket(path: &Path, identity: (u64, u64)) {
 /// Accepting, over both kinds of listener.
 trait Accept: Send + 'static {
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// Marked on every request, for handlers that care which listener it came through.
+    const VIA: Via;
     fn accept(&self) -> impl Future<Output = io::Result<Self::Stream>> + Send;
 }
 
@@ -219,6 +221,7 @@ struct TcpAccept(TcpListener);
 
 impl Accept for UnixAccept {
     type Stream = tokio::net::UnixStream;
+    const VIA: Via = Via::Unix;
     async fn accept(&self) -> io::Result<Self::Stream> {
         self.0.accept().await.map(|(s, _)| s)
     }
@@ -226,6 +229,7 @@ impl Accept for UnixAccept {
 
 impl Accept for TcpAccept {
     type Stream = tokio::net::TcpStream;
+    const VIA: Via = Via::Tcp;
     async fn accept(&self) -> io::Result<Self::Stream> {
         let (s, _) = self.0.accept().await?;
         // Small request/response exchanges: don't wait for Nagle.
@@ -270,11 +274,12 @@ impl AcceptContext {
                     continue;
                 }
             };
-            let service = TowerToHyperService::new(
-                self.router
-                    .clone()
-                    .map_request(|req: http::Request<Incoming>| req.map(axum::body::Body::new)),
-            );
+            let service = TowerToHyperService::new(self.router.clone().map_request(
+                |mut req: http::Request<Incoming>| {
+                    req.extensions_mut().insert(A::VIA);
+                    req.map(axum::body::Body::new)
+                },
+            ));
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(self.header_read_timeout)
@@ -288,4 +293,12 @@ impl AcceptContext {
             });
         }
     }
+}
+
+/// Which listener a request came through; handlers that must answer only locally-authorized
+/// callers (the admin API) check it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Unix,
+    Tcp,
 }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
 use serde::Serialize;
-use tokend_shared::{Claims, Secret};
+use tokend_shared::{Claims, Secret, SessionInfo};
 
 use crate::metrics::Metrics;
 use crate::store::{Key, key_of};
@@ -81,20 +81,6 @@ impl Session {
             last_seen: self.last_seen.load(Ordering::Relaxed),
         }
     }
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct SessionInfo {
-    pub sid: Option<String>,
-    pub sub: String,
-    pub email: Option<String>,
-    #[serde(rename = "organizationId")]
-    pub organization_id: String,
-    pub role: String,
-    pub created: i64,
-    pub access_expires: i64,
-    pub refresh_expires: i64,
-    pub last_seen: i64,
 }
 
 /// Tokens issued at or before `at` are refused until `until`.

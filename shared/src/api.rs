@@ -126,6 +126,47 @@ impl Claims {
     }
 }
 
+/// A session registered by tokend's login flow, as the admin API and the console show it.
+/// No tokens.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct SessionInfo {
+    pub sid: Option<String>,
+    pub sub: String,
+    pub email: Option<String>,
+    #[serde(rename = "organizationId")]
+    pub organization_id: String,
+    pub role: String,
+    /// Unix seconds.
+    pub created: i64,
+    pub access_expires: i64,
+    pub refresh_expires: i64,
+    /// Last time one of the session's tokens was verified.
+    pub last_seen: i64,
+}
+
+/// `GET /v1/admin/sessions`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct SessionList {
+    pub sessions: Vec<SessionInfo>,
+}
+
+/// `POST /v1/admin/sessions/revoke`: by `sid`, or every session of `sub`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    #[serde(default)]
+    pub sid: Option<String>,
+    #[serde(default)]
+    pub sub: Option<String>,
+}
+
+/// Answer of `POST /v1/admin/sessions/revoke`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct RevokeResponse {
+    /// Registered sessions ended (their tokens are refused from now on either way).
+    pub ended: usize,
+}
+
 /// Body of every error answer that is not a `/v1/verify` result.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct ErrorBody {
@@ -192,6 +233,8 @@ pub enum Reason {
     RefreshFailed,
     /// The provider could not be reached or answered an error.
     ProviderUnavailable,
+    /// The admin API answers only on the Unix socket.
+    Forbidden,
     /// The request itself is malformed (bad JSON, wrong fields).
     BadRequest,
     PayloadTooLarge,
@@ -231,6 +274,7 @@ impl Reason {
             Reason::NoSession => "no_session",
             Reason::RefreshFailed => "refresh_failed",
             Reason::ProviderUnavailable => "provider_unavailable",
+            Reason::Forbidden => "forbidden",
             Reason::BadRequest => "bad_request",
             Reason::PayloadTooLarge => "payload_too_large",
             Reason::NotFound => "not_found",
@@ -278,6 +322,7 @@ mod tests {
             Reason::NoSession,
             Reason::RefreshFailed,
             Reason::ProviderUnavailable,
+            Reason::Forbidden,
             Reason::BadRequest,
             Reason::PayloadTooLarge,
             Reason::NotFound,

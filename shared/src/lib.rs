@@ -8,6 +8,7 @@ pub mod secret;
 
 pub use api::{
     Claims, ErrorBody, IssueCodeRequest, IssueCodeResponse, LogoutResponse, Readiness, Reason,
-    RedeemRequest, RedeemResponse, VerifyRequest, VerifyResponse,
+    RedeemRequest, RedeemResponse, RevokeRequest, RevokeResponse, SessionInfo, SessionList,
+    VerifyRequest, VerifyResponse,
 };
 pub use secret::Secret;

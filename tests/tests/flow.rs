@@ -616,3 +616,62 @@ async fn backchannel_logout_ends_the_session_and_refuses_bad_tokens() -> R {
         .assert_free_of(&[&access, &bob, &valid, &p.client_secret]);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_lists_and_revokes_sessions_only_on_the_socket() -> R {
+    let (p, t) = flow_setup("").await?;
+    let front = login_through_tokend(&p, &t, "alice", "/", "adm").await?;
+    let code = query(&front)["exchange"].clone();
+    let a = t
+        .post("/auth/exchange", json!({"code": code}).to_string())
+        .await?;
+    let access = cookie_value(&set_cookies(&a), "ecosire_auth").expect("access cookie");
+    assert_eq!(t.verify(&access).await?.status, 200);
+
+    let a = t.get("/v1/admin/sessions", &[]).await?;
+    assert_eq!(
+        (a.status, a.reason()),
+        (403, "forbidden".into()),
+        "not over TCP"
+    );
+    let a = t.unix("GET", "/v1/admin/sessions", &[], None).await?;
+    assert_eq!(a.status, 200);
+    let sessions = a.json()["sessions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0]["sub"], "alice");
+    assert_eq!(sessions[0]["organizationId"], "org-1");
+    assert!(
+        sessions[0]["last_seen"].as_i64().unwrap_or(0)
+            >= sessions[0]["created"].as_i64().unwrap_or(0)
+    );
+    let sid = sessions[0]["sid"].as_str().unwrap_or("").to_string();
+    assert!(
+        !String::from_utf8_lossy(&a.body).contains(&access),
+        "no tokens listed"
+    );
+
+    let a = t
+        .unix("POST", "/v1/admin/sessions/revoke", &[], Some("{}".into()))
+        .await?;
+    assert_eq!((a.status, a.reason()), (400, "bad_request".into()));
+    let a = t
+        .unix(
+            "POST",
+            "/v1/admin/sessions/revoke",
+            &[],
+            Some(json!({"sid": sid}).to_string()),
+        )
+        .await?;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.json()["ended"], 1);
+    assert_eq!(t.verify(&access).await?.reason(), "token_revoked");
+    let a = t.unix("GET", "/v1/admin/sessions", &[], None).await?;
+    assert_eq!(a.json()["sessions"], json!([]));
+    let m = t.metrics().await?;
+    assert_eq!(
+        m.get("tokend_sessions_ended_total{reason=\"admin_revocation\"}"),
+        1.0
+    );
+    t.output.assert_free_of(&[&access, &code]);
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! The admin API for operators and the `tokentop` console: list sessions, revoke them. It
+//! answers only on the Unix socket, where file permissions say who may connect.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::Extensions;
+use axum::response::{IntoResponse, Response};
+use tokend_shared::{Reason, RevokeRequest, RevokeResponse, SessionList};
+
+use crate::AppState;
+use crate::api::parse_json;
+use crate::error::{ApiError, json_headers};
+use crate::listen::Via;
+use crate::sessions::EndReason;
+use crate::verify::now_unix;
+
+fn only_on_the_socket(ext: &Extensions) -> Result<(), ApiError> {
+    match ext.get::<Via>() {
+        Some(Via::Unix) => Ok(()),
+        _ => Err(ApiError::new(
+            Reason::Forbidden,
+            "the admin API answers only on the Unix socket",
+        )),
+    }
+}
+
+/// `GET /v1/admin/sessions`: every registered session, newest first. No tokens.
+pub async fn sessions(
+    State(state): State<Arc<AppState>>,
+    ext: Extensions,
+) -> Result<Response, ApiError> {
+    only_on_the_socket(&ext)?;
+    let body = SessionList {
+        sessions: state.sessions.list(),
+    };
+    Ok((
+        json_headers(),
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
+        .into_response())
+}
+
+/// `POST /v1/admin/sessions/revoke {"sid"}` or `{"sub"}`: ends the sessions; their tokens are
+/// refused from now on (until `sessions.revocation_ttl`).
+pub async fn revoke(
+    State(state): State<Arc<AppState>>,
+    ext: Extensions,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    only_on_the_socket(&ext)?;
+    let req: RevokeRequest = parse_json(&body)?;
+    let (sid, sub) = match (req.sid.as_deref(), req.sub.as_deref()) {
+        (Some(s), None) if !s.is_empty() => (Some(s), None),
+        (None, Some(s)) if !s.is_empty() => (None, Some(s)),
+        _ => {
+            return Err(ApiError::new(
+                Reason::BadRequest,
+                "give exactly one of `sid` or `sub`",
+            ));
+        }
+    };
+    let ended =
+        state
+            .runtime()
+            .verifier
+            .end_sessions(sid, sub, EndReason::AdminRevocation, now_unix());
+    tracing::info!(
+        sid = sid.unwrap_or("-"),
+        sub = sub.unwrap_or("-"),
+        ended,
+        "sessions revoked by an administrator"
+    );
+    let body = RevokeResponse { ended };
+    Ok((
+        json_headers(),
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
+        .into_response())
+}
