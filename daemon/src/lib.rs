@@ -6,7 +6,8 @@
 //! (upstream client, discovery), `jwks` (key cache), `verify` (token checks, claim mapping,
 //! verified-token cache), `store` (single-use records), `codes` (exchange codes), `sessions`
 //! (registry, revocations), `flow` (login, callback, cookies, refresh, logout, back-channel
-//! logout), `metrics` (Prometheus).
+//! logout), `metrics` (Prometheus), `systemd` (sd_notify: readiness, status, reload, stop,
+//! watchdog).
 
 pub mod admin;
 pub mod api;
@@ -21,6 +22,7 @@ pub mod provider;
 pub mod reload;
 pub mod sessions;
 pub mod store;
+pub mod systemd;
 pub mod verify;
 
 use std::sync::Arc;
@@ -79,6 +81,9 @@ pub struct AppState {
     pub sessions: Arc<Sessions>,
     /// Prometheus metrics, shared by every component.
     pub metrics: Arc<Metrics>,
+    /// Tells systemd about readiness, reloads (`reloading()`/`reloaded()`), status and
+    /// shutdown; a no-op outside systemd.
+    pub notifier: systemd::Notifier,
     /// Turns true when the daemon shuts down; background tasks watch it.
     stop: watch::Receiver<bool>,
     /// Serializes reloads.
@@ -106,6 +111,9 @@ impl AppState {
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "JWKS disk cache not used"),
         }
+        let notifier = systemd::Notifier::from_env();
+        let active = sessions.clone();
+        notifier.add_status_field("sessions", move || active.active().to_string());
         let state = Arc::new(Self {
             current: ArcSwap::from_pointee(build_runtime(
                 Arc::new(config),
@@ -119,6 +127,7 @@ impl AppState {
             store,
             sessions,
             metrics,
+            notifier,
             stop,
             reload_lock: tokio::sync::Mutex::new(()),
         });
@@ -208,7 +217,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
 
     let mut background = tokio::task::JoinSet::new();
     background.spawn(sweep(state.clone(), stop_rx.clone()));
-    background.spawn(announce_ready(state.clone(), stop_rx.clone()));
+    let readiness = {
+        let state = state.clone();
+        move || state.runtime().jwks.readiness()
+    };
+    background.spawn(systemd::supervise(
+        state.notifier.clone(),
+        readiness,
+        stop_rx.clone(),
+    ));
+    background.spawn(systemd::watchdog(state.notifier.clone(), stop_rx.clone()));
     background.spawn(reload::watch(state.clone(), stop_rx.clone()));
 
     let server = tokio::spawn(listen::serve(
@@ -219,6 +237,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
     ));
     shutdown.await;
     tracing::info!("shutting down: no new connections; finishing requests in flight");
+    state.notifier.stopping();
     let _ = stop_tx.send(true);
     if let Err(e) = server.await {
         tracing::error!(error = %e, "server task failed");
@@ -241,21 +260,6 @@ async fn sweep(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
                 state.sessions.sweep(now);
                 rt.flow.sweep();
             }
-            _ = stop.changed() => return,
-        }
-    }
-}
-
-/// Logs once when verification keys are first available.
-async fn announce_ready(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
-    loop {
-        let r = state.runtime().jwks.readiness();
-        if r.ready {
-            tracing::info!(keys = r.keys, "ready: verification keys loaded");
-            return;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
             _ = stop.changed() => return,
         }
     }
