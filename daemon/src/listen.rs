@@ -1,6 +1,7 @@
 //! The listeners: a Unix socket (mode, group, stale-file takeover, removal on exit) and a
 //! loopback TCP address, both serving the same router with hyper, bounded in connections and
-//! header read time, and drained gracefully on shutdown.
+//! header read time, and drained gracefully on shutdown. Sockets passed by systemd (socket
+//! activation, `sd_listen_fds(3)`) are adopted instead of bound, and left to systemd.
 
 use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -35,15 +36,30 @@ pub enum ListenError {
         addr: std::net::SocketAddr,
         source: io::Error,
     },
+    #[error("socket activation: passed socket #{index} (name {name:?}): {source}")]
+    Activation {
+        index: usize,
+        name: String,
+        source: io::Error,
+    },
+    #[error("socket activation: passed TCP socket (name {name:?}): {source}")]
+    ActivatedAddress { name: String, source: io::Error },
+    #[error(
+        "socket activation: passed TCP socket {addr} is not a loopback address; tokend is a \
+         local sidecar. Set `allow_non_loopback = true` if you really mean it"
+    )]
+    ActivatedNonLoopback { addr: std::net::SocketAddr },
 }
 
 /// A bound listener, ready to accept.
 pub enum Bound {
     Unix {
         listener: UnixListener,
+        /// Where the socket is, for logs (`@name` for an abstract one).
         path: PathBuf,
-        /// Device and inode of our socket file, so only our own file is removed at exit.
-        identity: (u64, u64),
+        /// Device and inode of our socket file, so only our own file is removed at exit;
+        /// `None` for a socket passed by systemd, which owns the file.
+        identity: Option<(u64, u64)>,
     },
     Tcp(TcpListener),
 }
@@ -59,13 +75,161 @@ impl Bound {
     }
 }
 
-/// Binds what the configuration asks for.
+/// Adopts the sockets systemd passed (if any) and binds what the configuration asks for and
+/// systemd did not pass.
 pub fn bind_all(cfg: &ListenConfig) -> Result<Vec<Bound>, ListenError> {
+    bind_with(cfg, Activated::from_env()?)
+}
+
+/// Listening sockets passed by the service manager (socket activation).
+#[derive(Debug, Default)]
+pub struct Activated {
+    /// Unix stream sockets, with the name systemd gave each (`FileDescriptorName=`).
+    pub unix: Vec<(std::os::unix::net::UnixListener, String)>,
+    /// TCP sockets, with their names.
+    pub tcp: Vec<(std::net::TcpListener, String)>,
+}
+
+impl Activated {
+    /// Takes the sockets passed to this process: only when `LISTEN_PID` is our pid and
+    /// `LISTEN_FDS` is set. `LISTEN_FDNAMES` (colon-separated) tells which is which: `unix`
+    /// and `http` (the names in `systemd/tokend.socket`); other names go by socket type.
+    /// `LISTEN_PID` and `LISTEN_FDS` are unset afterwards (by `listenfd`), so nothing we start
+    /// would take them for its own; a leftover `LISTEN_FDNAMES` means nothing without them
+    /// (unsetting it ourselves would need `unsafe`, forbidden here).
+    pub fn from_env() -> Result<Self, ListenError> {
+        let for_us = std::env::var("LISTEN_PID")
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok())
+            == Some(std::process::id());
+        // listenfd also accepts an absent LISTEN_PID (its catflap extension); systemd's rule
+        // is stricter, so check first.
+        if !for_us || std::env::var_os("LISTEN_FDS").is_none() {
+            return Ok(Self::default());
+        }
+        let names = std::env::var("LISTEN_FDNAMES").ok();
+        Self::take(listenfd::ListenFd::from_env(), names.as_deref())
+    }
+
+    fn take(mut fds: listenfd::ListenFd, names: Option<&str>) -> Result<Self, ListenError> {
+        let mut names: Vec<&str> = names.map(|n| n.split(':').collect()).unwrap_or_default();
+        if !names.is_empty() && names.len() != fds.len() {
+            tracing::warn!(
+                fds = fds.len(),
+                names = names.len(),
+                "LISTEN_FDNAMES does not match LISTEN_FDS; telling the sockets apart by type"
+            );
+            names.clear();
+        }
+        let mut out = Self::default();
+        for index in 0..fds.len() {
+            let name = names.get(index).copied().unwrap_or("");
+            let err = |source| ListenError::Activation {
+                index,
+                name: name.to_string(),
+                source,
+            };
+            match name {
+                "unix" => {
+                    let l = fds.take_unix_listener(index).map_err(err)?;
+                    out.unix.extend(l.map(|l| (l, name.to_string())));
+                }
+                "http" => {
+                    let l = fds.take_tcp_listener(index).map_err(err)?;
+                    out.tcp.extend(l.map(|l| (l, name.to_string())));
+                }
+                // Unnamed (or named after the unit): by type. A wrong type leaves the fd in
+                // place, so the second try still sees it.
+                _ => {
+                    if let Ok(Some(l)) = fds.take_tcp_listener(index) {
+                        out.tcp.push((l, name.to_string()));
+                    } else if let Some(l) = fds.take_unix_listener(index).map_err(|_| {
+                        err(io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            "neither a Unix stream socket nor a TCP socket",
+                        ))
+                    })? {
+                        out.unix.push((l, name.to_string()));
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.unix.is_empty() && self.tcp.is_empty()
+    }
+}
+
+/// Adopts `activated` and binds what `cfg` asks for that is not among it: a passed Unix socket
+/// stands in for `listen.socket`, a passed TCP socket for `listen.http`. Passed sockets are
+/// served even when the configuration does not name that kind of listener (the socket unit
+/// asked for them); they are never chmod/chown'ed or removed.
+pub fn bind_with(cfg: &ListenConfig, activated: Activated) -> Result<Vec<Bound>, ListenError> {
     let mut bound = Vec::new();
-    if let Some(path) = &cfg.socket {
+    let have_unix = !activated.unix.is_empty();
+    let have_tcp = !activated.tcp.is_empty();
+    if !activated.is_empty() {
+        tracing::info!(
+            unix = activated.unix.len(),
+            tcp = activated.tcp.len(),
+            "socket activation: adopting the sockets systemd passed"
+        );
+    }
+    for (std_listener, name) in activated.unix {
+        let path = unix_listener_name(&std_listener);
+        let err = |source| ListenError::Socket {
+            path: path.clone(),
+            source,
+        };
+        std_listener.set_nonblocking(true).map_err(err)?;
+        let listener = UnixListener::from_std(std_listener).map_err(err)?;
+        tracing::info!(listener = %format!("unix:{}", path.display()), fd_name = %name, "adopted socket");
+        if let Some(want) = &cfg.socket
+            && want != &path
+        {
+            tracing::warn!(
+                configured = %want.display(),
+                adopted = %path.display(),
+                "listen.socket differs from the socket systemd passed; serving the passed one"
+            );
+        }
+        bound.push(Bound::Unix {
+            listener,
+            path,
+            identity: None,
+        });
+    }
+    if !have_unix && let Some(path) = &cfg.socket {
         bound.push(bind_unix(path, cfg.socket_mode, cfg.socket_group.as_ref())?);
     }
-    if let Some(addr) = cfg.http {
+    for (std_listener, name) in activated.tcp {
+        let addr = std_listener
+            .local_addr()
+            .map_err(|source| ListenError::ActivatedAddress {
+                name: name.clone(),
+                source,
+            })?;
+        if !addr.ip().is_loopback() && !cfg.allow_non_loopback {
+            return Err(ListenError::ActivatedNonLoopback { addr });
+        }
+        let err = |source| ListenError::Tcp { addr, source };
+        std_listener.set_nonblocking(true).map_err(err)?;
+        let listener = TcpListener::from_std(std_listener).map_err(err)?;
+        tracing::info!(listener = %format!("http://{addr}"), fd_name = %name, "adopted socket");
+        if let Some(want) = cfg.http
+            && want != addr
+        {
+            tracing::warn!(
+                configured = %want,
+                adopted = %addr,
+                "listen.http differs from the socket systemd passed; serving the passed one"
+            );
+        }
+        bound.push(Bound::Tcp(listener));
+    }
+    if !have_tcp && let Some(addr) = cfg.http {
         let std_listener = std::net::TcpListener::bind(addr)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .map_err(|source| ListenError::Tcp { addr, source })?;
@@ -74,6 +238,24 @@ pub fn bind_all(cfg: &ListenConfig) -> Result<Vec<Bound>, ListenError> {
         bound.push(Bound::Tcp(listener));
     }
     Ok(bound)
+}
+
+/// A passed Unix socket's address, for logs: its path, `@name` if abstract, `?` if unnamed.
+fn unix_listener_name(l: &std::os::unix::net::UnixListener) -> PathBuf {
+    let Ok(addr) = l.local_addr() else {
+        return PathBuf::from("?");
+    };
+    if let Some(p) = addr.as_pathname() {
+        return p.to_path_buf();
+    }
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        use std::os::linux::net::SocketAddrExt;
+        if let Some(name) = addr.as_abstract_name() {
+            return PathBuf::from(format!("@{}", String::from_utf8_lossy(name)));
+        }
+    }
+    PathBuf::from("?")
 }
 
 fn bind_unix(path: &Path, mode: u32, group: Option<&GroupSpec>) -> Result<Bound, ListenError> {
@@ -121,7 +303,7 @@ fn bind_unix(path: &Path, mode: u32, group: Option<&GroupSpec>) -> Result<Bound,
     Ok(Bound::Unix {
         listener,
         path: path.to_path_buf(),
-        identity: (meta.dev(), meta.ino()),
+        identity: Some((meta.dev(), meta.ino())),
     })
 }
 
@@ -144,7 +326,8 @@ impl From<&ListenConfig> for ServeOptions {
 }
 
 /// Serves `router` on every listener until `shutdown` turns true, then stops accepting and
-/// lets in-flight requests finish within the grace period. Removes our socket files.
+/// lets in-flight requests finish within the grace period. Removes our socket files (not
+/// those systemd passed).
 pub async fn serve(
     bound: Vec<Bound>,
     router: Router,
@@ -170,7 +353,9 @@ pub async fn serve(
                 path,
                 identity,
             } => {
-                socket_files.push((path, identity));
+                if let Some(identity) = identity {
+                    socket_files.push((path, identity));
+                }
                 accept_loops.spawn(ctx.run(UnixAccept(listener)));
             }
             Bound::Tcp(listener) => {
@@ -301,4 +486,121 @@ impl AcceptContext {
 pub enum Via {
     Unix,
     Tcp,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::Config;
+
+    fn listen_config(dir: &Path, http: &str) -> ListenConfig {
+        let text = format!(
+            "[listen]\nsocket = {:?}\nsocket_mode = \"0666\"\nhttp = {http:?}\n\n\
+             [provider]\nissuer = \"https://auth.example.com/application/o/x/\"\nclient_id = \"x\"\n",
+            dir.join("configured.sock")
+        );
+        Config::from_toml(&text, Path::new("test.toml"), dir, std::iter::empty())
+            .expect("valid config")
+            .listen
+    }
+
+    async fn get_over_unix(path: &Path) -> String {
+        let mut s = tokio::net::UnixStream::connect(path)
+            .await
+            .expect("connect");
+        s.write_all(b"GET /ping HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.expect("read");
+        out
+    }
+
+    #[tokio::test]
+    async fn adopted_sockets_are_served_untouched_and_left_in_place() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let passed = dir.path().join("passed.sock");
+        let unix = std::os::unix::net::UnixListener::bind(&passed).expect("bind");
+        std::fs::set_permissions(&passed, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+        let tcp_addr = tcp.local_addr().expect("addr");
+        let activated = Activated {
+            unix: vec![(unix, "unix".into())],
+            tcp: vec![(tcp, "http".into())],
+        };
+        let cfg = listen_config(dir.path(), "127.0.0.1:1");
+        let bound = bind_with(&cfg, activated).expect("adopt");
+        assert_eq!(
+            bound.len(),
+            2,
+            "passed sockets stand in for the configured ones"
+        );
+        assert!(!dir.path().join("configured.sock").exists());
+        assert_eq!(bound[1].describe(), format!("http://{tcp_addr}"));
+        let mode = std::fs::metadata(&passed)
+            .expect("meta")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(
+            mode, 0o600,
+            "an adopted socket's mode is systemd's business"
+        );
+
+        let router = Router::new().route("/ping", axum::routing::get(|| async { "pong" }));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let server = tokio::spawn(serve(bound, router, ServeOptions::from(&cfg), stop_rx));
+        let answer = get_over_unix(&passed).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("pong"), "{answer}");
+        stop_tx.send(true).expect("stop");
+        server.await.expect("server");
+        assert!(passed.exists(), "an adopted socket file is left to systemd");
+    }
+
+    #[tokio::test]
+    async fn what_systemd_did_not_pass_is_bound_as_configured() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind tcp");
+        let activated = Activated {
+            unix: vec![],
+            tcp: vec![(tcp, "http".into())],
+        };
+        let cfg = listen_config(dir.path(), "127.0.0.1:1");
+        let bound = bind_with(&cfg, activated).expect("bind");
+        assert_eq!(bound.len(), 2);
+        let configured = dir.path().join("configured.sock");
+        let mode = std::fs::metadata(&configured)
+            .expect("bound")
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o666, "our own socket gets the configured mode");
+        assert!(matches!(
+            &bound[0],
+            Bound::Unix {
+                identity: Some(_),
+                ..
+            }
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_passed_non_loopback_tcp_socket_needs_allow_non_loopback() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tcp = std::net::TcpListener::bind("0.0.0.0:0").expect("bind tcp");
+        let activated = Activated {
+            unix: vec![],
+            tcp: vec![(tcp, "http".into())],
+        };
+        let cfg = listen_config(dir.path(), "127.0.0.1:1");
+        assert!(matches!(
+            bind_with(&cfg, activated),
+            Err(ListenError::ActivatedNonLoopback { .. })
+        ));
+    }
 }
