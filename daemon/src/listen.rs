@@ -219,7 +219,7 @@ pub fn bind_with(cfg: &ListenConfig, activated: Activated) -> Result<Vec<Bound>,
         let listener = TcpListener::from_std(std_listener).map_err(err)?;
         tracing::info!(listener = %format!("http://{addr}"), fd_name = %name, "adopted socket");
         if let Some(want) = cfg.http
-            && want != addr
+            && (want.ip() != addr.ip() || (want.port() != 0 && want.port() != addr.port()))
         {
             tracing::warn!(
                 configured = %want,
