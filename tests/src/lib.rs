@@ -348,6 +348,11 @@ pub struct TokendConfig {
     pub tail: String,
     /// `[log] format`; default text.
     pub log_format: Option<String>,
+    /// Extra environment variables for tokend (e.g. `NOTIFY_SOCKET`, `WATCHDOG_USEC`).
+    pub env: Vec<(String, String)>,
+    /// A program (and its arguments) that starts tokend: tokend's command line is appended,
+    /// e.g. `systemd-socket-activate -l … --fdname=…`. Empty: tokend is started directly.
+    pub launcher: Vec<String>,
 }
 
 impl TokendConfig {
@@ -370,6 +375,34 @@ impl TokendConfig {
             listen_extra: String::new(),
             tail: String::new(),
             log_format: None,
+            env: Vec::new(),
+            launcher: Vec::new(),
+        }
+    }
+
+    /// A tokend that needs no provider: HS256 with `client_secret` as the key (ready at once),
+    /// the issuer on a closed port (discovery fails quietly in the background).
+    pub fn hs256(client_secret: &str) -> Self {
+        Self {
+            issuer: "http://127.0.0.1:9/application/o/tokend-test/".into(),
+            internal_url: None,
+            client_id: "tokend-test".into(),
+            client_secret: Some(client_secret.into()),
+            algorithms: Some(vec!["HS256".into()]),
+            refresh_interval: "1h".into(),
+            min_refetch_interval: "10s".into(),
+            max_stale: "24h".into(),
+            cache_file: None,
+            socket: true,
+            socket_path: None,
+            http: true,
+            http_port: None,
+            verify_extra: String::new(),
+            listen_extra: String::new(),
+            tail: String::new(),
+            log_format: None,
+            env: Vec::new(),
+            launcher: Vec::new(),
         }
     }
 
@@ -427,6 +460,8 @@ pub struct Tokend {
     pub http_addr: Option<String>,
     pub output: Output,
     http: reqwest::Client,
+    /// Whether the config asks for a TCP listener (its address is read from the log).
+    want_http: bool,
 }
 
 /// An HTTP answer: status, headers, body.
@@ -461,10 +496,25 @@ impl Tokend {
     }
 
     pub async fn start_in(cfg: &TokendConfig, dir: tempfile::TempDir) -> Result<Self> {
+        let mut t = Self::spawn_in(cfg, dir)?;
+        t.wait_listening().await?;
+        Ok(t)
+    }
+
+    /// Starts tokend with `cfg` in `dir` without waiting for it to listen (a launcher such as
+    /// `systemd-socket-activate` may only start it on the first connection); see
+    /// [`Tokend::wait_listening`]. Call it inside a Tokio runtime (the output is read by tasks).
+    pub fn spawn_in(cfg: &TokendConfig, dir: tempfile::TempDir) -> Result<Self> {
         let config_path = dir.path().join("tokend.toml");
         std::fs::write(&config_path, cfg.to_toml(dir.path()))?;
         let socket = cfg.socket.then(|| cfg.socket_file(dir.path()));
-        Self::start_at(&config_path, dir, socket, cfg.http).await
+        let env: Vec<(&str, &str)> = cfg
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let launcher: Vec<&str> = cfg.launcher.iter().map(String::as_str).collect();
+        Self::spawn_at(&config_path, dir, socket, cfg.http, &env, &launcher)
     }
 
     /// Starts tokend on an existing config file (which may be a symlink).
@@ -474,7 +524,23 @@ impl Tokend {
         socket: Option<PathBuf>,
         want_http: bool,
     ) -> Result<Self> {
-        let mut child = spawn_tokend(config_path, &[])?;
+        let mut t = Self::spawn_at(config_path, dir, socket, want_http, &[], &[])?;
+        t.wait_listening().await?;
+        Ok(t)
+    }
+
+    /// Starts tokend on `config_path` with extra `env`, through `launcher` when one is given.
+    fn spawn_at(
+        config_path: &Path,
+        dir: tempfile::TempDir,
+        socket: Option<PathBuf>,
+        want_http: bool,
+        env: &[(&str, &str)],
+        launcher: &[&str],
+    ) -> Result<Self> {
+        let mut child = tokend_command(config_path, &[], env, launcher)
+            .spawn()
+            .context("starting tokend")?;
         let output = Output::default();
         if let Some(s) = child.stdout.take() {
             output.capture(s, "tokend");
@@ -482,7 +548,7 @@ impl Tokend {
         if let Some(s) = child.stderr.take() {
             output.capture(s, "tokend");
         }
-        let mut t = Self {
+        Ok(Self {
             child: Some(child),
             socket,
             dir,
@@ -491,9 +557,8 @@ impl Tokend {
             http: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()?,
-        };
-        t.wait_listening(want_http).await?;
-        Ok(t)
+            want_http,
+        })
     }
 
     /// The config file tokend was started with (in its temporary directory).
@@ -519,7 +584,9 @@ impl Tokend {
         Ok(Metrics::parse(&String::from_utf8_lossy(&a.body)))
     }
 
-    async fn wait_listening(&mut self, want_http: bool) -> Result<()> {
+    /// Waits until the socket file exists and the TCP address is logged (10 s at most).
+    pub async fn wait_listening(&mut self) -> Result<()> {
+        let want_http = self.want_http;
         for _ in 0..200 {
             if let Some(child) = self.child.as_mut()
                 && let Some(status) = child.try_wait()?
@@ -687,19 +754,53 @@ impl Drop for Tokend {
 
 /// Starts `tokend` with a clean environment (no TOKEND_*/AUTHENTIK_* from the test's own).
 pub fn spawn_tokend(config: &Path, args: &[&str]) -> Result<Child> {
-    let mut cmd = Command::new(tokend_bin());
+    tokend_command(config, args, &[], &[])
+        .spawn()
+        .context("starting tokend")
+}
+
+/// The command that starts `tokend --config <config> <args>` with a clean environment (none of
+/// the test's own TOKEND_*, AUTHENTIK_*, CREDENTIALS_DIRECTORY or systemd variables) plus
+/// `env`, through `launcher` when one is given (its program and arguments come first).
+pub fn tokend_command(
+    config: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    launcher: &[&str],
+) -> Command {
+    let mut cmd = match launcher.split_first() {
+        Some((program, launcher_args)) => {
+            let mut c = Command::new(program);
+            c.args(launcher_args).arg(tokend_bin());
+            c
+        }
+        None => Command::new(tokend_bin()),
+    };
     cmd.arg("--config").arg(config).args(args);
+    const SYSTEMD_VARS: [&str; 6] = [
+        "NOTIFY_SOCKET",
+        "WATCHDOG_USEC",
+        "WATCHDOG_PID",
+        "LISTEN_PID",
+        "LISTEN_FDS",
+        "LISTEN_FDNAMES",
+    ];
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy();
-        if k.starts_with("TOKEND_") || k.starts_with("AUTHENTIK_") || k == "CREDENTIALS_DIRECTORY" {
+        if k.starts_with("TOKEND_")
+            || k.starts_with("AUTHENTIK_")
+            || k == "CREDENTIALS_DIRECTORY"
+            || SYSTEMD_VARS.contains(&&*k)
+        {
             cmd.env_remove(&*k);
         }
     }
-    cmd.stdout(Stdio::piped())
+    cmd.envs(env.iter().copied())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .stdin(Stdio::null())
         .kill_on_drop(true);
-    cmd.spawn().context("starting tokend")
+    cmd
 }
 
 /// Runs `tokend check-config` on a file; returns (exit code, stdout, stderr).
