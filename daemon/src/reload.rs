@@ -45,9 +45,12 @@ fn same<T: Serialize>(a: &T, b: &T) -> bool {
     serde_json::to_value(a).ok() == serde_json::to_value(b).ok()
 }
 
-/// Reloads the configuration file now. `trigger` names the cause in the log.
+/// Reloads the configuration file now. `trigger` names the cause in the log. systemd hears
+/// `RELOADING=1` before and `READY=1` after, whatever the outcome.
 pub async fn reload(state: &AppState, trigger: &str) -> Result<Outcome, ReloadError> {
+    state.notifier.reloading();
     let result = try_reload(state).await;
+    state.notifier.reloaded();
     let m = &state.metrics;
     m.last_reload_timestamp.set(crate::metrics::unix_now());
     match &result {

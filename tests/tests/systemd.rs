@@ -1,6 +1,7 @@
 //! Issue #4, systemd: the unit files pass `systemd-analyze verify` and score ≤ 2.0 in
-//! `systemd-analyze security`; tokend's sd_notify messages arrive on a test NOTIFY_SOCKET in
-//! the right order; socket activation through `systemd-socket-activate` serves both sockets.
+//! `systemd-analyze security`; tokend's sd_notify messages (READY, STATUS, WATCHDOG,
+//! RELOADING around reloads, STOPPING) arrive on a test NOTIFY_SOCKET in the right order;
+//! socket activation through `systemd-socket-activate` serves both sockets.
 //!
 //! No OIDC provider is needed: tokend runs in HS256 mode (the client secret is the key, so it
 //! is ready at once) with its issuer on a closed port. The systemd tools come from the Debian
@@ -230,8 +231,8 @@ async fn sd_notify_ready_status_watchdog_stopping_in_order() -> R {
     let texts = notify.texts();
     let ready = &texts[position(&texts, "READY=1").context("READY=1")?];
     assert!(
-        ready.contains("STATUS=ready; keys: 1"),
-        "READY=1 carries the status: {ready:?}"
+        ready.contains("STATUS=ready; keys: 1") && ready.contains("; sessions: 0"),
+        "READY=1 carries the status (keys, sessions): {ready:?}"
     );
 
     // WATCHDOG_USEC=200000: a ping about every 100 ms.
@@ -284,6 +285,80 @@ async fn sd_notify_ready_status_watchdog_stopping_in_order() -> R {
             "a notification carries the secret: {m:?}"
         );
     }
+    Ok(())
+}
+
+/// `MONOTONIC_USEC=` of a `RELOADING=1` message.
+fn monotonic_usec(message: &str) -> Option<u64> {
+    message
+        .lines()
+        .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_are_bracketed_by_reloading_and_ready() -> R {
+    let notify = NotifySocket::bind()?;
+    let mut cfg = TokendConfig::hs256(SECRET);
+    cfg.env = vec![notify.env()];
+    let mut t = Tokend::start(&cfg).await?;
+    notify
+        .wait_for("READY=1", Duration::from_secs(10), |m| has(m, "READY=1"))
+        .await?;
+    let count =
+        |m: &[String], line: &str| m.iter().filter(|x| x.lines().any(|l| l == line)).count();
+
+    // SIGHUP (ExecReload=): a reload of the unchanged file.
+    t.signal("HUP")?;
+    notify
+        .wait_for("RELOADING=1 then READY=1", Duration::from_secs(10), |m| {
+            count(m, "RELOADING=1") == 1 && count(m, "READY=1") == 2
+        })
+        .await?;
+
+    // An invalid file (seen by the watcher): rejected, the old configuration stays in force,
+    // and systemd still hears READY=1, or it would wait for the reload until it times out.
+    t.replace_config("[listen\nthis is not TOML")?;
+    notify
+        .wait_for(
+            "a second RELOADING=1 then READY=1",
+            Duration::from_secs(10),
+            |m| count(m, "RELOADING=1") == 2 && count(m, "READY=1") == 3,
+        )
+        .await?;
+    assert_eq!(t.get("/readyz", &[]).await?.status, 200);
+    assert!(
+        t.output.text().contains("configuration reload failed"),
+        "{}",
+        t.output.text()
+    );
+
+    let texts = notify.texts();
+    let states: Vec<&str> = texts
+        .iter()
+        .filter_map(|m| m.lines().find(|l| *l == "READY=1" || *l == "RELOADING=1"))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "READY=1",
+            "RELOADING=1",
+            "READY=1",
+            "RELOADING=1",
+            "READY=1"
+        ],
+        "{texts:?}"
+    );
+    let stamps: Vec<u64> = texts
+        .iter()
+        .filter(|m| m.starts_with("RELOADING=1\n"))
+        .map(|m| monotonic_usec(m).with_context(|| format!("MONOTONIC_USEC in {m:?}")))
+        .collect::<anyhow::Result<_>>()?;
+    assert!(
+        stamps[0] > 0 && stamps[0] < stamps[1],
+        "MONOTONIC_USEC rises: {stamps:?}"
+    );
+    assert!(t.terminate().await?.success());
     Ok(())
 }
 
