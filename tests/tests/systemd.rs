@@ -9,7 +9,7 @@
 //! these tests skip loudly.
 
 use std::io::Write;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +17,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use tokend_e2e::{Tokend, TokendConfig, tokend_bin, unix_request, workspace_root};
+use tokend_e2e::{
+    Tokend, TokendConfig, free_port, is_root, tokend_bin, unix_request, workspace_root,
+};
 
 type R = anyhow::Result<()>;
 
@@ -32,9 +34,8 @@ fn tool(name: &str, test: &str) -> Option<PathBuf> {
             .find(|p| p.is_file())
     });
     if found.is_none() {
-        let root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
         assert!(
-            !root,
+            !is_root(),
             "{name} is missing (Debian package `systemd`; `bash tests/run` installs it as root)"
         );
         // Straight to stderr, past the test harness's output capture, so the skip is seen.
@@ -414,13 +415,6 @@ async fn watchdog_meant_for_another_pid_is_not_fed() -> R {
     assert!(!has(&notify.texts(), "WATCHDOG=1"), "{:?}", notify.texts());
     assert!(t.terminate().await?.success());
     Ok(())
-}
-
-/// A free localhost port (bound and released; a small race, fine for tests).
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 fn mode(path: &Path) -> anyhow::Result<u32> {
