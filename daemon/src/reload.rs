@@ -19,6 +19,8 @@ use crate::{AppState, build_jwks, build_runtime};
 
 /// Quiet time after the last file event before the file is read.
 const DEBOUNCE: Duration = Duration::from_millis(250);
+/// Longest wait between the first file event and reading the file.
+const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
@@ -183,10 +185,14 @@ pub async fn watch(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
         tokio::select! {
             _ = stop.changed() => return,
             Some(()) = events.recv() => {
-                // Debounce: wait until the directory has been quiet for a moment.
+                // Debounce: wait until the directory has been quiet for a moment, but no
+                // longer than MAX_DEBOUNCE — a directory that never stays quiet (a busy
+                // neighbour file) must not postpone the reload, or SIGHUP, for ever.
+                let deadline = tokio::time::Instant::now() + MAX_DEBOUNCE;
                 loop {
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                     tokio::select! {
-                        _ = tokio::time::sleep(DEBOUNCE) => break,
+                        _ = tokio::time::sleep(DEBOUNCE.min(left)) => break,
                         more = events.recv() => if more.is_none() { break },
                     }
                 }

@@ -491,3 +491,36 @@ async fn json_logs_carry_request_fields_and_no_secrets() -> R {
     t.output.assert_free_of(&[&token, &p.client_secret]);
     Ok(())
 }
+
+/// Regression (issue #4, found in review): a directory that never stays quiet for the
+/// debounce interval must not postpone reloads for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_config_directory_does_not_starve_reloads_issue_4() -> R {
+    let p = Provider::start().await?;
+    let mut cfg = TokendConfig::for_provider(&p);
+    let t = Tokend::start(&cfg).await?;
+    t.wait_ready().await?;
+    let carol = p.login("carol").await?.access_token;
+    let noise = t.dir.path().join("noise.log");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let _ = std::fs::write(&noise, n.to_string());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    cfg.tail = "\n[claims]\ndefault_role = \"busy\"\n".into();
+    t.replace_config(&cfg.to_toml(t.dir.path()))?;
+    let result = eventually("a reload despite the noise", || async {
+        Ok(role_of(&t.verify(&carol).await?) == "busy")
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.await?;
+    result
+}
