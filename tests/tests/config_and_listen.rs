@@ -123,25 +123,76 @@ async fn socket_mode_stale_takeover_and_removal_on_exit() -> R {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_finishes_requests_in_flight_then_exits_zero() -> R {
+async fn sigterm_under_load_loses_no_request_in_flight() -> R {
     let p = Provider::start().await?;
     let mut t = Tokend::start(&TokendConfig::for_provider(&p)).await?;
     t.wait_ready().await?;
     let token = p.login("alice").await?.access_token;
     let body = json!({"token": token}).to_string();
     let addr = t.http_addr.clone().unwrap_or_default();
+    let socket = t.socket.clone().unwrap_or_default();
 
-    // A request in flight: headers and half the body sent.
-    let mut conn = std::net::TcpStream::connect(&addr)?;
-    conn.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        conn,
-        "POST /v1/verify HTTP/1.1\r\nHost: tokend\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )?;
-    let (first, rest) = body.split_at(body.len() / 2);
-    conn.write_all(first.as_bytes())?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Load: clients verifying in a loop on both listeners until tokend goes away. Every HTTP
+    // answer they get must be a 200; after shutdown begins their connects are refused.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = tokio::task::JoinSet::new();
+    for i in 0..6 {
+        let (stop, token, addr, socket) =
+            (stop.clone(), token.clone(), addr.clone(), socket.clone());
+        load.spawn(async move {
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()?;
+            let mut answered = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let status = if i % 2 == 0 {
+                    match client
+                        .post(format!("http://{addr}/v1/verify"))
+                        .json(&json!({"token": token}))
+                        .send()
+                        .await
+                    {
+                        Ok(r) => Some(r.status().as_u16()),
+                        Err(_) => None, // refused: tokend no longer accepts
+                    }
+                } else {
+                    tokend_e2e::unix_request(
+                        &socket,
+                        "POST",
+                        "/v1/verify",
+                        &[],
+                        Some(json!({"token": token}).to_string()),
+                    )
+                    .await
+                    .ok()
+                    .map(|a| a.status)
+                };
+                match status {
+                    Some(s) => {
+                        anyhow::ensure!(s == 200, "a request under load answered {s}");
+                        answered += 1;
+                    }
+                    None => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+            anyhow::Ok(answered)
+        });
+    }
+
+    // Requests in flight: 40 connections with headers and half the body sent.
+    let mut in_flight = Vec::new();
+    for _ in 0..40 {
+        let mut conn = std::net::TcpStream::connect(&addr)?;
+        conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            conn,
+            "POST /v1/verify HTTP/1.1\r\nHost: tokend\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )?;
+        conn.write_all(&body.as_bytes()[..body.len() / 2])?;
+        in_flight.push(conn);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
 
     t.signal("TERM")?;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -150,15 +201,24 @@ async fn sigterm_finishes_requests_in_flight_then_exits_zero() -> R {
         std::net::TcpStream::connect(&addr).is_err(),
         "still accepting"
     );
-    // …but the request in flight completes.
-    conn.write_all(rest.as_bytes())?;
-    let mut response = String::new();
-    let _ = conn.read_to_string(&mut response);
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(response.contains("\"active\":true"));
-
+    // …but every request in flight completes.
+    for conn in &mut in_flight {
+        conn.write_all(&body.as_bytes()[body.len() / 2..])?;
+    }
+    for mut conn in in_flight {
+        let mut response = String::new();
+        let _ = conn.read_to_string(&mut response);
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+        assert!(response.contains("\"active\":true"));
+    }
     let status = t.terminate_wait().await?;
     assert!(status.success(), "exit {status}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut answered = 0;
+    while let Some(r) = load.join_next().await {
+        answered += r??;
+    }
+    assert!(answered > 20, "the load ran ({answered} answers)");
     t.output.assert_free_of(&[&token]);
     Ok(())
 }
