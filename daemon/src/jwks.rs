@@ -9,6 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
+use aws_lc_rs::signature::{self as lc, ParsedPublicKey, RsaPublicKeyComponents};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::{Deserialize, Serialize};
@@ -81,6 +84,9 @@ pub struct VerifyKey {
     /// The JWK's own `alg`, which then is the only algorithm it verifies.
     pub alg: Option<Alg>,
     pub decoding: DecodingKey,
+    /// The key parsed once by aws-lc for each asymmetric algorithm it fits (jsonwebtoken would
+    /// rebuild it on every verification); HMAC keys have none.
+    parsed: Vec<(Alg, ParsedPublicKey)>,
     /// Canonical JSON of the JWK, to keep the same `Arc` across refreshes of an unchanged key.
     raw: String,
 }
@@ -117,6 +123,16 @@ impl VerifyKey {
 
     /// Checks `signature` (base64url) over `message` with this key for `alg`.
     pub fn verify_signature(&self, alg: Alg, message: &[u8], signature: &str) -> Signature {
+        if let Some((_, key)) = self.parsed.iter().find(|(a, _)| *a == alg) {
+            let Ok(sig) = URL_SAFE_NO_PAD.decode(signature) else {
+                return Signature::NotBase64;
+            };
+            return if key.verify_sig(message, &sig).is_ok() {
+                Signature::Valid
+            } else {
+                Signature::Invalid
+            };
+        }
         match alg {
             Alg::Jws(a) => {
                 match jsonwebtoken::crypto::verify(signature, message, &self.decoding, a) {
@@ -128,26 +144,70 @@ impl VerifyKey {
                     Err(_) => Signature::Invalid,
                 }
             }
-            Alg::Es512 => {
-                use base64::Engine;
-                let Ok(sig) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(signature)
-                else {
-                    return Signature::NotBase64;
-                };
-                let Ok(point) = self.decoding.try_get_as_bytes() else {
-                    return Signature::Invalid;
-                };
-                let key = aws_lc_rs::signature::UnparsedPublicKey::new(
-                    &aws_lc_rs::signature::ECDSA_P521_SHA512_FIXED,
-                    point,
-                );
-                if key.verify(message, &sig).is_ok() {
-                    Signature::Valid
-                } else {
-                    Signature::Invalid
-                }
-            }
+            // ES512 keys are always parsed; one that is not cannot verify anything.
+            Alg::Es512 => Signature::Invalid,
         }
+    }
+
+    /// aws-lc keys for every asymmetric algorithm this key fits.
+    fn parse_for_aws_lc(
+        kind: KeyKind,
+        alg: Option<Alg>,
+        jwk: &Jwk,
+        decoding: &DecodingKey,
+    ) -> Result<Vec<(Alg, ParsedPublicKey)>, String> {
+        use Algorithm::*;
+        let candidates: Vec<Alg> = match kind {
+            KeyKind::Rsa => [RS256, RS384, RS512, PS256, PS384, PS512]
+                .into_iter()
+                .map(Alg::Jws)
+                .collect(),
+            KeyKind::EcP256 => vec![Alg::Jws(ES256)],
+            KeyKind::EcP384 => vec![Alg::Jws(ES384)],
+            KeyKind::EcP521 => vec![Alg::Es512],
+            KeyKind::Ed25519 => vec![Alg::Jws(EdDSA)],
+            KeyKind::Hmac => vec![],
+        };
+        let mut parsed = Vec::new();
+        for a in candidates
+            .into_iter()
+            .filter(|a| alg.is_none_or(|pinned| pinned == *a))
+        {
+            let key = match (&jwk.algorithm, a) {
+                (AlgorithmParameters::RSA(p), Alg::Jws(j)) => {
+                    let params: &'static lc::RsaParameters = match j {
+                        RS256 => &lc::RSA_PKCS1_2048_8192_SHA256,
+                        RS384 => &lc::RSA_PKCS1_2048_8192_SHA384,
+                        RS512 => &lc::RSA_PKCS1_2048_8192_SHA512,
+                        PS256 => &lc::RSA_PSS_2048_8192_SHA256,
+                        PS384 => &lc::RSA_PSS_2048_8192_SHA384,
+                        _ => &lc::RSA_PSS_2048_8192_SHA512,
+                    };
+                    let n = URL_SAFE_NO_PAD
+                        .decode(&p.n)
+                        .map_err(|e| format!("n: {e}"))?;
+                    let e = URL_SAFE_NO_PAD
+                        .decode(&p.e)
+                        .map_err(|e| format!("e: {e}"))?;
+                    RsaPublicKeyComponents { n: &n, e: &e }
+                        .to_parsed_public_key(params)
+                        .map_err(|e| format!("RSA key rejected: {e}"))?
+                }
+                (_, a) => {
+                    let algorithm: &'static dyn lc::VerificationAlgorithm = match a {
+                        Alg::Jws(ES256) => &lc::ECDSA_P256_SHA256_FIXED,
+                        Alg::Jws(ES384) => &lc::ECDSA_P384_SHA384_FIXED,
+                        Alg::Es512 => &lc::ECDSA_P521_SHA512_FIXED,
+                        _ => &lc::ED25519,
+                    };
+                    let bytes = decoding.try_get_as_bytes().map_err(|e| e.to_string())?;
+                    ParsedPublicKey::new(algorithm, bytes)
+                        .map_err(|e| format!("key rejected: {e}"))?
+                }
+            };
+            parsed.push((a, key));
+        }
+        Ok(parsed)
     }
 
     fn hmac(secret: &Secret) -> Self {
@@ -156,6 +216,7 @@ impl VerifyKey {
             kind: KeyKind::Hmac,
             alg: None,
             decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
+            parsed: Vec::new(),
             raw: String::new(),
         }
     }
@@ -192,11 +253,13 @@ impl VerifyKey {
             _ => return Err("unknown key type".into()),
         };
         let decoding = DecodingKey::from_jwk(&jwk).map_err(|e| e.to_string())?;
+        let parsed = Self::parse_for_aws_lc(kind, alg, &jwk, &decoding)?;
         Ok(Some(Self {
             kid,
             kind,
             alg,
             decoding,
+            parsed,
             raw: value.to_string(),
         }))
     }

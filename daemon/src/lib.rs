@@ -91,7 +91,8 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Builds the state; loads the JWKS disk cache when there is one. No network I/O.
+    /// Builds the state; loads the JWKS disk cache when there is one. No network I/O here,
+    /// but it spawns the JWKS refresher, so it must be called within a tokio runtime.
     pub fn new(config: Config, stop: watch::Receiver<bool>) -> Result<Arc<Self>, Error> {
         let metrics = Metrics::new();
         let sessions = Arc::new(Sessions::new(

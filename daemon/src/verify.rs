@@ -12,7 +12,7 @@ use dashmap::DashMap;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
-use tokend_shared::{Claims, Reason, VerifyResponse};
+use tokend_shared::{Claims, Reason};
 
 use crate::config::{ClaimsConfig, Config, RoleRule};
 use crate::jwks::{Alg, Jwks, KeySet, Refetch, Signature, VerifyKey};
@@ -199,6 +199,9 @@ pub struct TokenCache {
     map: DashMap<[u8; 32], CacheEntry>,
     max_entries: usize,
     ttl: i64,
+    /// When a full cache was last swept (unix seconds): at most one sweep per second, or a
+    /// cache full of live entries would make every miss pay for a scan.
+    last_full_sweep: std::sync::atomic::AtomicI64,
 }
 
 impl std::fmt::Debug for TokenCache {
@@ -216,6 +219,7 @@ impl TokenCache {
             map: DashMap::new(),
             max_entries,
             ttl: i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX),
+            last_full_sweep: std::sync::atomic::AtomicI64::new(i64::MIN),
         }
     }
 
@@ -246,7 +250,22 @@ impl TokenCache {
             return;
         }
         if self.map.len() >= self.max_entries {
-            self.sweep(now);
+            let last = self
+                .last_full_sweep
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if now > last
+                && self
+                    .last_full_sweep
+                    .compare_exchange(
+                        last,
+                        now,
+                        std::sync::atomic::Ordering::Relaxed,
+                        std::sync::atomic::Ordering::Relaxed,
+                    )
+                    .is_ok()
+            {
+                self.sweep(now);
+            }
             if self.map.len() >= self.max_entries {
                 return; // full of live entries: verify without remembering
             }
@@ -375,9 +394,11 @@ impl Verifier {
 
     async fn verify_counted(&self, token: &str) -> Result<Arc<Verified>, VerifyError> {
         let now = now_unix();
-        if token.len() <= self.max_token_bytes {
+        // Hashed once: the lookup and, on a miss, the insert.
+        let hash = (token.len() <= self.max_token_bytes).then(|| TokenCache::key(token));
+        if let Some(hash) = &hash {
             let keys = self.jwks.keys();
-            if let Some(hit) = self.cache.get(&TokenCache::key(token), now, &keys) {
+            if let Some(hit) = self.cache.get(hash, now, &keys) {
                 self.metrics.cache_hits.inc();
                 return Ok(hit);
             }
@@ -386,8 +407,11 @@ impl Verifier {
         let (verified, key) = self.verify_access(token, now).await?;
         let verified = Arc::new(verified);
         let valid_until = verified.claims.exp.min(now.saturating_add(self.cache.ttl));
+        let Some(hash) = hash else {
+            return Ok(verified); // (unreachable: an over-long token fails verification)
+        };
         self.cache.insert(
-            TokenCache::key(token),
+            hash,
             CacheEntry {
                 verified: verified.clone(),
                 valid_until,
@@ -450,14 +474,7 @@ impl Verifier {
             s.touch(now);
         }
         let claims = self.mapper.map(signed.claims, sub, exp);
-        let body = serde_json::to_vec(&VerifyResponse {
-            active: true,
-            claims: Some(claims.clone()),
-            reason: None,
-            message: None,
-        })
-        .map(Bytes::from)
-        .unwrap_or_default();
+        let body = render_active(&claims);
         Ok((
             Verified {
                 claims,
@@ -723,6 +740,22 @@ impl Verifier {
     }
 }
 
+/// The `200` body of `/v1/verify`: `{"active":true,"claims":{…}}` — the shape of
+/// [`tokend_shared::VerifyResponse`], rendered from borrowed claims.
+fn render_active(claims: &Claims) -> Bytes {
+    #[derive(serde::Serialize)]
+    struct Active<'a> {
+        active: bool,
+        claims: &'a Claims,
+    }
+    serde_json::to_vec(&Active {
+        active: true,
+        claims,
+    })
+    .map(Bytes::from)
+    .unwrap_or_default()
+}
+
 /// Compares secrets without an early exit.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -738,7 +771,7 @@ struct Parts<'a> {
 }
 
 fn split(token: &str) -> Result<Parts<'_>, VerifyError> {
-    let dots = token.bytes().filter(|b| *b == b'.').count();
+    let dots = memchr::memchr_iter(b'.', token.as_bytes()).count();
     if dots == 4 {
         return Err(VerifyError::Malformed(
             "encrypted tokens (JWE) are not supported; the provider must not encrypt access \
@@ -880,6 +913,16 @@ roles = [{ group = "ops", role = "operator" }]
             Some(&json!(5)),
             "non-string kept aside"
         );
+    }
+
+    #[test]
+    fn rendered_body_is_a_verify_response() {
+        let c = mapper().map(claims(json!({"sub": "u", "email": "e"})), "u".into(), 7);
+        let back: tokend_shared::VerifyResponse =
+            serde_json::from_slice(&render_active(&c)).expect("a VerifyResponse");
+        assert!(back.active);
+        assert_eq!(back.claims, Some(c));
+        assert_eq!(back.reason, None);
     }
 
     #[test]
