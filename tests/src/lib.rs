@@ -357,38 +357,30 @@ pub struct TokendConfig {
 
 impl TokendConfig {
     pub fn for_provider(p: &Provider) -> Self {
-        Self {
-            issuer: p.issuer.clone(),
-            internal_url: None,
-            client_id: p.client_id.clone(),
-            client_secret: Some(p.client_secret.clone()),
-            algorithms: None,
-            refresh_interval: "1h".into(),
-            min_refetch_interval: "10s".into(),
-            max_stale: "24h".into(),
-            cache_file: None,
-            socket: true,
-            socket_path: None,
-            http: true,
-            http_port: None,
-            verify_extra: String::new(),
-            listen_extra: String::new(),
-            tail: String::new(),
-            log_format: None,
-            env: Vec::new(),
-            launcher: Vec::new(),
-        }
+        Self::with_client(&p.issuer, &p.client_id, Some(p.client_secret.clone()))
     }
 
     /// A tokend that needs no provider: HS256 with `client_secret` as the key (ready at once),
     /// the issuer on a closed port (discovery fails quietly in the background).
     pub fn hs256(client_secret: &str) -> Self {
         Self {
-            issuer: "http://127.0.0.1:9/application/o/tokend-test/".into(),
-            internal_url: None,
-            client_id: "tokend-test".into(),
-            client_secret: Some(client_secret.into()),
             algorithms: Some(vec!["HS256".into()]),
+            ..Self::with_client(
+                "http://127.0.0.1:9/application/o/tokend-test/",
+                "tokend-test",
+                Some(client_secret.into()),
+            )
+        }
+    }
+
+    /// Defaults for a client of `issuer`: both listeners, hourly refresh, debug logs.
+    fn with_client(issuer: &str, client_id: &str, client_secret: Option<String>) -> Self {
+        Self {
+            issuer: issuer.into(),
+            internal_url: None,
+            client_id: client_id.into(),
+            client_secret,
+            algorithms: None,
             refresh_interval: "1h".into(),
             min_refetch_interval: "10s".into(),
             max_stale: "24h".into(),

@@ -167,45 +167,25 @@ async fn metrics_are_valid_and_move_with_their_events() -> R {
     .await?;
     tokio::time::sleep(Duration::from_millis(6500)).await; // the code expires and is swept
     let m3 = t.metrics().await?;
-    assert_eq!(
-        m3.delta(&m2, "tokend_jwks_unknown_kid_refetches_total"),
-        1.0
-    );
-    assert_eq!(
-        m3.delta(&m2, "tokend_jwks_unknown_kid_refetches_rate_limited_total"),
-        1.0
-    );
-    assert_eq!(
-        m3.delta(&m2, "tokend_jwks_fetches_total{result=\"success\"}"),
-        1.0
-    );
-    assert_eq!(
-        m3.delta(&m2, "tokend_refreshes_total{outcome=\"upstream\"}"),
-        1.0
-    );
-    assert_eq!(
-        m3.delta(
-            &m2,
-            "tokend_login_flow_steps_total{result=\"success\",step=\"refresh\"}"
+    for (key, want) in [
+        ("tokend_jwks_unknown_kid_refetches_total", 1.0),
+        ("tokend_jwks_unknown_kid_refetches_rate_limited_total", 1.0),
+        ("tokend_jwks_fetches_total{result=\"success\"}", 1.0),
+        ("tokend_refreshes_total{outcome=\"upstream\"}", 1.0),
+        (
+            "tokend_login_flow_steps_total{result=\"success\",step=\"refresh\"}",
+            1.0,
         ),
-        1.0
-    );
-    assert_eq!(m3.delta(&m2, "tokend_logouts_total"), 1.0);
-    assert_eq!(
-        m3.delta(
-            &m2,
-            "tokend_upstream_request_duration_seconds_count{endpoint=\"revocation\"}"
+        ("tokend_logouts_total", 1.0),
+        (
+            "tokend_upstream_request_duration_seconds_count{endpoint=\"revocation\"}",
+            1.0,
         ),
-        1.0
-    );
-    assert_eq!(
-        m3.delta(&m2, "tokend_backchannel_logouts_total{result=\"failure\"}"),
-        1.0
-    );
-    assert_eq!(
-        m3.delta(&m2, "tokend_sessions_ended_total{reason=\"logout\"}"),
-        1.0
-    );
+        ("tokend_backchannel_logouts_total{result=\"failure\"}", 1.0),
+        ("tokend_sessions_ended_total{reason=\"logout\"}", 1.0),
+    ] {
+        assert_eq!(m3.delta(&m2, key), want, "{key}");
+    }
     assert_eq!(m3.get("tokend_sessions_active"), 0.0);
     assert_eq!(m3.delta(&m2, "tokend_codes_expired_total"), 1.0);
     assert_eq!(m3.get("tokend_codes_outstanding"), 0.0);
