@@ -358,7 +358,9 @@ async fn auth_refresh(
             state.metrics.flow_step("refresh", false);
             let refused = matches!(
                 e,
-                crate::flow::FlowError::Refused(_) | crate::flow::FlowError::NoRefreshToken
+                crate::flow::FlowError::Refused(_)
+                    | crate::flow::FlowError::NoRefreshToken
+                    | crate::flow::FlowError::Token(crate::verify::VerifyError::Revoked)
             );
             let resp = ApiError::from(e).into_response();
             // A refresh token the provider refused is dead: clear the cookies.

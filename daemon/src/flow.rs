@@ -537,7 +537,9 @@ impl Flow {
     async fn try_refresh_upstream(&self, refresh_token: &Secret) -> Result<Arc<Tokens>, FlowError> {
         let sessions = self.verifier.sessions();
         let session = sessions.by_refresh_token(refresh_token.expose());
-        if session.as_ref().is_some_and(|s| s.is_ended()) {
+        if session.as_ref().is_some_and(|s| s.is_ended())
+            || sessions.refresh_token_ended(refresh_token.expose())
+        {
             return Err(FlowError::NoRefreshToken);
         }
         let meta = self.metadata()?;
@@ -834,8 +836,9 @@ fn describe_token_error<RE: std::error::Error + 'static, T: openidconnect::Error
             format!("provider answered an error: {r}")
         }
         openidconnect::RequestTokenError::Request(r) => format!("request failed: {r}"),
+        // serde's message may quote the body, which holds tokens: only the path is told.
         openidconnect::RequestTokenError::Parse(err, _) => {
-            format!("unparseable answer: {err}")
+            format!("unparseable answer (at `{}`)", err.path())
         }
         openidconnect::RequestTokenError::Other(s) => s.clone(),
     }

@@ -110,6 +110,9 @@ pub struct Sessions {
     revoked_subs: DashMap<String, Revocation>,
     /// Back-channel logout token ids seen, until they can no longer be valid.
     seen_jtis: DashMap<String, i64>,
+    /// Hashes of the refresh tokens of ended sessions, until those tokens expire: Authentik
+    /// keeps refresh tokens alive when a session ends, and a refresh must not revive it.
+    ended_refresh: DashMap<Key, i64>,
     /// How long an ended session's tokens stay refused (at least the access token lifetime).
     revocation_ttl: AtomicI64,
     metrics: Arc<Metrics>,
@@ -123,6 +126,7 @@ impl Sessions {
             revoked_sids: DashMap::new(),
             revoked_subs: DashMap::new(),
             seen_jtis: DashMap::new(),
+            ended_refresh: DashMap::new(),
             revocation_ttl: AtomicI64::new(secs(revocation_ttl)),
             metrics,
         }
@@ -249,7 +253,12 @@ impl Sessions {
         for s in ended {
             s.ended.store(true, Ordering::Relaxed);
             if let Some(rt) = lock(&s.secrets).refresh_token.as_ref() {
-                self.by_refresh.remove(&key_of(rt.expose()));
+                let key = key_of(rt.expose());
+                self.by_refresh.remove(&key);
+                if reason != EndReason::Expired {
+                    self.ended_refresh
+                        .insert(key, s.refresh_expires.load(Ordering::Relaxed));
+                }
             }
         }
         let label = match reason {
@@ -266,14 +275,26 @@ impl Sessions {
         }
     }
 
-    /// Whether a token of (`sid`, `sub`) issued at `iat` belongs to an ended session.
+    /// Whether a token of (`sid`, `sub`) issued at `iat` belongs to an ended session. An ended
+    /// `sid` refuses every token of it (a new login has a new sid, while a refresh of the old
+    /// session would carry the old one); an ended `sub` refuses the tokens issued until then.
     pub fn is_revoked(&self, sid: Option<&str>, sub: &str, iat: i64, now: i64) -> bool {
-        let hit = |r: Option<Revocation>| r.is_some_and(|r| now < r.until && iat <= r.at);
         if self.revoked_sids.is_empty() && self.revoked_subs.is_empty() {
             return false;
         }
-        hit(sid.and_then(|s| self.revoked_sids.get(s).map(|r| *r)))
-            || hit(self.revoked_subs.get(sub).map(|r| *r))
+        let sid_ended = sid
+            .and_then(|s| self.revoked_sids.get(s).map(|r| *r))
+            .is_some_and(|r| now < r.until);
+        let sub_ended = self
+            .revoked_subs
+            .get(sub)
+            .is_some_and(|r| now < r.until && iat <= r.at);
+        sid_ended || sub_ended
+    }
+
+    /// Whether `refresh_token` belonged to a session that has ended.
+    pub fn refresh_token_ended(&self, refresh_token: &str) -> bool {
+        !self.ended_refresh.is_empty() && self.ended_refresh.contains_key(&key_of(refresh_token))
     }
 
     /// Records a logout token's `jti`; false if it was seen before (a replay).
@@ -292,6 +313,7 @@ impl Sessions {
         self.revoked_sids.retain(|_, r| now < r.until);
         self.revoked_subs.retain(|_, r| now < r.until);
         self.seen_jtis.retain(|_, until| now < *until);
+        self.ended_refresh.retain(|_, until| now < *until);
         let expired: Vec<String> = self
             .by_key
             .iter()
@@ -345,7 +367,7 @@ mod tests {
     }
 
     #[test]
-    fn end_by_sid_revokes_older_tokens_only() {
+    fn end_by_sid_revokes_every_token_of_the_session() {
         let s = Sessions::new(Duration::from_secs(3600), Metrics::new());
         let c = claims("alice");
         let session = s.create(NewSession {
@@ -366,9 +388,11 @@ mod tests {
         assert!(s.by_refresh_token("rt-1").is_none());
         assert!(s.is_revoked(Some("sid-1"), "alice", 150, 300));
         assert!(
-            !s.is_revoked(Some("sid-1"), "alice", 201, 300),
-            "newer token"
+            s.is_revoked(Some("sid-1"), "alice", 201, 300),
+            "a refreshed token of the ended session"
         );
+        assert!(s.refresh_token_ended("rt-1"));
+        assert!(!s.refresh_token_ended("rt-2"));
         assert!(
             !s.is_revoked(Some("sid-2"), "alice", 150, 300),
             "other session"
@@ -395,6 +419,10 @@ mod tests {
         }
         assert_eq!(s.end_sub("bob", EndReason::BackchannelLogout, 10).len(), 2);
         assert!(s.is_revoked(None, "bob", 5, 20));
+        assert!(
+            !s.is_revoked(None, "bob", 11, 20),
+            "a later login of the user"
+        );
         assert!(s.first_use_of_jti("j1", 100));
         assert!(!s.first_use_of_jti("j1", 100));
         s.sweep(100);

@@ -468,6 +468,7 @@ async fn backchannel_logout_ends_the_session_and_refuses_bad_tokens() -> R {
         .post("/auth/exchange", json!({"code": code}).to_string())
         .await?;
     let access = cookie_value(&set_cookies(&a), "ecosire_auth").expect("access cookie");
+    let refresh = cookie_value(&set_cookies(&a), "ecosire_refresh").expect("refresh cookie");
     assert_eq!(
         t.verify(&access).await?.status,
         200,
@@ -577,6 +578,24 @@ async fn backchannel_logout_ends_the_session_and_refuses_bad_tokens() -> R {
         )
         .await?;
     assert_eq!(a.status, 401);
+    // Authentik keeps refresh tokens alive when a session ends (as the test provider does): a
+    // refresh must not revive the logged-out session (issue #3, found in review).
+    let grants = p.stats().await?["refresh_grants"].as_u64().unwrap_or(0);
+    let a = t
+        .post_with(
+            "/auth/refresh",
+            &[("cookie", &format!("ecosire_refresh={refresh}"))],
+            "",
+        )
+        .await?;
+    assert_eq!((a.status, a.reason()), (401, "no_session".into()));
+    assert_eq!(
+        cookie_value(&set_cookies(&a), "ecosire_auth").as_deref(),
+        Some(""),
+        "cleared"
+    );
+    let after = p.stats().await?["refresh_grants"].as_u64().unwrap_or(0);
+    assert_eq!(after, grants, "not sent upstream");
 
     // A replayed logout token is refused (jti seen), a fresh one for another session accepted.
     let replay = p
@@ -613,7 +632,7 @@ async fn backchannel_logout_ends_the_session_and_refuses_bad_tokens() -> R {
     );
     assert_eq!(t.verify(&bob).await?.reason(), "token_revoked");
     t.output
-        .assert_free_of(&[&access, &bob, &valid, &p.client_secret]);
+        .assert_free_of(&[&access, &refresh, &bob, &valid, &p.client_secret]);
     Ok(())
 }
 
