@@ -765,14 +765,22 @@ impl Flow {
         Ok(ended)
     }
 
-    /// Drops refresh results older than the grace window.
+    /// Drops refresh results older than the grace window, and slots whose refresh never
+    /// finished (every caller went away) after a minute.
     pub fn sweep(&self) {
         let grace = self
             .cfg
             .as_ref()
             .map_or(Duration::ZERO, |c| c.refresh_grace);
-        self.refreshes
-            .retain(|_, slot| !slot.result.initialized() || slot.created.elapsed() <= grace);
+        let abandoned = grace.max(Duration::from_secs(60));
+        self.refreshes.retain(|_, slot| {
+            let age = slot.created.elapsed();
+            if slot.result.initialized() {
+                age <= grace
+            } else {
+                age <= abandoned
+            }
+        });
     }
 }
 
