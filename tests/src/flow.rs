@@ -114,3 +114,33 @@ pub fn urlencode(s: &str) -> String {
         .and_then(|u| u.query().map(|q| q.trim_start_matches("v=").to_string()))
         .unwrap_or_default()
 }
+
+/// A browser logged in through tokend: the exchange code it was given and the cookies it got.
+#[derive(Debug, Clone)]
+pub struct LoggedIn {
+    pub code: String,
+    pub access: String,
+    pub refresh: String,
+}
+
+/// /auth/login → provider login → /auth/callback → /auth/exchange, in browser jar `jar`.
+pub async fn log_in(p: &Provider, t: &Tokend, user: &str, jar: &str) -> anyhow::Result<LoggedIn> {
+    let front = login_through_tokend(p, t, user, "/", jar).await?;
+    let code = query(&front)
+        .get("exchange")
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("no exchange code in {front}"))?;
+    let a = t
+        .post("/auth/exchange", json!({"code": code}).to_string())
+        .await?;
+    anyhow::ensure!(a.status == 200, "exchange answered {}", a.status);
+    let cookies = set_cookies(&a);
+    let cookie = |name: &str| {
+        cookie_value(&cookies, name).ok_or_else(|| anyhow::anyhow!("no {name} cookie"))
+    };
+    Ok(LoggedIn {
+        access: cookie("ecosire_auth")?,
+        refresh: cookie("ecosire_refresh")?,
+        code,
+    })
+}

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokend_e2e::flow::{
-    FRONTEND, browse, cookie_attrs, cookie_value, flow_setup, location, login_through_tokend,
-    query, set_cookies, urlencode,
+    FRONTEND, LoggedIn, browse, cookie_attrs, cookie_value, flow_setup, location, log_in,
+    login_through_tokend, query, set_cookies, urlencode,
 };
 use tokend_e2e::now;
 
@@ -415,12 +415,7 @@ async fn open_redirect_attempts_are_refused() -> R {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_concurrent_refreshes_one_upstream_request() -> R {
     let (p, t) = flow_setup("").await?;
-    let front = login_through_tokend(&p, &t, "bob", "/", "r20").await?;
-    let code = query(&front)["exchange"].clone();
-    let a = t
-        .post("/auth/exchange", json!({"code": code}).to_string())
-        .await?;
-    let refresh = cookie_value(&set_cookies(&a), "ecosire_refresh").expect("refresh cookie");
+    let refresh = log_in(&p, &t, "bob", "r20").await?.refresh;
     let before = p.stats().await?["refresh_grants"].as_u64().unwrap_or(0);
 
     let client = reqwest::Client::new();
@@ -462,13 +457,9 @@ async fn twenty_concurrent_refreshes_one_upstream_request() -> R {
 async fn backchannel_logout_ends_the_session_and_refuses_bad_tokens() -> R {
     let (p, t) = flow_setup("").await?;
     // Log in through tokend, keeping the provider's browser session "bc".
-    let front = login_through_tokend(&p, &t, "alice", "/", "bc").await?;
-    let code = query(&front)["exchange"].clone();
-    let a = t
-        .post("/auth/exchange", json!({"code": code}).to_string())
-        .await?;
-    let access = cookie_value(&set_cookies(&a), "ecosire_auth").expect("access cookie");
-    let refresh = cookie_value(&set_cookies(&a), "ecosire_refresh").expect("refresh cookie");
+    let LoggedIn {
+        access, refresh, ..
+    } = log_in(&p, &t, "alice", "bc").await?;
     assert_eq!(
         t.verify(&access).await?.status,
         200,
@@ -639,12 +630,7 @@ async fn backchannel_logout_ends_the_session_and_refuses_bad_tokens() -> R {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_lists_and_revokes_sessions_only_on_the_socket() -> R {
     let (p, t) = flow_setup("").await?;
-    let front = login_through_tokend(&p, &t, "alice", "/", "adm").await?;
-    let code = query(&front)["exchange"].clone();
-    let a = t
-        .post("/auth/exchange", json!({"code": code}).to_string())
-        .await?;
-    let access = cookie_value(&set_cookies(&a), "ecosire_auth").expect("access cookie");
+    let LoggedIn { access, code, .. } = log_in(&p, &t, "alice", "adm").await?;
     assert_eq!(t.verify(&access).await?.status, 200);
 
     let a = t.get("/v1/admin/sessions", &[]).await?;

@@ -5,9 +5,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::json;
-use tokend_e2e::flow::{
-    browse, cookie_value, flow_setup, location, login_through_tokend, query, set_cookies,
-};
+use tokend_e2e::flow::{LoggedIn, browse, flow_setup, location, log_in, query};
 use tokend_e2e::{Provider, ProviderOptions, Tokend, TokendConfig};
 
 type R = anyhow::Result<()>;
@@ -78,14 +76,11 @@ async fn metrics_are_valid_and_move_with_their_events() -> R {
     assert_eq!(m0.get("tokend_config_last_reload_success"), 1.0);
 
     // Login through tokend: flow steps, a code issued and redeemed, a session, token requests.
-    let front = login_through_tokend(&p, &t, "alice", "/", "m").await?;
-    let code = query(&front)["exchange"].clone();
-    let a = t
-        .post("/auth/exchange", json!({"code": code}).to_string())
-        .await?;
-    let cookies = set_cookies(&a);
-    let access = cookie_value(&cookies, "ecosire_auth").unwrap_or_default();
-    let refresh = cookie_value(&cookies, "ecosire_refresh").unwrap_or_default();
+    let LoggedIn {
+        code,
+        access,
+        refresh,
+    } = log_in(&p, &t, "alice", "m").await?;
     let m1 = t.metrics().await?;
     assert_eq!(m1.get("tokend_sessions_active"), 1.0);
     for step in ["login", "callback", "exchange"] {
