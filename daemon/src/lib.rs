@@ -124,6 +124,7 @@ impl AppState {
                 &metrics,
                 &stop,
                 true,
+                Reuse::default(),
             )),
             store,
             sessions,
@@ -168,8 +169,18 @@ pub(crate) fn build_jwks(config: &Config, metrics: &Arc<Metrics>) -> Result<Arc<
     )))
 }
 
+/// Parts of the running runtime a reload keeps because their settings did not change: the
+/// verifier keeps its verified-token cache, the flow its refreshes in progress.
+#[derive(Default)]
+pub(crate) struct Reuse {
+    pub verifier: Option<Arc<Verifier>>,
+    /// Only together with the verifier (the flow holds it).
+    pub flow: Option<(Arc<Flow>, Arc<Codes>)>,
+}
+
 /// Everything else built on `jwks`; starts the JWKS refresher for it (fetching at once when
 /// `fetch_first`, else after one refresh interval — the keys are fresh).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn build_runtime(
     config: Arc<Config>,
     jwks: Arc<Jwks>,
@@ -178,22 +189,28 @@ pub(crate) fn build_runtime(
     metrics: &Arc<Metrics>,
     stop: &watch::Receiver<bool>,
     fetch_first: bool,
+    reuse: Reuse,
 ) -> Runtime {
-    let verifier = Arc::new(Verifier::new(
-        &config,
-        jwks.clone(),
-        sessions.clone(),
-        metrics.clone(),
-    ));
-    let codes = Arc::new(Codes::new(store.clone(), config.codes.ttl, metrics.clone()));
-    let flow = Arc::new(Flow::new(
-        &config,
-        store.clone(),
-        codes.clone(),
-        verifier.clone(),
-        jwks.clone(),
-        metrics.clone(),
-    ));
+    let verifier = reuse.verifier.unwrap_or_else(|| {
+        Arc::new(Verifier::new(
+            &config,
+            jwks.clone(),
+            sessions.clone(),
+            metrics.clone(),
+        ))
+    });
+    let (flow, codes) = reuse.flow.unwrap_or_else(|| {
+        let codes = Arc::new(Codes::new(store.clone(), config.codes.ttl, metrics.clone()));
+        let flow = Arc::new(Flow::new(
+            &config,
+            store.clone(),
+            codes.clone(),
+            verifier.clone(),
+            jwks.clone(),
+            metrics.clone(),
+        ));
+        (flow, codes)
+    });
     let (refresher_stop, refresher_rx) = watch::channel(false);
     tokio::spawn(
         jwks.clone()

@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use crate::config::{Config, ConfigError};
 use crate::jwks::JwksError;
-use crate::{AppState, build_jwks, build_runtime};
+use crate::{AppState, Reuse, build_jwks, build_runtime};
 
 /// Quiet time after the last file event before the file is read.
 const DEBOUNCE: Duration = Duration::from_millis(250);
@@ -123,6 +123,19 @@ async fn try_reload(state: &AppState) -> Result<Outcome, ReloadError> {
     }
 
     let current = state.runtime();
+    // What did not change is kept: the verified-token cache, refreshes in progress.
+    let keep_verifier = !provider_changed
+        && !jwks_changed
+        && same(&old.verify, &new.verify)
+        && same(&old.claims, &new.claims);
+    let keep_flow = keep_verifier
+        && same(&old.flow, &new.flow)
+        && same(&old.cookies, &new.cookies)
+        && same(&old.codes, &new.codes);
+    let reuse = Reuse {
+        verifier: keep_verifier.then(|| current.verifier.clone()),
+        flow: keep_flow.then(|| (current.flow.clone(), current.codes.clone())),
+    };
     let jwks = if provider_changed || jwks_changed {
         // Keys of the new provider first: there is never a moment without keys.
         let jwks = build_jwks(&new, &state.metrics)?;
@@ -140,6 +153,7 @@ async fn try_reload(state: &AppState) -> Result<Outcome, ReloadError> {
         &state.metrics,
         &state.stop,
         false,
+        reuse,
     );
     state.current.store(Arc::new(runtime));
     Ok(Outcome {

@@ -499,3 +499,51 @@ async fn busy_config_directory_does_not_starve_reloads_issue_4() -> R {
     writer.await?;
     result
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_keeps_the_verified_token_cache_when_verification_settings_stay() -> R {
+    let p = Provider::start().await?;
+    let mut cfg = TokendConfig::for_provider(&p);
+    let t = Tokend::start(&cfg).await?;
+    t.wait_ready().await?;
+    let token = p.login("bob").await?.access_token;
+    assert_eq!(t.verify(&token).await?.status, 200);
+
+    // A change elsewhere ([sessions]) keeps the cache: the next verification is a hit.
+    cfg.tail = "\n[sessions]\nrevocation_ttl = \"2h\"\n".into();
+    t.replace_config(&cfg.to_toml(t.dir.path()))?;
+    eventually("the reload", || async {
+        Ok(t.metrics()
+            .await?
+            .get("tokend_config_reloads_total{result=\"success\"}")
+            == 1.0)
+    })
+    .await?;
+    let before = t.metrics().await?;
+    assert_eq!(t.verify(&token).await?.status, 200);
+    let after = t.metrics().await?;
+    assert_eq!(after.delta(&before, "tokend_verify_cache_hits_total"), 1.0);
+    assert_eq!(
+        after.delta(&before, "tokend_verify_cache_misses_total"),
+        0.0
+    );
+
+    // A change to verification settings starts a fresh cache.
+    cfg.verify_extra = "leeway = \"30s\"\n".into();
+    t.replace_config(&cfg.to_toml(t.dir.path()))?;
+    eventually("the second reload", || async {
+        Ok(t.metrics()
+            .await?
+            .get("tokend_config_reloads_total{result=\"success\"}")
+            == 2.0)
+    })
+    .await?;
+    let before = t.metrics().await?;
+    assert_eq!(t.verify(&token).await?.status, 200);
+    let after = t.metrics().await?;
+    assert_eq!(
+        after.delta(&before, "tokend_verify_cache_misses_total"),
+        1.0
+    );
+    Ok(())
+}
