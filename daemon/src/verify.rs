@@ -393,23 +393,20 @@ impl Verifier {
     }
 
     async fn verify_counted(&self, token: &str) -> Result<Arc<Verified>, VerifyError> {
+        self.check_length(token)?;
         let now = now_unix();
         // Hashed once: the lookup and, on a miss, the insert.
-        let hash = (token.len() <= self.max_token_bytes).then(|| TokenCache::key(token));
-        if let Some(hash) = &hash {
-            let keys = self.jwks.keys();
-            if let Some(hit) = self.cache.get(hash, now, &keys) {
-                self.metrics.cache_hits.inc();
-                return Ok(hit);
-            }
+        let hash = TokenCache::key(token);
+        let keys = self.jwks.keys();
+        if let Some(hit) = self.cache.get(&hash, now, &keys) {
+            self.metrics.cache_hits.inc();
+            return Ok(hit);
         }
+        drop(keys);
         self.metrics.cache_misses.inc();
         let (verified, key) = self.verify_access(token, now).await?;
         let verified = Arc::new(verified);
         let valid_until = verified.claims.exp.min(now.saturating_add(self.cache.ttl));
-        let Some(hash) = hash else {
-            return Ok(verified); // (unreachable: an over-long token fails verification)
-        };
         self.cache.insert(
             hash,
             CacheEntry {
@@ -572,13 +569,19 @@ impl Verifier {
     }
 
     /// Shape, header, key (with unknown-kid refetch) and signature; then the payload.
-    async fn signed(&self, token: &str) -> Result<Signed, VerifyError> {
+    /// Over-long tokens are refused before any hashing or parsing.
+    fn check_length(&self, token: &str) -> Result<(), VerifyError> {
         if token.len() > self.max_token_bytes {
             return Err(VerifyError::Malformed(format!(
                 "token is longer than {} bytes",
                 self.max_token_bytes
             )));
         }
+        Ok(())
+    }
+
+    async fn signed(&self, token: &str) -> Result<Signed, VerifyError> {
+        self.check_length(token)?;
         let parts = split(token)?;
         let header = parse_header(parts.header)?;
         let alg = self.check_alg(&header)?;
