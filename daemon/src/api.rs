@@ -1,29 +1,27 @@
-//! The HTTP API served on both listeners: health, readiness and token verification.
+//! The HTTP API served on both listeners: the router, its layers (limits, timeouts, request
+//! log) and the handlers, which parse requests and shape answers; the logic they call lives in
+//! `verify`, `codes`, `flow` and `admin`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Query, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use std::collections::HashMap;
-
-use axum::extract::{Query, RawQuery};
-use axum::http::HeaderValue;
 use axum::routing::{get, post};
 use tokend_shared::{
     IssueCodeRequest, IssueCodeResponse, LogoutResponse, Reason, RedeemRequest, RedeemResponse,
     Secret, VerifyRequest,
 };
-
-use crate::codes::NewCode;
-use crate::verify::now_unix;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::AppState;
+use crate::codes::NewCode;
 use crate::error::{ApiError, json_headers, normalize};
+use crate::verify::now_unix;
 
 /// The router; `listen` settings (body limit, timeouts) are fixed at start.
 pub fn router(state: Arc<AppState>, listen: &crate::config::ListenConfig) -> Router {
