@@ -417,6 +417,7 @@ async fn twenty_concurrent_refreshes_one_upstream_request() -> R {
     let (p, t) = flow_setup("").await?;
     let refresh = log_in(&p, &t, "bob", "r20").await?.refresh;
     let before = p.stats().await?["refresh_grants"].as_u64().unwrap_or(0);
+    let m0 = t.metrics().await?;
 
     let client = reqwest::Client::new();
     let url = format!("{}/auth/refresh", t.base_url()?);
@@ -449,6 +450,15 @@ async fn twenty_concurrent_refreshes_one_upstream_request() -> R {
     );
     let upstream = p.stats().await?["refresh_grants"].as_u64().unwrap_or(0) - before;
     assert_eq!(upstream, 1, "one upstream refresh for 20 callers");
+    let m1 = t.metrics().await?;
+    assert_eq!(
+        m1.delta(&m0, "tokend_refreshes_total{outcome=\"upstream\"}"),
+        1.0
+    );
+    assert_eq!(
+        m1.delta(&m0, "tokend_refreshes_total{outcome=\"coalesced\"}"),
+        19.0
+    );
     assert_eq!(t.verify(&accesses[0]).await?.status, 200);
     Ok(())
 }
@@ -547,6 +557,7 @@ async fn backchannel_logout_ends_the_session_and_refuses_bad_tokens() -> R {
     // Authentik keeps refresh tokens alive when a session ends (as the test provider does): a
     // refresh must not revive the logged-out session (issue #3, found in review).
     let grants = p.stats().await?["refresh_grants"].as_u64().unwrap_or(0);
+    let failed = t.metrics().await?;
     let a = t
         .post_with(
             "/auth/refresh",
@@ -562,6 +573,18 @@ async fn backchannel_logout_ends_the_session_and_refuses_bad_tokens() -> R {
     );
     let after = p.stats().await?["refresh_grants"].as_u64().unwrap_or(0);
     assert_eq!(after, grants, "not sent upstream");
+    let m = t.metrics().await?;
+    assert_eq!(
+        m.delta(&failed, "tokend_refreshes_total{outcome=\"failed\"}"),
+        1.0
+    );
+    assert_eq!(
+        m.delta(
+            &failed,
+            "tokend_backchannel_logouts_total{result=\"success\"}"
+        ),
+        0.0
+    );
 
     // A replayed logout token is refused (jti seen), a fresh one for another session accepted.
     let replay = p

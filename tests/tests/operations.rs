@@ -216,6 +216,10 @@ async fn file_replaced_by_rename_reloads_and_bad_files_change_nothing() -> R {
     })
     .await?;
     let m1 = t.metrics().await?;
+    assert!(
+        m1.get("tokend_config_last_reload_timestamp_seconds")
+            > m0.get("tokend_config_last_reload_timestamp_seconds")
+    );
     assert_eq!(
         m1.delta(&m0, "tokend_config_reloads_total{result=\"success\"}"),
         1.0
