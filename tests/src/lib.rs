@@ -668,6 +668,13 @@ impl Tokend {
         answer(req.send().await?).await
     }
 
+    /// POST with an empty body and one cookie (how the browser calls /auth/refresh and
+    /// /auth/logout).
+    pub async fn post_cookie(&self, path: &str, name: &str, value: &str) -> Result<Answer> {
+        self.post_with(path, &[("cookie", &format!("{name}={value}"))], "")
+            .await
+    }
+
     /// Base URL of the TCP listener.
     pub fn base_url(&self) -> Result<String> {
         self.url("")

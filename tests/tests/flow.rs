@@ -136,11 +136,7 @@ async fn whole_flow_login_exchange_verify_refresh_logout() -> R {
     // 6. Refresh: new cookies from one upstream refresh.
     let before = p.stats().await?["refresh_grants"].as_u64().unwrap_or(0);
     let a = t
-        .post_with(
-            "/auth/refresh",
-            &[("cookie", &format!("ecosire_refresh={refresh}"))],
-            "",
-        )
+        .post_cookie("/auth/refresh", "ecosire_refresh", &refresh)
         .await?;
     assert_eq!(a.status, 200, "{:?}", String::from_utf8_lossy(&a.body));
     let cookies = set_cookies(&a);
@@ -160,11 +156,7 @@ async fn whole_flow_login_exchange_verify_refresh_logout() -> R {
     // URL; the session's access tokens stop verifying.
     let revocations = p.stats().await?["revocations"].as_u64().unwrap_or(0);
     let a = t
-        .post_with(
-            "/auth/logout",
-            &[("cookie", &format!("ecosire_auth={access2}"))],
-            "",
-        )
+        .post_cookie("/auth/logout", "ecosire_auth", &access2)
         .await?;
     assert_eq!(a.status, 200);
     let logout_url = a.json()["logout_url"].as_str().unwrap_or("").to_string();
@@ -198,11 +190,7 @@ async fn whole_flow_login_exchange_verify_refresh_logout() -> R {
         assert_eq!((a.status, a.reason()), (401, "token_revoked".into()));
     }
     let a = t
-        .post_with(
-            "/auth/refresh",
-            &[("cookie", &format!("ecosire_refresh={refresh2}"))],
-            "",
-        )
+        .post_cookie("/auth/refresh", "ecosire_refresh", &refresh2)
         .await?;
     assert_eq!(a.status, 401, "revoked refresh token refused");
 
@@ -559,11 +547,7 @@ async fn backchannel_logout_ends_the_session_and_refuses_bad_tokens() -> R {
     let grants = p.stats().await?["refresh_grants"].as_u64().unwrap_or(0);
     let failed = t.metrics().await?;
     let a = t
-        .post_with(
-            "/auth/refresh",
-            &[("cookie", &format!("ecosire_refresh={refresh}"))],
-            "",
-        )
+        .post_cookie("/auth/refresh", "ecosire_refresh", &refresh)
         .await?;
     assert_eq!((a.status, a.reason()), (401, "no_session".into()));
     assert_eq!(

@@ -47,6 +47,15 @@ fn promtool_check(text: &str) -> R {
     Ok(())
 }
 
+/// Waits until `tokend_config_reloads_total{result}` reaches `n`.
+async fn reloads_reach(t: &Tokend, result: &str, n: f64) -> R {
+    let key = format!("tokend_config_reloads_total{{result=\"{result}\"}}");
+    eventually(&format!("{n} reloads with result {result}"), || async {
+        Ok(t.metrics().await?.get(&key) == n)
+    })
+    .await
+}
+
 /// Polls until `f` is true (at most 10 s).
 async fn eventually<F, Fut>(what: &str, mut f: F) -> R
 where
@@ -142,18 +151,10 @@ async fn metrics_are_valid_and_move_with_their_events() -> R {
         t.verify(&token).await?;
     }
     // Refresh (upstream), logout (revocation), a refused back-channel logout.
-    t.post_with(
-        "/auth/refresh",
-        &[("cookie", &format!("ecosire_refresh={refresh}"))],
-        "",
-    )
-    .await?;
-    t.post_with(
-        "/auth/logout",
-        &[("cookie", &format!("ecosire_auth={access}"))],
-        "",
-    )
-    .await?;
+    t.post_cookie("/auth/refresh", "ecosire_refresh", &refresh)
+        .await?;
+    t.post_cookie("/auth/logout", "ecosire_auth", &access)
+        .await?;
     t.post_with(
         "/auth/backchannel-logout",
         &[("content-type", "application/x-www-form-urlencoded")],
@@ -234,13 +235,7 @@ async fn file_replaced_by_rename_reloads_and_bad_files_change_nothing() -> R {
             .replace("[claims]\ndefault_role = \"member\"\n", "")
     );
     t.replace_config(&bad)?;
-    eventually("the failed reload", || async {
-        Ok(t.metrics()
-            .await?
-            .get("tokend_config_reloads_total{result=\"failure\"}")
-            == 1.0)
-    })
-    .await?;
+    reloads_reach(&t, "failure", 1.0).await?; // the failed reload
     let m2 = t.metrics().await?;
     assert_eq!(m2.get("tokend_config_last_reload_success"), 0.0);
     assert_eq!(
@@ -372,13 +367,7 @@ async fn provider_change_fetches_keys_before_the_swap() -> R {
     let dead = tokend_e2e::free_port()?;
     cfg.issuer = format!("http://127.0.0.1:{dead}/application/o/tokend/");
     t.replace_config(&cfg.to_toml(t.dir.path()))?;
-    eventually("the refused reload", || async {
-        Ok(t.metrics()
-            .await?
-            .get("tokend_config_reloads_total{result=\"failure\"}")
-            == 1.0)
-    })
-    .await?;
+    reloads_reach(&t, "failure", 1.0).await?; // the refused reload
     assert_eq!(
         t.verify(&t1).await?.status,
         200,
@@ -516,13 +505,7 @@ async fn reload_keeps_the_verified_token_cache_when_verification_settings_stay()
     // A change elsewhere ([sessions]) keeps the cache: the next verification is a hit.
     cfg.tail = "\n[sessions]\nrevocation_ttl = \"2h\"\n".into();
     t.replace_config(&cfg.to_toml(t.dir.path()))?;
-    eventually("the reload", || async {
-        Ok(t.metrics()
-            .await?
-            .get("tokend_config_reloads_total{result=\"success\"}")
-            == 1.0)
-    })
-    .await?;
+    reloads_reach(&t, "success", 1.0).await?; // the reload
     let before = t.metrics().await?;
     assert_eq!(t.verify(&token).await?.status, 200);
     let after = t.metrics().await?;
@@ -535,13 +518,7 @@ async fn reload_keeps_the_verified_token_cache_when_verification_settings_stay()
     // A change to verification settings starts a fresh cache.
     cfg.verify_extra = "leeway = \"30s\"\n".into();
     t.replace_config(&cfg.to_toml(t.dir.path()))?;
-    eventually("the second reload", || async {
-        Ok(t.metrics()
-            .await?
-            .get("tokend_config_reloads_total{result=\"success\"}")
-            == 2.0)
-    })
-    .await?;
+    reloads_reach(&t, "success", 2.0).await?; // the second reload
     let before = t.metrics().await?;
     assert_eq!(t.verify(&token).await?.status, 200);
     let after = t.metrics().await?;
