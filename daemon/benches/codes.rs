@@ -11,7 +11,7 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use tokend::codes::{Codes, NewCode};
+use tokend::codes::{CodeKind, Codes, NewCode};
 use tokend::metrics::Metrics;
 use tokend::store::{CodePayload, Kind, MemoryStore, Record, Store};
 use tokend_shared::Secret;
@@ -28,7 +28,7 @@ fn payload(expires: i64) -> Record {
         sid: Some("sid".into()),
         created: 0,
         expires,
-        client: "bench".into(),
+        kind: CodeKind::Api,
     })
 }
 
@@ -81,13 +81,18 @@ fn store_ops(c: &mut Criterion) {
                             id_token: None,
                             sub: "alice".into(),
                             sid: None,
-                            client: "bench",
+                            kind: CodeKind::Api,
                         },
                         0,
                     )
                     .await
                     .expect("issued");
-                black_box(codes.redeem(code.expose(), 1).await.expect("redeemed"));
+                black_box(
+                    codes
+                        .redeem(CodeKind::Api, code.expose(), 1)
+                        .await
+                        .expect("redeemed"),
+                );
             })
         })
     });

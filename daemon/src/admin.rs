@@ -10,9 +10,10 @@ use axum::response::{IntoResponse, Response};
 use tokend_shared::{Reason, RevokeRequest, RevokeResponse, SessionList};
 
 use crate::AppState;
-use crate::api::parse_json;
-use crate::error::{ApiError, json_headers};
+use crate::error::ApiError;
+use crate::extract::parse_json;
 use crate::listen::Via;
+use crate::respond::json_headers;
 use crate::sessions::EndReason;
 use crate::verify::now_unix;
 

@@ -1,6 +1,6 @@
 //! The HTTP API served on both listeners: the router, its layers (limits, timeouts, request
-//! log) and the handlers, which parse requests and shape answers; the logic they call lives in
-//! `verify`, `codes`, `flow` and `admin`.
+//! log) and the handlers, which parse requests (`extract`) and shape answers (`respond`); the
+//! logic they call lives in `verify`, `codes`, `flow` and `admin`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,15 +13,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokend_shared::{
     IssueCodeRequest, IssueCodeResponse, LogoutResponse, Reason, RedeemRequest, RedeemResponse,
-    Secret, VerifyRequest,
+    VerifyRequest,
 };
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::AppState;
-use crate::codes::NewCode;
-use crate::error::{ApiError, json_headers, normalize};
+use crate::codes::{CodeKind, NewCode};
+use crate::error::{ApiError, normalize};
+use crate::extract::{cookie_value, parse_json, strip_bearer, token_from_headers};
+use crate::flow::LoginError;
+use crate::respond::{self, found, json_headers, no_store, success, with_cookies};
 use crate::verify::now_unix;
+use crate::{AppState, admin};
 
 /// The router; `listen` settings (body limit, timeouts) are fixed at start.
 pub fn router(state: Arc<AppState>, listen: &crate::config::ListenConfig) -> Router {
@@ -39,8 +42,8 @@ pub fn router(state: Arc<AppState>, listen: &crate::config::ListenConfig) -> Rou
         .route("/auth/logout", post(auth_logout))
         .route("/auth/session", get(auth_session))
         .route("/auth/backchannel-logout", post(auth_backchannel_logout))
-        .route("/v1/admin/sessions", get(crate::admin::sessions))
-        .route("/v1/admin/sessions/revoke", post(crate::admin::revoke))
+        .route("/v1/admin/sessions", get(admin::sessions))
+        .route("/v1/admin/sessions/revoke", post(admin::revoke))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Outermost last: `normalize` sees the bare 408/413 answers of the inner layers.
@@ -238,7 +241,7 @@ async fn codes_issue(
                 id_token: req.id_token,
                 sub: verified.claims.sub.clone(),
                 sid,
-                client: "api",
+                kind: CodeKind::Api,
             },
             now_unix(),
         )
@@ -247,7 +250,7 @@ async fn codes_issue(
         code,
         expires_in: rt.codes.ttl().as_secs(),
     };
-    Ok((StatusCode::CREATED, json_headers(), json_body(&body)).into_response())
+    Ok(respond::json(StatusCode::CREATED, &body))
 }
 
 /// `POST /v1/codes/redeem`: the parked tokens, once.
@@ -257,7 +260,10 @@ async fn codes_redeem(
 ) -> Result<Response, ApiError> {
     let req: RedeemRequest = parse_json(&body)?;
     let rt = state.runtime();
-    let payload = rt.codes.redeem(req.code.expose(), now_unix()).await?;
+    let payload = rt
+        .codes
+        .redeem(CodeKind::Api, req.code.expose(), now_unix())
+        .await?;
     let verified = rt
         .verifier
         .verify(payload.access_token.expose())
@@ -269,7 +275,7 @@ async fn codes_redeem(
         id_token: payload.id_token.clone(),
         claims: verified.claims.clone(),
     };
-    Ok((json_headers(), json_body(&body)).into_response())
+    Ok(respond::json(StatusCode::OK, &body))
 }
 
 #[derive(serde::Deserialize)]
@@ -277,7 +283,8 @@ struct LoginQuery {
     redirect: Option<String>,
 }
 
-/// `GET /auth/login?redirect=/path` → 302 to the provider's authorization endpoint.
+/// `GET /auth/login?redirect=/path` → 302 to the provider's authorization endpoint, setting
+/// the login's browser-binding cookie.
 async fn auth_login(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Response {
     // Parsed by hand so that a malformed query is a flow error, not a bare 400.
     let redirect = raw.as_deref().and_then(|q| {
@@ -286,33 +293,25 @@ async fn auth_login(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery)
             .and_then(|l| l.redirect)
     });
     let flow = state.runtime().flow.clone();
-    let target = match flow.login(redirect.as_deref()).await {
-        Ok(url) => url,
-        Err(name) if name == "flow_not_configured" => {
-            return ApiError::new(Reason::FlowNotConfigured, "no [flow] section configured")
-                .into_response();
-        }
-        Err(name) => flow.login_error_url(&name),
-    };
-    found(&target)
-}
-
-/// `302 Found` to `target`, not cached.
-fn found(target: &str) -> Response {
-    let mut resp = StatusCode::FOUND.into_response();
-    if let Ok(v) = HeaderValue::from_str(target) {
-        resp.headers_mut().insert(header::LOCATION, v);
+    match flow.login(redirect.as_deref()).await {
+        Ok(start) => with_cookies(found(&start.location), [start.cookie]),
+        Err(LoginError::NotConfigured) => ApiError::new(
+            Reason::FlowNotConfigured,
+            LoginError::NotConfigured.to_string(),
+        )
+        .into_response(),
+        Err(e) => found(&flow.login_error_url(e)),
     }
-    no_store(resp)
 }
 
 /// `GET /auth/callback?code&state` → 302 to the frontend with an exchange code (never tokens).
 async fn auth_callback(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let target = state.runtime().flow.callback(&params).await;
-    found(&target)
+    let outcome = state.runtime().flow.callback(&params, &headers).await;
+    with_cookies(found(&outcome.location), outcome.clear_cookie)
 }
 
 /// `POST /auth/exchange {"code"}` → HttpOnly cookies; tokens never in the body.
@@ -321,13 +320,7 @@ async fn auth_exchange(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let req: RedeemRequest = parse_json(&body)?;
-    let rt = state.runtime();
-    let payload = rt.codes.redeem(req.code.expose(), now_unix()).await;
-    state.metrics.flow_step("exchange", payload.is_ok());
-    let payload = payload?;
-    let cookies = rt
-        .flow
-        .set_cookies(&payload.access_token, payload.refresh_token.as_ref());
+    let cookies = state.runtime().flow.exchange(req.code.expose()).await?;
     Ok(with_cookies(success(), cookies))
 }
 
@@ -346,23 +339,16 @@ async fn auth_refresh(
     };
     match runtime.flow.refresh(&rt).await {
         Ok(tokens) => {
-            state.metrics.flow_step("refresh", true);
             let cookies = runtime
                 .flow
                 .set_cookies(&tokens.access_token, tokens.refresh_token.as_ref());
             Ok(with_cookies(success(), cookies))
         }
         Err(e) => {
-            state.metrics.flow_step("refresh", false);
-            let refused = matches!(
-                e,
-                crate::flow::FlowError::Refused(_)
-                    | crate::flow::FlowError::NoRefreshToken
-                    | crate::flow::FlowError::Token(crate::verify::VerifyError::Revoked)
-            );
+            // A refresh token that is dead for good: clear the cookies.
+            let clear = e.ends_session();
             let resp = ApiError::from(e).into_response();
-            // A refresh token the provider refused is dead: clear the cookies.
-            Ok(if refused {
+            Ok(if clear {
                 with_cookies(resp, runtime.flow.clear_cookies())
             } else {
                 resp
@@ -371,16 +357,16 @@ async fn auth_refresh(
     }
 }
 
-/// `POST /auth/logout` → cookies cleared, refresh token revoked, `{"logout_url"}`.
+/// `POST /auth/logout` → session ended, refresh token revoked, cookies cleared,
+/// `{"logout_url"}`.
 async fn auth_logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let rt = state.runtime();
     let access = cookie_value(&headers, &rt.config.cookies.access_name);
     let refresh = cookie_value(&headers, &rt.config.cookies.refresh_name);
     let logout_url = rt.flow.logout(access.as_ref(), refresh.as_ref()).await;
     state.metrics.flow_step("logout", true);
-    let body = json_body(&LogoutResponse { logout_url });
     with_cookies(
-        (json_headers(), body).into_response(),
+        respond::json(StatusCode::OK, &LogoutResponse { logout_url }),
         rt.flow.clear_cookies(),
     )
 }
@@ -405,160 +391,14 @@ async fn auth_session(
 /// Logout 1.0: 200 on success, 400 `{"error": "invalid_request", …}` otherwise.
 async fn auth_backchannel_logout(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    let result = match form.get("logout_token") {
-        Some(t) if !t.is_empty() => state
-            .runtime()
-            .flow
-            .backchannel_logout(t)
-            .await
-            .map_err(|e| e.to_string()),
-        _ => Err("the form field `logout_token` is missing".to_string()),
+    let description = match form.get("logout_token").filter(|t| !t.is_empty()) {
+        None => "the form field `logout_token` is missing".to_string(),
+        Some(token) => match state.runtime().flow.backchannel_logout(token).await {
+            Ok(_) => return no_store(StatusCode::OK.into_response()),
+            Err(e) => e.to_string(),
+        },
     };
-    match result {
-        Ok(_) => no_store(StatusCode::OK.into_response()),
-        Err(description) => {
-            tracing::info!(error = %description, "back-channel logout refused");
-            let body =
-                serde_json::json!({"error": "invalid_request", "error_description": description});
-            (StatusCode::BAD_REQUEST, json_headers(), body.to_string()).into_response()
-        }
-    }
-}
-
-fn success() -> Response {
-    (json_headers(), r#"{"success":true}"#).into_response()
-}
-
-fn json_body(value: &impl serde::Serialize) -> Vec<u8> {
-    serde_json::to_vec(value).unwrap_or_default()
-}
-
-fn no_store(mut resp: Response) -> Response {
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
-}
-
-fn with_cookies(mut resp: Response, cookies: Vec<String>) -> Response {
-    for c in cookies {
-        if let Ok(v) = HeaderValue::from_str(&c) {
-            resp.headers_mut().append(header::SET_COOKIE, v);
-        }
-    }
-    resp
-}
-
-/// The value of cookie `name`, if present and not empty.
-fn cookie_value(headers: &HeaderMap, name: &str) -> Option<Secret> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| cookie::Cookie::split_parse(v).flatten())
-        .find(|c| c.name() == name && !c.value().is_empty())
-        .map(|c| Secret::new(c.value()))
-}
-
-/// The reference design's order: cookie first, then the Bearer header.
-pub fn token_from_headers(headers: &HeaderMap, cookie_name: &str) -> Result<Secret, ApiError> {
-    if let Some(token) = cookie_value(headers, cookie_name) {
-        return Ok(token);
-    }
-    match headers.get(header::AUTHORIZATION).map(|v| v.to_str()) {
-        Some(Ok(v)) if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") => {
-            Ok(Secret::new(v[7..].trim()))
-        }
-        Some(_) => Err(ApiError::inactive(
-            Reason::MissingToken,
-            "the Authorization header is not a Bearer token",
-        )),
-        None => Err(ApiError::inactive(
-            Reason::MissingToken,
-            format!("no `{cookie_name}` cookie and no Authorization: Bearer header"),
-        )),
-    }
-}
-
-fn strip_bearer(token: &str) -> &str {
-    let token = token.trim();
-    if token.len() > 7 && token[..7].eq_ignore_ascii_case("bearer ") {
-        token[7..].trim_start()
-    } else {
-        token
-    }
-}
-
-/// Parses a JSON body. Error messages give the position and kind, never input text.
-pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        let what = match e.classify() {
-            serde_json::error::Category::Io | serde_json::error::Category::Eof => "incomplete JSON",
-            serde_json::error::Category::Syntax => "invalid JSON",
-            serde_json::error::Category::Data => "JSON of the wrong shape",
-        };
-        let hint = if e.classify() == serde_json::error::Category::Data {
-            // serde's message for missing/unknown fields names only field names; other data
-            // errors may quote the input, so they are left out.
-            let msg = e.to_string();
-            if msg.starts_with("missing field") || msg.starts_with("unknown field") {
-                format!(" ({})", msg.split(" at line").next().unwrap_or(""))
-            } else {
-                String::new()
-            }
-        } else {
-            String::new()
-        };
-        ApiError::new(
-            Reason::BadRequest,
-            format!(
-                "request body is {what}{hint} at line {} column {}",
-                e.line(),
-                e.column()
-            ),
-        )
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::http::HeaderValue;
-
-    #[test]
-    fn cookie_wins_over_bearer() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Bearer from-header"),
-        );
-        h.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=b; ecosire_auth=from-cookie"),
-        );
-        let t = token_from_headers(&h, "ecosire_auth").expect("found");
-        assert_eq!(t.expose(), "from-cookie");
-        h.remove(header::COOKIE);
-        let t = token_from_headers(&h, "ecosire_auth").expect("found");
-        assert_eq!(t.expose(), "from-header");
-        h.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("Basic dXNlcjpwYXNz"),
-        );
-        assert!(token_from_headers(&h, "ecosire_auth").is_err());
-    }
-
-    #[test]
-    fn json_errors_never_quote_the_input() {
-        let err = parse_json::<VerifyRequest>(br#"{"token": 12345678}"#).expect_err("bad type");
-        assert!(!err.message.contains("12345678"), "{}", err.message);
-        let err = parse_json::<VerifyRequest>(br#"{"tokn": "eyJsecret"}"#).expect_err("unknown");
-        assert!(
-            err.message.contains("unknown field `tokn`"),
-            "{}",
-            err.message
-        );
-        assert!(!err.message.contains("eyJsecret"), "{}", err.message);
-        let err = parse_json::<VerifyRequest>(b"{").expect_err("eof");
-        assert_eq!(err.reason, Reason::BadRequest);
-    }
+    tracing::info!(error = %description, "back-channel logout refused");
+    let body = serde_json::json!({"error": "invalid_request", "error_description": description});
+    (StatusCode::BAD_REQUEST, json_headers(), body.to_string()).into_response()
 }

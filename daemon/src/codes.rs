@@ -1,6 +1,7 @@
 //! One-time exchange codes: minted from the OS CSPRNG (256 bits, URL-safe), stored under their
-//! hash with a short TTL, redeemed exactly once. The callback never puts tokens in a URL — only
-//! such a code — and the frontend trades it for cookies.
+//! hash with a short TTL, redeemed exactly once, and only at the endpoint of its kind. The
+//! callback never puts tokens in a URL — only such a code — and the frontend trades it for
+//! cookies.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use tokend_shared::Secret;
 
 use crate::metrics::Metrics;
-use crate::store::{CodePayload, Kind, Record, Store, StoreError, TakeError, key_of};
+pub use crate::store::CodeKind;
+use crate::store::{CodePayload, Kind, Record, Store, StoreError, TakeError, code_key};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodeError {
@@ -59,7 +61,8 @@ pub struct NewCode {
     pub id_token: Option<Secret>,
     pub sub: String,
     pub sid: Option<String>,
-    pub client: &'static str,
+    /// Where the code may be redeemed.
+    pub kind: CodeKind,
 }
 
 impl Codes {
@@ -91,18 +94,18 @@ impl Codes {
             sid: new.sid,
             created: now,
             expires: now.saturating_add(ttl),
-            client: new.client.to_string(),
+            kind: new.kind,
         };
         let result = self
             .store
             .put(
                 Kind::ExchangeCode,
-                key_of(code.expose()),
+                code_key(new.kind, code.expose()),
                 Record::Code(payload),
             )
             .await;
         match result {
-            Ok(()) => {
+            Ok(_) => {
                 self.metrics.codes_issued.inc();
                 Ok(code)
             }
@@ -115,9 +118,18 @@ impl Codes {
         }
     }
 
-    /// Redeems a code: exactly once, and only before it expires.
-    pub async fn redeem(&self, code: &str, now: i64) -> Result<CodePayload, CodeError> {
-        let result = self.store.take(Kind::ExchangeCode, key_of(code), now).await;
+    /// Redeems a code of `kind`: exactly once, and only before it expires. A code of the other
+    /// kind is unknown here (and stays redeemable at its own endpoint).
+    pub async fn redeem(
+        &self,
+        kind: CodeKind,
+        code: &str,
+        now: i64,
+    ) -> Result<CodePayload, CodeError> {
+        let result = self
+            .store
+            .take(Kind::ExchangeCode, code_key(kind, code), now)
+            .await;
         let m = &self.metrics;
         match &result {
             Ok(Record::Code(_)) => m.codes_redeemed.inc(),
@@ -126,8 +138,8 @@ impl Codes {
             Err(TakeError::AlreadyUsed) => m.codes_replayed.inc(),
         }
         match result? {
-            Record::Code(c) => Ok(c),
-            Record::Login(_) => Err(CodeError::Unknown),
+            Record::Code(c) if c.kind == kind => Ok(c),
+            Record::Code(_) | Record::Login(_) => Err(CodeError::Unknown),
         }
     }
 }
@@ -152,7 +164,7 @@ mod tests {
             id_token: None,
             sub: "alice".into(),
             sid: Some("sid".into()),
-            client: "api",
+            kind: CodeKind::Api,
         }
     }
 
@@ -166,24 +178,42 @@ mod tests {
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         );
-        let p = c.redeem(code.expose(), 1059).await.expect("redeemed");
+        let p = c
+            .redeem(CodeKind::Api, code.expose(), 1059)
+            .await
+            .expect("redeemed");
         assert_eq!(p.access_token.expose(), "access");
         assert_eq!(p.expires, 1060);
         assert!(matches!(
-            c.redeem(code.expose(), 1059).await,
+            c.redeem(CodeKind::Api, code.expose(), 1059).await,
             Err(CodeError::AlreadyRedeemed)
         ));
         assert!(matches!(
-            c.redeem("nope", 1059).await,
+            c.redeem(CodeKind::Api, "nope", 1059).await,
             Err(CodeError::Unknown)
         ));
         let late = c.issue(new_code(), 1000).await.expect("issued");
         assert!(matches!(
-            c.redeem(late.expose(), 1060).await,
+            c.redeem(CodeKind::Api, late.expose(), 1060).await,
             Err(CodeError::Expired)
         ));
         assert_eq!(c.metrics.codes_redeemed.get(), 1);
         assert_eq!(c.metrics.codes_replayed.get(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_code_redeems_only_at_its_own_endpoint() {
+        // Issue #7: a flow code is not redeemable as tokens, nor an API code as cookies.
+        let c = codes(10);
+        let code = c.issue(new_code(), 1000).await.expect("issued");
+        assert!(matches!(
+            c.redeem(CodeKind::Flow, code.expose(), 1001).await,
+            Err(CodeError::Unknown)
+        ));
+        assert!(
+            c.redeem(CodeKind::Api, code.expose(), 1001).await.is_ok(),
+            "the wrong endpoint did not burn it"
+        );
     }
 
     #[tokio::test]

@@ -277,13 +277,21 @@ pub struct FlowConfig {
     /// Lifetime of a login in progress (state, nonce, PKCE verifier).
     #[serde(default = "default_state_ttl", with = "humantime_serde")]
     pub state_ttl: Duration,
-    /// Most logins in progress at once.
+    /// Most logins in progress at once; when full, the oldest is evicted (so a flood of
+    /// anonymous /auth/login requests cannot lock real users out).
     #[serde(default = "default_max_outstanding")]
     pub max_pending_logins: usize,
     /// After a refresh, callers presenting the same (now rotated) refresh token within this
     /// window get the same new tokens instead of a second upstream refresh.
     #[serde(default = "default_refresh_grace", with = "humantime_serde")]
     pub refresh_grace: Duration,
+    /// Most refresh grants sent to the provider per second; beyond it `/auth/refresh` answers
+    /// 503 with Retry-After. 0 turns the limit off.
+    #[serde(default = "default_refresh_rate_limit")]
+    pub refresh_rate_limit: u32,
+    /// Most refreshes in flight or within their grace window at once.
+    #[serde(default = "default_max_pending_refreshes")]
+    pub max_pending_refreshes: usize,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -498,6 +506,12 @@ fn default_state_ttl() -> Duration {
 }
 fn default_refresh_grace() -> Duration {
     Duration::from_secs(10)
+}
+fn default_refresh_rate_limit() -> u32 {
+    50
+}
+fn default_max_pending_refreshes() -> usize {
+    10_000
 }
 fn default_revocation_ttl() -> Duration {
     Duration::from_secs(24 * 3600)
@@ -776,6 +790,9 @@ impl Config {
                 if !p.starts_with('/') {
                     return Err(invalid(key, "must start with /"));
                 }
+            }
+            if flow.max_pending_refreshes == 0 {
+                return Err(invalid("flow.max_pending_refreshes", "must be at least 1"));
             }
             if flow.state_ttl.is_zero() || flow.max_pending_logins == 0 {
                 return Err(invalid(

@@ -1,9 +1,16 @@
-//! The one place where errors become HTTP answers: status code, stable reason, JSON body.
+//! The one place where errors become HTTP answers: each module's error type maps here to a
+//! status code and a stable reason, and [`ApiError`] renders the JSON body.
+
+use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokend_shared::{ErrorBody, Reason, VerifyResponse};
 
+use crate::codes::CodeError;
+use crate::flow::FlowError;
+use crate::respond::json_headers;
+use crate::store::StoreError;
 use crate::verify::VerifyError;
 
 /// The HTTP status of each reason.
@@ -25,7 +32,9 @@ pub fn status_for(reason: Reason) -> StatusCode {
         | Reason::NonceMismatch
         | Reason::NoSession
         | Reason::RefreshFailed => StatusCode::UNAUTHORIZED,
-        Reason::KeysUnavailable | Reason::CapacityExceeded => StatusCode::SERVICE_UNAVAILABLE,
+        Reason::KeysUnavailable | Reason::CapacityExceeded | Reason::RateLimited => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         Reason::UnknownCode | Reason::FlowNotConfigured => StatusCode::NOT_FOUND,
         Reason::CodeExpired | Reason::CodeAlreadyRedeemed => StatusCode::GONE,
         Reason::ProviderUnavailable => StatusCode::BAD_GATEWAY,
@@ -44,7 +53,10 @@ pub fn status_for(reason: Reason) -> StatusCode {
 pub struct ApiError {
     pub reason: Reason,
     pub message: String,
+    /// `/v1/verify`'s shape (`"active": false`).
     verify_shape: bool,
+    /// Seconds for a `Retry-After` header (rate limits).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -53,7 +65,15 @@ impl ApiError {
             reason,
             message: message.into(),
             verify_shape: false,
+            retry_after: None,
         }
+    }
+
+    /// Adds `Retry-After`, rounded up to whole seconds (at least 1).
+    pub fn retry_after(mut self, wait: Duration) -> Self {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        self.retry_after = Some(secs.max(1));
+        self
     }
 
     /// An answer of `/v1/verify` (`{"active": false, …}`).
@@ -72,6 +92,45 @@ impl ApiError {
 impl From<VerifyError> for ApiError {
     fn from(e: VerifyError) -> Self {
         Self::inactive(e.reason(), e.to_string())
+    }
+}
+
+impl From<CodeError> for ApiError {
+    fn from(e: CodeError) -> Self {
+        ApiError::from_code(&e)
+    }
+}
+
+impl From<FlowError> for ApiError {
+    fn from(e: FlowError) -> Self {
+        let reason = match &e {
+            FlowError::NotConfigured => Reason::FlowNotConfigured,
+            FlowError::NoEndpoint(_) | FlowError::Upstream(_) => Reason::ProviderUnavailable,
+            FlowError::Refused(_) => Reason::RefreshFailed,
+            FlowError::Token(v) => v.reason(),
+            FlowError::NoRefreshToken => Reason::NoSession,
+            FlowError::Capacity(_) => Reason::CapacityExceeded,
+            FlowError::RateLimited(_) => Reason::RateLimited,
+            FlowError::Code(c) => return ApiError::from_code(c),
+        };
+        let err = ApiError::new(reason, e.to_string());
+        match e {
+            FlowError::RateLimited(wait) => err.retry_after(wait),
+            _ => err,
+        }
+    }
+}
+
+impl ApiError {
+    fn from_code(e: &CodeError) -> Self {
+        let reason = match e {
+            CodeError::Unknown => Reason::UnknownCode,
+            CodeError::Expired => Reason::CodeExpired,
+            CodeError::AlreadyRedeemed => Reason::CodeAlreadyRedeemed,
+            CodeError::Store(StoreError::Full(..)) => Reason::CapacityExceeded,
+            CodeError::Store(StoreError::Duplicate) | CodeError::Random(_) => Reason::Internal,
+        };
+        ApiError::new(reason, e.to_string())
     }
 }
 
@@ -95,6 +154,10 @@ impl IntoResponse for ApiError {
         let mut resp = (status, json_headers(), body).into_response();
         // For the request log: the reason travels with the response, not in its body only.
         resp.extensions_mut().insert(self.reason);
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
@@ -103,17 +166,6 @@ impl IntoResponse for ApiError {
         }
         resp
     }
-}
-
-/// Headers of every JSON answer: its type, and no caching (answers describe a user).
-pub fn json_headers() -> [(header::HeaderName, HeaderValue); 2] {
-    [
-        (
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        ),
-        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-    ]
 }
 
 /// Gives the bare 408/413 answers of the tower-http layers the JSON shape of all errors.

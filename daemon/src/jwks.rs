@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use arc_swap::ArcSwap;
 use aws_lc_rs::signature::{self as lc, ParsedPublicKey, RsaPublicKeyComponents};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -19,7 +19,7 @@ use tokend_shared::{Readiness, Secret};
 
 use crate::config::JwksConfig;
 use crate::metrics::Metrics;
-use crate::provider::{ProviderError, ProviderMetadata, Upstream, check_issuer};
+use crate::provider::{Provider, ProviderError, ProviderMetadata, check_issuer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JwksError {
@@ -379,8 +379,8 @@ struct RawJwks {
 #[derive(Debug)]
 pub struct Jwks {
     keys: ArcSwap<KeySet>,
-    metadata: ArcSwapOption<ProviderMetadata>,
-    upstream: Upstream,
+    /// Discovery (for `jwks_uri`) and the upstream client.
+    provider: Arc<Provider>,
     cfg: JwksConfig,
     /// HS256 mode: keys are the client secret, the JWKS is not used.
     hmac: bool,
@@ -394,7 +394,7 @@ pub struct Jwks {
 impl Jwks {
     /// A cache with no keys yet (or, in HS mode, the client secret as the only key).
     pub fn new(
-        upstream: Upstream,
+        provider: Arc<Provider>,
         cfg: JwksConfig,
         hmac_secret: Option<&Secret>,
         metrics: Arc<Metrics>,
@@ -414,8 +414,7 @@ impl Jwks {
         };
         Self {
             keys: ArcSwap::from_pointee(keys),
-            metadata: ArcSwapOption::empty(),
-            upstream,
+            provider,
             cfg,
             hmac: hmac_secret.is_some(),
             refetch_gate: tokio::sync::Mutex::new(None),
@@ -429,13 +428,8 @@ impl Jwks {
         self.keys.load()
     }
 
-    /// The discovery document, once read (from the provider or the disk cache).
-    pub fn metadata(&self) -> Option<Arc<ProviderMetadata>> {
-        self.metadata.load_full()
-    }
-
-    pub fn upstream(&self) -> &Upstream {
-        &self.upstream
+    pub fn provider(&self) -> &Arc<Provider> {
+        &self.provider
     }
 
     /// Loads the disk cache, if configured, present, for this issuer and not too stale.
@@ -453,14 +447,14 @@ impl Jwks {
             Err(e) => return Err(err(e.to_string())),
         };
         let cache: DiskCache = serde_json::from_slice(&text).map_err(|e| err(e.to_string()))?;
-        if cache.issuer != self.upstream.issuer() {
+        if cache.issuer != self.provider.issuer() {
             return Err(err(format!(
                 "written for issuer {:?}, not {:?}; ignored",
                 cache.issuer,
-                self.upstream.issuer()
+                self.provider.issuer()
             )));
         }
-        check_issuer(self.upstream.issuer(), &cache.discovery).map_err(|e| err(e.to_string()))?;
+        check_issuer(self.provider.issuer(), &cache.discovery).map_err(|e| err(e.to_string()))?;
         let fetched_at = UNIX_EPOCH + Duration::from_secs(cache.fetched_at);
         let age = SystemTime::now()
             .duration_since(fetched_at)
@@ -471,7 +465,7 @@ impl Jwks {
                 age.as_secs()
             )));
         }
-        self.metadata.store(Some(Arc::new(cache.discovery)));
+        self.provider.set_cached_metadata(cache.discovery);
         if !self.hmac {
             let raw: RawJwks =
                 serde_json::from_value(cache.jwks).map_err(|e| err(e.to_string()))?;
@@ -508,25 +502,14 @@ impl Jwks {
     }
 
     async fn try_refresh(&self) -> Result<(), JwksError> {
-        let meta = match self.metadata.load_full() {
-            // A discovery document from the disk cache is replaced by a live one once possible.
-            Some(m) if self.keys.load().source == KeySource::Provider => m,
-            _ => {
-                let started = Instant::now();
-                let m = self.upstream.discover().await;
-                self.metrics.upstream("discovery", started.elapsed());
-                let m = Arc::new(m?);
-                self.metadata.store(Some(m.clone()));
-                m
-            }
-        };
+        let meta = self.provider.live_metadata().await?;
         if self.hmac {
             self.write_disk_cache(&meta, serde_json::json!({}), SystemTime::now())
                 .await;
             return Ok(());
         }
         let started = Instant::now();
-        let body = self.upstream.get_bytes(&meta.jwks_uri).await;
+        let body = self.provider.upstream().get_bytes(&meta.jwks_uri).await;
         self.metrics.upstream("jwks", started.elapsed());
         let body = body?;
         let parse_err = |message: String| JwksError::Parse {
@@ -612,7 +595,7 @@ impl Jwks {
         };
         let cache = DiskCache {
             version: 1,
-            issuer: self.upstream.issuer().to_string(),
+            issuer: self.provider.issuer().to_string(),
             fetched_at: fetched_at
                 .duration_since(UNIX_EPOCH)
                 .unwrap_or_default()
@@ -777,7 +760,7 @@ mod tests {
             toml::from_str("issuer = \"http://127.0.0.1:1/application/o/x/\"\nclient_id = \"c\"\n")
                 .expect("valid");
         Jwks::new(
-            Upstream::new(&cfg).expect("client"),
+            Arc::new(Provider::new(&cfg, Metrics::new()).expect("client")),
             JwksConfig::default(),
             None,
             Metrics::new(),
@@ -878,6 +861,6 @@ mod tests {
         assert!(j.load_disk_cache().expect("loads"));
         assert_eq!(j.keys().source, KeySource::DiskCache);
         assert!(j.keys().by_kid("k1").is_some());
-        assert!(j.metadata().is_some());
+        assert!(j.provider().metadata().is_some());
     }
 }

@@ -14,12 +14,14 @@ pub mod api;
 pub mod codes;
 pub mod config;
 pub mod error;
+pub mod extract;
 pub mod flow;
 pub mod jwks;
 pub mod listen;
 pub mod metrics;
 pub mod provider;
 pub mod reload;
+pub mod respond;
 pub mod sessions;
 pub mod store;
 pub mod systemd;
@@ -36,7 +38,7 @@ use crate::codes::Codes;
 use crate::flow::Flow;
 use crate::jwks::Jwks;
 use crate::metrics::Metrics;
-use crate::provider::Upstream;
+use crate::provider::Provider;
 use crate::sessions::Sessions;
 use crate::store::{Kind, MemoryStore, Store};
 use crate::verify::Verifier;
@@ -58,7 +60,9 @@ pub enum Error {
 pub struct Runtime {
     /// The configuration in force.
     pub config: Arc<Config>,
-    /// Verification keys and provider metadata.
+    /// The identity provider: upstream client and discovery metadata.
+    pub provider: Arc<Provider>,
+    /// Verification keys.
     pub jwks: Arc<Jwks>,
     /// Token checks and the verified-token cache.
     pub verifier: Arc<Verifier>,
@@ -153,7 +157,7 @@ fn max_logins(config: &Config) -> usize {
 
 /// A key cache for `config`'s provider (HS mode: the client secret is the key).
 pub(crate) fn build_jwks(config: &Config, metrics: &Arc<Metrics>) -> Result<Arc<Jwks>, Error> {
-    let upstream = Upstream::new(&config.provider)?;
+    let provider = Arc::new(Provider::new(&config.provider, metrics.clone())?);
     let hmac_secret = config
         .provider
         .algorithms
@@ -162,7 +166,7 @@ pub(crate) fn build_jwks(config: &Config, metrics: &Arc<Metrics>) -> Result<Arc<
         .then_some(config.provider.client_secret.as_ref())
         .flatten();
     Ok(Arc::new(Jwks::new(
-        upstream,
+        provider,
         config.jwks.clone(),
         hmac_secret,
         metrics.clone(),
@@ -206,7 +210,7 @@ pub(crate) fn build_runtime(
             store.clone(),
             codes.clone(),
             verifier.clone(),
-            jwks.clone(),
+            jwks.provider().clone(),
             metrics.clone(),
         ));
         (flow, codes)
@@ -218,6 +222,7 @@ pub(crate) fn build_runtime(
     );
     Runtime {
         config,
+        provider: jwks.provider().clone(),
         jwks,
         verifier,
         codes,

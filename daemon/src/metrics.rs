@@ -40,8 +40,11 @@ pub struct Metrics {
     /// Login flow steps (login, callback, exchange, refresh, logout) by result.
     pub flow_steps: IntCounterVec,
     /// Refreshes by outcome: `upstream` (one request to the provider), `coalesced` (shared
-    /// another caller's), `failed`.
+    /// another caller's), `failed` (refused upstream, or locally for a refresh token tokend
+    /// did not hand out), `rate_limited` (beyond `flow.refresh_rate_limit`).
     pub refreshes: IntCounterVec,
+    /// Logins in progress evicted (oldest first) to make room for newer ones.
+    pub logins_evicted: IntCounter,
     pub logouts: IntCounter,
     pub backchannel_logouts: IntCounterVec,
     pub sessions_active: IntGauge,
@@ -214,8 +217,13 @@ impl Metrics {
             refreshes: counter_vec(
                 &r,
                 "tokend_refreshes_total",
-                "Token refreshes by outcome (upstream, coalesced, failed).",
+                "Token refreshes by outcome (upstream, coalesced, failed, rate_limited).",
                 &["outcome"],
+            ),
+            logins_evicted: counter(
+                &r,
+                "tokend_login_states_evicted_total",
+                "Logins in progress evicted, oldest first, to make room for newer ones.",
             ),
             logouts: counter(&r, "tokend_logouts_total", "Logouts through /auth/logout."),
             backchannel_logouts: counter_vec(
@@ -264,7 +272,7 @@ impl Metrics {
             m.reloads.with_label_values(&[result]);
             m.backchannel_logouts.with_label_values(&[result]);
         }
-        for outcome in ["upstream", "coalesced", "failed"] {
+        for outcome in ["upstream", "coalesced", "failed", "rate_limited"] {
             m.refreshes.with_label_values(&[outcome]);
         }
         Arc::new(m)

@@ -1,14 +1,21 @@
 //! The way to the identity provider: one HTTP client that sends server-to-server requests to
-//! `internal_url` (with the public Host, so Authentik computes the public issuer), and OIDC
-//! discovery with its exact issuer check.
+//! `internal_url` (with the public Host, so Authentik computes the public issuer), OIDC
+//! discovery with its exact issuer check, and the discovery metadata last read. The key cache
+//! (`jwks`) and the login flow (`flow`) both reach the provider through [`Provider`].
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
 
 use reqwest::Url;
 use reqwest::header::{self, HeaderValue};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
+use tokend_shared::Secret;
+
 use crate::config::ProviderConfig;
+use crate::metrics::Metrics;
 
 /// Largest discovery document or JWKS read from the provider.
 const MAX_UPSTREAM_BODY: usize = 1024 * 1024;
@@ -192,6 +199,172 @@ impl Upstream {
         let meta: ProviderMetadata = self.get_json(&url).await?;
         check_issuer(&self.issuer, &meta)?;
         Ok(meta)
+    }
+}
+
+/// The identity provider as tokend knows it: the upstream client and the discovery document
+/// (read from the provider, or from the JWKS disk cache until the provider answers). Shared as
+/// `Arc<Provider>` by the key cache and the login flow; replaced only when `[provider]` changes.
+#[derive(Debug)]
+pub struct Provider {
+    /// Where server-to-server requests go, and how (internal URL, public Host).
+    upstream: Upstream,
+    /// The discovery document last read; `None` until discovery (or the disk cache) succeeds.
+    metadata: ArcSwapOption<ProviderMetadata>,
+    /// Whether `metadata` came from the provider itself (not from the disk cache).
+    live: std::sync::atomic::AtomicBool,
+    /// Discovery request durations.
+    metrics: Arc<Metrics>,
+}
+
+impl Provider {
+    pub fn new(cfg: &ProviderConfig, metrics: Arc<Metrics>) -> Result<Self, ProviderError> {
+        Ok(Self {
+            upstream: Upstream::new(cfg)?,
+            metadata: ArcSwapOption::empty(),
+            live: std::sync::atomic::AtomicBool::new(false),
+            metrics,
+        })
+    }
+
+    pub fn upstream(&self) -> &Upstream {
+        &self.upstream
+    }
+
+    pub fn issuer(&self) -> &str {
+        self.upstream.issuer()
+    }
+
+    /// The discovery document, once read (from the provider or the disk cache).
+    pub fn metadata(&self) -> Option<Arc<ProviderMetadata>> {
+        self.metadata.load_full()
+    }
+
+    /// Installs a discovery document read from the disk cache (replaced by a live one later).
+    pub fn set_cached_metadata(&self, meta: ProviderMetadata) {
+        self.metadata.store(Some(Arc::new(meta)));
+    }
+
+    /// The discovery document, reading it from the provider when it has not been read live
+    /// yet (a document from the disk cache is replaced once the provider answers).
+    pub async fn live_metadata(&self) -> Result<Arc<ProviderMetadata>, ProviderError> {
+        if self.live.load(std::sync::atomic::Ordering::Acquire)
+            && let Some(m) = self.metadata.load_full()
+        {
+            return Ok(m);
+        }
+        let started = Instant::now();
+        let meta = self.upstream.discover().await;
+        self.metrics.upstream("discovery", started.elapsed());
+        let meta = Arc::new(meta?);
+        self.metadata.store(Some(meta.clone()));
+        self.live.store(true, std::sync::atomic::Ordering::Release);
+        Ok(meta)
+    }
+}
+
+impl Provider {
+    /// RFC 7009 revocation of a refresh token (client_secret_basic). Returns whether the
+    /// provider confirmed it; failures are logged without the token. (openidconnect refuses
+    /// non-HTTPS revocation URLs, which an internal or development provider may well have, so
+    /// this is a plain form POST.)
+    pub async fn revoke_refresh_token(
+        &self,
+        refresh_token: &Secret,
+        client_id: &str,
+        client_secret: Option<&Secret>,
+    ) -> bool {
+        let Some(url) = self.metadata().and_then(|m| m.revocation_endpoint.clone()) else {
+            tracing::warn!("the provider has no revocation endpoint; refresh token not revoked");
+            return false;
+        };
+        let form = [
+            ("token", refresh_token.expose()),
+            ("token_type_hint", "refresh_token"),
+        ];
+        let body = match serde_urlencoded::to_string(form) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "refresh token not revoked");
+                return false;
+            }
+        };
+        let request = match self.upstream.request(reqwest::Method::POST, &url) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "refresh token not revoked");
+                return false;
+            }
+        };
+        // RFC 6749 §2.3.1: client id and secret are form-encoded before Basic encoding.
+        let enc = |s: &str| {
+            serde_urlencoded::to_string([("", s)])
+                .map(|x| x.trim_start_matches('=').to_string())
+                .unwrap_or_default()
+        };
+        let request = request
+            .basic_auth(enc(client_id), client_secret.map(|s| enc(s.expose())))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body);
+        let started = Instant::now();
+        let sent = request.send().await;
+        self.metrics.upstream("revocation", started.elapsed());
+        match sent {
+            Ok(r) if r.status().is_success() => true,
+            Ok(r) => {
+                tracing::warn!(
+                    status = r.status().as_u16(),
+                    "refresh token revocation refused"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %error_chain(&e), "refresh token revocation failed");
+                false
+            }
+        }
+    }
+
+    /// The HTTP client openidconnect's token requests go through: the upstream client, so they
+    /// too reach `internal_url` with the public Host.
+    pub fn oidc_http_client(
+        &self,
+    ) -> impl Fn(
+        openidconnect::HttpRequest,
+    ) -> std::pin::Pin<
+        Box<dyn Future<Output = Result<openidconnect::HttpResponse, ProviderError>> + Send>,
+    > + '_ {
+        move |req: openidconnect::HttpRequest| {
+            let up = self.upstream.clone();
+            Box::pin(async move {
+                let (parts, body) = req.into_parts();
+                let url = parts.uri.to_string();
+                let failed = |e: &(dyn std::error::Error + 'static)| ProviderError::Request {
+                    url: url.clone(),
+                    message: error_chain(e),
+                };
+                let mut builder = up.request(parts.method, &url)?;
+                for (name, value) in &parts.headers {
+                    if name != header::HOST {
+                        builder = builder.header(name, value);
+                    }
+                }
+                let resp = builder.body(body).send().await.map_err(|e| failed(&e))?;
+                let mut out = http::Response::builder().status(resp.status());
+                for (name, value) in resp.headers() {
+                    out = out.header(name, value);
+                }
+                let mut bytes = Vec::new();
+                let mut resp = resp;
+                while let Some(chunk) = resp.chunk().await.map_err(|e| failed(&e))? {
+                    if bytes.len() + chunk.len() > MAX_UPSTREAM_BODY {
+                        return Err(ProviderError::TooLarge { url: url.clone() });
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                out.body(bytes).map_err(|e| failed(&e))
+            })
+        }
     }
 }
 

@@ -1,10 +1,14 @@
 //! Single-use records with a TTL — exchange codes and login states — behind the [`Store`]
 //! trait; [`MemoryStore`] (DashMap) is the embedded default. Keys are SHA-256 hashes of the
-//! secret handles, so a listing or a memory dump never shows a usable code or state.
+//! secret handles, so a listing or a memory dump never shows a usable code or state. When
+//! login states are at capacity the oldest is evicted, so anonymous load cannot lock out
+//! real logins.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
@@ -20,6 +24,35 @@ pub type Key = [u8; 32];
 /// Hashes a code or state string into its storage key.
 pub fn key_of(handle: &str) -> Key {
     Sha256::digest(handle.as_bytes()).into()
+}
+
+/// Which endpoint may redeem an exchange code. The kind is hashed into the code's storage key
+/// (see [`code_key`]), so a code presented at the other endpoint is unknown there and stays
+/// redeemable where it belongs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CodeKind {
+    /// Minted by the login callback; redeemed only at `/auth/exchange` (sets cookies).
+    Flow,
+    /// Minted by `POST /v1/codes`; redeemed only at `/v1/codes/redeem` (returns tokens).
+    Api,
+}
+
+impl CodeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeKind::Flow => "flow",
+            CodeKind::Api => "api",
+        }
+    }
+}
+
+/// The storage key of an exchange code of `kind`.
+pub fn code_key(kind: CodeKind, code: &str) -> Key {
+    let mut h = Sha256::new();
+    h.update(kind.as_str().as_bytes());
+    h.update([0u8]);
+    h.update(code.as_bytes());
+    h.finalize().into()
 }
 
 /// The two kinds of record, each with its own capacity.
@@ -41,8 +74,8 @@ pub struct CodePayload {
     pub created: i64,
     /// Unix seconds; after this the code is expired.
     pub expires: i64,
-    /// Who minted it: `flow` (the callback) or `api` (POST /v1/codes).
-    pub client: String,
+    /// Who minted it, and so where it may be redeemed.
+    pub kind: CodeKind,
 }
 
 /// A login in progress, between /auth/login and /auth/callback.
@@ -52,6 +85,9 @@ pub struct LoginState {
     pub pkce_verifier: Secret,
     /// Same-site path to return to after login.
     pub redirect: String,
+    /// SHA-256 of the browser-binding cookie set by `/auth/login`: the callback must come
+    /// from the browser that started the login (RFC 9700 §4.7).
+    pub browser: Key,
     pub created: i64,
     pub expires: i64,
 }
@@ -79,6 +115,13 @@ pub enum StoreError {
     Duplicate,
 }
 
+/// A successful [`Store::put`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stored {
+    /// Older records evicted to make room (login states only; codes are refused instead).
+    pub evicted: usize,
+}
+
 /// Why a record could not be taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TakeError {
@@ -93,8 +136,14 @@ pub enum TakeError {
 /// Single-use record storage. Implementations must make [`Store::take`] atomic: of any
 /// number of concurrent takes of one key, exactly one succeeds.
 pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Stores `record` under `key` until `record`'s expiry; fails when the kind is full.
-    fn put(&self, kind: Kind, key: Key, record: Record) -> BoxFuture<'_, Result<(), StoreError>>;
+    /// Stores `record` under `key` until `record`'s expiry. When the kind is full, exchange
+    /// codes are refused and the oldest login states evicted.
+    fn put(
+        &self,
+        kind: Kind,
+        key: Key,
+        record: Record,
+    ) -> BoxFuture<'_, Result<Stored, StoreError>>;
     /// Takes the record out: checks expiry before removal; a used key is remembered until it
     /// would have expired, so a replay is told apart from an unknown key.
     fn take(&self, kind: Kind, key: Key, now: i64) -> BoxFuture<'_, Result<Record, TakeError>>;
@@ -119,16 +168,43 @@ struct Table {
     /// Live records (not tombstones), kept alongside so the capacity check costs no scan.
     live: AtomicUsize,
     max: AtomicUsize,
+    /// Keys in insertion order, oldest first, when a full table evicts instead of refusing
+    /// (login states). May hold keys already taken or swept; they are skipped and compacted.
+    order: Option<Mutex<VecDeque<Key>>>,
+    /// Records evicted so far.
+    evicted: AtomicU64,
 }
 
 impl Table {
-    fn new(max: usize) -> Self {
+    fn new(max: usize, evicts: bool) -> Self {
         Self {
             map: DashMap::new(),
             live: AtomicUsize::new(0),
             max: AtomicUsize::new(max),
+            order: evicts.then(|| Mutex::new(VecDeque::new())),
+            evicted: AtomicU64::new(0),
         }
     }
+
+    /// Removes the oldest live record; false when there is none.
+    fn evict_oldest(&self, order: &mut VecDeque<Key>) -> bool {
+        while let Some(key) = order.pop_front() {
+            if self
+                .map
+                .remove_if(&key, |_, slot| matches!(slot, Slot::Live(_)))
+                .is_some()
+            {
+                self.live.fetch_sub(1, Ordering::AcqRel);
+                self.evicted.fetch_add(1, Ordering::Relaxed);
+                return true;
+            }
+        }
+        false
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// The in-memory store.
@@ -149,9 +225,14 @@ impl std::fmt::Debug for MemoryStore {
 impl MemoryStore {
     pub fn new(max_codes: usize, max_logins: usize) -> Self {
         Self {
-            codes: Table::new(max_codes),
-            logins: Table::new(max_logins),
+            codes: Table::new(max_codes, false),
+            logins: Table::new(max_logins, true),
         }
+    }
+
+    /// Login states evicted so far to make room for newer ones.
+    pub fn evicted(&self, kind: Kind) -> u64 {
+        self.table(kind).evicted.load(Ordering::Relaxed)
     }
 
     fn table(&self, kind: Kind) -> &Table {
@@ -162,13 +243,20 @@ impl MemoryStore {
     }
 
     /// Synchronous [`Store::put`].
-    pub fn put_now(&self, kind: Kind, key: Key, record: Record) -> Result<(), StoreError> {
+    pub fn put_now(&self, kind: Kind, key: Key, record: Record) -> Result<Stored, StoreError> {
         let t = self.table(kind);
-        // Reserve a slot first so concurrent puts cannot overshoot the limit.
         let max = t.max.load(Ordering::Relaxed);
-        if t.live.fetch_add(1, Ordering::AcqRel) >= max {
+        let mut stored = Stored::default();
+        // The order lock (evicting tables only) makes make-room-then-insert one step.
+        let mut order = t.order.as_ref().map(lock);
+        // Reserve a slot first so concurrent puts cannot overshoot the limit.
+        while t.live.fetch_add(1, Ordering::AcqRel) >= max {
             t.live.fetch_sub(1, Ordering::AcqRel);
-            return Err(StoreError::Full(kind, max));
+            let made_room = order.as_deref_mut().is_some_and(|o| t.evict_oldest(o));
+            if !made_room {
+                return Err(StoreError::Full(kind, max));
+            }
+            stored.evicted += 1;
         }
         match t.map.entry(key) {
             Entry::Occupied(_) => {
@@ -177,7 +265,14 @@ impl MemoryStore {
             }
             Entry::Vacant(v) => {
                 v.insert(Slot::Live(record));
-                Ok(())
+                if let Some(order) = order.as_deref_mut() {
+                    order.push_back(key);
+                    // Keys of taken or swept records pile up between sweeps: compact.
+                    if order.len() > max.saturating_mul(2).max(64) {
+                        order.retain(|k| matches!(t.map.get(k).as_deref(), Some(Slot::Live(_))));
+                    }
+                }
+                Ok(stored)
             }
         }
     }
@@ -209,7 +304,12 @@ impl MemoryStore {
 }
 
 impl Store for MemoryStore {
-    fn put(&self, kind: Kind, key: Key, record: Record) -> BoxFuture<'_, Result<(), StoreError>> {
+    fn put(
+        &self,
+        kind: Kind,
+        key: Key,
+        record: Record,
+    ) -> BoxFuture<'_, Result<Stored, StoreError>> {
         Box::pin(std::future::ready(self.put_now(kind, key, record)))
     }
 
@@ -240,6 +340,9 @@ impl Store for MemoryStore {
                 Slot::Used { expires } => now < *expires,
                 Slot::Live(_) => true,
             });
+            if let Some(order) = &t.order {
+                lock(order).retain(|k| matches!(t.map.get(k).as_deref(), Some(Slot::Live(_))));
+            }
         }
         expired
     }
@@ -259,8 +362,60 @@ mod tests {
             sid: None,
             created: 0,
             expires,
-            client: "api".into(),
+            kind: CodeKind::Api,
         })
+    }
+
+    fn login(n: u8) -> Record {
+        Record::Login(LoginState {
+            nonce: Secret::new("n"),
+            pkce_verifier: Secret::new("v"),
+            redirect: "/".into(),
+            browser: [n; 32],
+            created: 0,
+            expires: 100,
+        })
+    }
+
+    #[test]
+    fn full_login_table_evicts_the_oldest() {
+        let s = MemoryStore::new(1, 2);
+        for n in 0..3 {
+            s.put_now(Kind::LoginState, key_of(&n.to_string()), login(n))
+                .expect("room is made");
+        }
+        assert_eq!(s.outstanding(Kind::LoginState), 2);
+        assert_eq!(s.evicted(Kind::LoginState), 1);
+        assert_eq!(
+            s.take_now(Kind::LoginState, key_of("0"), 1).err(),
+            Some(TakeError::Unknown),
+            "the oldest went"
+        );
+        // A taken state is skipped: the next eviction takes the oldest live one.
+        assert!(s.take_now(Kind::LoginState, key_of("1"), 1).is_ok());
+        s.put_now(Kind::LoginState, key_of("3"), login(3))
+            .expect("stored");
+        s.put_now(Kind::LoginState, key_of("4"), login(4))
+            .expect("stored");
+        assert!(s.take_now(Kind::LoginState, key_of("2"), 1).is_err());
+        assert!(s.take_now(Kind::LoginState, key_of("3"), 1).is_ok());
+        assert!(s.take_now(Kind::LoginState, key_of("4"), 1).is_ok());
+        // Codes are refused, never evicted.
+        s.put_now(Kind::ExchangeCode, key_of("c1"), code(100))
+            .expect("room");
+        assert!(matches!(
+            s.put_now(Kind::ExchangeCode, key_of("c2"), code(100)),
+            Err(StoreError::Full(..))
+        ));
+    }
+
+    #[test]
+    fn code_keys_depend_on_the_kind() {
+        assert_ne!(
+            code_key(CodeKind::Flow, "abc"),
+            code_key(CodeKind::Api, "abc")
+        );
+        assert_ne!(code_key(CodeKind::Api, "abc"), key_of("abc"));
     }
 
     #[test]

@@ -103,6 +103,13 @@ pub struct LogoutClaims {
     pub valid_until: i64,
 }
 
+/// The session an access token belongs to, as logout needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogoutSubject {
+    pub sid: Option<String>,
+    pub sub: String,
+}
+
 /// Turns verified token claims into the API's [`Claims`].
 #[derive(Debug, Clone)]
 pub struct ClaimMapper {
@@ -423,6 +430,37 @@ impl Verifier {
     /// it before the session exists, so later verifications link to the session).
     pub async fn verify_uncached(&self, token: &str) -> Result<Verified, VerifyError> {
         self.verify_access(token, now_unix()).await.map(|(v, _)| v)
+    }
+
+    /// Who an access token names, for logout: its signature, issuer and audience must be
+    /// good, but its `exp` may have passed by up to `max_expired` seconds — by the time a user
+    /// logs out, the browser's access cookie has usually expired (issue #7).
+    pub async fn logout_subject(
+        &self,
+        token: &str,
+        max_expired: i64,
+    ) -> Result<LogoutSubject, VerifyError> {
+        let signed = self.signed(token).await?;
+        let c = &signed.claims;
+        let now = now_unix();
+        let exp = numeric(c, "exp")?.ok_or(VerifyError::MissingClaim("exp"))?;
+        if now > exp.saturating_add(self.leeway).saturating_add(max_expired) {
+            return Err(VerifyError::Expired(now - exp));
+        }
+        self.check_iss_aud(c, &self.audience)?;
+        if c.contains_key("events") {
+            return Err(VerifyError::WrongTokenType(
+                "this is a logout token (it has an `events` claim)".into(),
+            ));
+        }
+        let sub = match c.get("sub") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            _ => return Err(VerifyError::MissingClaim("sub")),
+        };
+        Ok(LogoutSubject {
+            sid: c.get("sid").and_then(Value::as_str).map(str::to_owned),
+            sub,
+        })
     }
 
     async fn verify_access(

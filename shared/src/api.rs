@@ -223,8 +223,10 @@ pub enum Reason {
     UnknownCode,
     CodeExpired,
     CodeAlreadyRedeemed,
-    /// Too many outstanding codes or logins; retry shortly.
+    /// Too many outstanding codes or refreshes; retry shortly.
     CapacityExceeded,
+    /// Refresh grants to the provider are rate-limited; retry after the `Retry-After` header.
+    RateLimited,
     /// The login flow endpoints need a `[flow]` section in the configuration.
     FlowNotConfigured,
     /// No (valid) session cookie.
@@ -270,6 +272,7 @@ impl Reason {
             Reason::CodeExpired => "code_expired",
             Reason::CodeAlreadyRedeemed => "code_already_redeemed",
             Reason::CapacityExceeded => "capacity_exceeded",
+            Reason::RateLimited => "rate_limited",
             Reason::FlowNotConfigured => "flow_not_configured",
             Reason::NoSession => "no_session",
             Reason::RefreshFailed => "refresh_failed",
@@ -318,6 +321,7 @@ mod tests {
             Reason::CodeExpired,
             Reason::CodeAlreadyRedeemed,
             Reason::CapacityExceeded,
+            Reason::RateLimited,
             Reason::FlowNotConfigured,
             Reason::NoSession,
             Reason::RefreshFailed,

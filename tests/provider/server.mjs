@@ -99,7 +99,7 @@ const KEYS = {
   e1: makeKey('e1', 'ec', 'P-256'), e3: makeKey('e3', 'ec', 'P-384'), e5: makeKey('e5', 'ec', 'P-521'),
 };
 const KEY_NAMES = Object.keys(KEYS).join(', ');
-const state = { signing: 'k1', published: ['k1', 'k2'], jwksMode: 'normal' };
+const state = { signing: 'k1', published: ['k1', 'k2'], jwksMode: 'normal', tokenDelayMs: 0 };
 const COOKIE_KEY = crypto.randomBytes(32).toString('hex');
 
 function freshStats() {
@@ -654,6 +654,12 @@ const control = {
     state.jwksMode = body.mode;
     return { mode: state.jwksMode };
   },
+  'POST /_test/token-delay': ({ body }) => {
+    const ms = Number(body.ms);
+    if (!Number.isInteger(ms) || ms < 0 || ms > 60000) throw new HttpError(400, 'ms must be an integer 0..60000');
+    state.tokenDelayMs = ms;
+    return { ms };
+  },
   'POST /_test/sign': ({ body }) => {
     const { kid, alg = KEYS[kid]?.alg ?? 'RS256', header = {}, payload = {} } = body;
     if (alg !== 'HS256' && alg !== 'none' && !KEYS[kid]) throw new HttpError(400, `kid must be one of ${KEY_NAMES}`);
@@ -789,6 +795,8 @@ async function handle(req, res) {
   if (path === `${P}/token/` && req.method === 'POST') {
     seeHost(host);
     if (!await prepareTokenRequest(req, res)) return undefined;
+    // A slow provider (test control): counted on arrival, answered after the delay.
+    if (state.tokenDelayMs > 0) await new Promise((r) => { setTimeout(r, state.tokenDelayMs); });
   }
   if (path === `${P}/authorize/` && req.method === 'GET') {
     // oidc-provider drops offline_access unless prompt=consent; Authentik doesn't need it.

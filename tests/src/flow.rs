@@ -9,17 +9,30 @@ use crate::{Answer, Provider, ProviderOptions, Tokend, TokendConfig, free_port};
 
 pub const FRONTEND: &str = "http://frontend.test";
 
-/// A provider whose client redirects to tokend's callback, and tokend with the flow mounted.
+/// A provider whose client redirects to tokend's callback, and tokend with the flow mounted;
+/// `extra` goes into the `[flow]` section (and may open further sections).
 pub async fn flow_setup(extra: &str) -> anyhow::Result<(Provider, Tokend)> {
+    flow_setup_with(None, "", extra).await
+}
+
+/// [`flow_setup`] with the provider's access-token lifetime (seconds) and extra `[verify]`
+/// lines.
+pub async fn flow_setup_with(
+    access_ttl: Option<u64>,
+    verify_extra: &str,
+    extra: &str,
+) -> anyhow::Result<(Provider, Tokend)> {
     let port = free_port()?;
     let p = Provider::start_with(ProviderOptions {
         redirect_uris: vec![format!("http://127.0.0.1:{port}/auth/callback")],
         backchannel_logout_uri: Some(format!("http://127.0.0.1:{port}/auth/backchannel-logout")),
+        access_ttl,
         ..Default::default()
     })
     .await?;
     let mut cfg = TokendConfig::for_provider(&p);
     cfg.http_port = Some(port);
+    cfg.verify_extra = verify_extra.to_string();
     cfg.tail = format!(
         "\n[flow]\nredirect_uri = \"http://127.0.0.1:{port}/auth/callback\"\nfrontend_url = \"{FRONTEND}\"\norganization_scope = \"organization\"\n{extra}"
     );
@@ -68,7 +81,53 @@ pub fn cookie_attrs(cookies: &[String], name: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Runs /auth/login → provider login → /auth/callback; returns the frontend URL reached.
+/// A login begun at `/auth/login`: the provider's authorization URL, and the browser-binding
+/// cookie as a `Cookie` header value (`name=value`).
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub authorize: String,
+    pub cookie: String,
+}
+
+/// `GET /auth/login?redirect=…` as a browser: follows nothing, keeps the binding cookie.
+pub async fn start_login(t: &Tokend, redirect: &str) -> anyhow::Result<Started> {
+    let a = t
+        .get(
+            &format!("/auth/login?redirect={}", urlencode(redirect)),
+            &[],
+        )
+        .await?;
+    anyhow::ensure!(a.status == 302, "/auth/login answered {}", a.status);
+    let cookie = set_cookies(&a)
+        .iter()
+        .find(|c| c.contains("tokend_login_"))
+        .and_then(|c| c.split(';').next())
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("/auth/login set no binding cookie"))?;
+    Ok(Started {
+        authorize: location(&a),
+        cookie,
+    })
+}
+
+/// The provider logs `user` in for `started`; returns tokend's callback path and query.
+pub async fn at_provider(
+    p: &Provider,
+    t: &Tokend,
+    started: &Started,
+    user: &str,
+    jar: &str,
+) -> anyhow::Result<String> {
+    let back = browse(p, &started.authorize, user, jar).await?;
+    anyhow::ensure!(
+        back.starts_with(&t.base_url()?),
+        "provider sent the browser to {back}"
+    );
+    Ok(back.trim_start_matches(&t.base_url()?).to_string())
+}
+
+/// Runs /auth/login → provider login → /auth/callback (with the binding cookie, as the
+/// browser would send it); returns the frontend URL reached.
 pub async fn login_through_tokend(
     p: &Provider,
     t: &Tokend,
@@ -76,22 +135,10 @@ pub async fn login_through_tokend(
     redirect: &str,
     jar: &str,
 ) -> anyhow::Result<String> {
-    let a = t
-        .get(
-            &format!("/auth/login?redirect={}", urlencode(redirect)),
-            &[],
-        )
-        .await?;
-    assert_eq!(a.status, 302, "{:?}", a.body);
-    let authorize = location(&a);
-    let back = browse(p, &authorize, user, jar).await?;
-    assert!(
-        back.starts_with(&t.base_url()?),
-        "provider sent the browser to {back}"
-    );
-    let path = back.trim_start_matches(&t.base_url()?).to_string();
-    let a = t.get(&path, &[]).await?;
-    assert_eq!(a.status, 302);
+    let started = start_login(t, redirect).await?;
+    let callback = at_provider(p, t, &started, user, jar).await?;
+    let a = t.get(&callback, &[("cookie", &started.cookie)]).await?;
+    anyhow::ensure!(a.status == 302, "callback answered {}", a.status);
     Ok(location(&a))
 }
 

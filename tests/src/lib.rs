@@ -304,6 +304,26 @@ impl Provider {
             .map(drop)
     }
 
+    /// Makes the token endpoint answer `ms` milliseconds late (0: at once).
+    pub async fn token_delay(&self, ms: u64) -> Result<()> {
+        self.control("token-delay", Some(json!({"ms": ms})))
+            .await
+            .map(drop)
+    }
+
+    /// A refresh grant sent directly to the provider: its HTTP status and JSON answer. Proves
+    /// whether a refresh token is still alive upstream.
+    pub async fn refresh_grant(&self, refresh_token: &str) -> Result<(u16, Value)> {
+        let resp = self
+            .http
+            .post(format!("{}/_test/refresh", self.base))
+            .json(&json!({"refresh_token": refresh_token}))
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        Ok((status, resp.json().await?))
+    }
+
     pub async fn stats(&self) -> Result<Value> {
         self.control("stats", None).await
     }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokend_e2e::flow::{
-    FRONTEND, LoggedIn, browse, cookie_attrs, cookie_value, flow_setup, location, log_in,
-    login_through_tokend, query, set_cookies, urlencode,
+    FRONTEND, LoggedIn, at_provider, browse, cookie_attrs, cookie_value, flow_setup, location,
+    log_in, login_through_tokend, query, set_cookies, start_login, urlencode,
 };
 use tokend_e2e::now;
 
@@ -23,6 +23,28 @@ async fn whole_flow_login_exchange_verify_refresh_logout() -> R {
         .await?;
     assert_eq!(a.status, 302);
     let authorize = location(&a);
+    // The browser-binding cookie (issue #7): HttpOnly, Lax, host-only, Path=/, __Host- since
+    // cookies are Secure, living as long as the login state.
+    let login_cookies = set_cookies(&a);
+    assert_eq!(login_cookies.len(), 1, "{login_cookies:?}");
+    let binding = login_cookies[0].split(';').next().unwrap_or("").to_string();
+    assert!(binding.starts_with("__Host-tokend_login_"), "{binding}");
+    let mut attrs: Vec<String> = login_cookies[0]
+        .split(';')
+        .skip(1)
+        .map(|x| x.trim().to_string())
+        .collect();
+    attrs.sort();
+    assert_eq!(
+        attrs,
+        [
+            "HttpOnly",
+            "Max-Age=600",
+            "Path=/",
+            "SameSite=Lax",
+            "Secure"
+        ]
+    );
     assert!(
         authorize.starts_with(&format!(
             "{}authorize",
@@ -59,9 +81,13 @@ async fn whole_flow_login_exchange_verify_refresh_logout() -> R {
     let cb = back.trim_start_matches(&t.base_url()?).to_string();
     assert!(cb.starts_with("/auth/callback?"), "{back}");
 
-    // 3. The callback redirects to the frontend with only a one-time code.
-    let a = t.get(&cb, &[]).await?;
+    // 3. The callback redirects to the frontend with only a one-time code, and clears the
+    // binding cookie.
+    let a = t.get(&cb, &[("cookie", &binding)]).await?;
     assert_eq!(a.status, 302);
+    let name = binding.split('=').next().unwrap_or("");
+    assert_eq!(cookie_value(&set_cookies(&a), name).as_deref(), Some(""));
+    assert!(cookie_attrs(&set_cookies(&a), name).contains(&"Max-Age=0".to_string()));
     let front = location(&a);
     assert!(
         front.starts_with(&format!("{FRONTEND}/auth/callback?")),
@@ -322,21 +348,20 @@ async fn state_forged_replayed_expired_and_provider_errors() -> R {
     let a = t.get("/auth/callback?code=abc", &[]).await?;
     assert_eq!(login_error(&location(&a)), "invalid_state");
 
-    // Replayed state: the same callback URL twice.
-    let a = t.get("/auth/login", &[]).await?;
-    let back = browse(&p, &location(&a), "carol", "replay").await?;
-    let cb = back.trim_start_matches(&t.base_url()?).to_string();
-    let first = t.get(&cb, &[]).await?;
+    // Replayed state: the same callback URL twice (from the browser that started it).
+    let started = start_login(&t, "/").await?;
+    let cb = at_provider(&p, &t, &started, "carol", "replay").await?;
+    let cookie = [("cookie", started.cookie.as_str())];
+    let first = t.get(&cb, &cookie).await?;
     assert!(query(&location(&first)).contains_key("exchange"));
-    let second = t.get(&cb, &[]).await?;
+    let second = t.get(&cb, &cookie).await?;
     assert_eq!(login_error(&location(&second)), "state_replayed");
 
     // Expired state.
-    let a = t.get("/auth/login", &[]).await?;
-    let back = browse(&p, &location(&a), "carol", "replay").await?;
+    let started = start_login(&t, "/").await?;
+    let cb = at_provider(&p, &t, &started, "carol", "replay").await?;
     tokio::time::sleep(Duration::from_millis(2200)).await;
-    let cb = back.trim_start_matches(&t.base_url()?).to_string();
-    let a = t.get(&cb, &[]).await?;
+    let a = t.get(&cb, &[("cookie", &started.cookie)]).await?;
     assert_eq!(login_error(&location(&a)), "state_expired");
 
     // The provider reports an error: passed on by its stable name; unknown ones generalised.

@@ -1,0 +1,124 @@
+//! Reading requests: JSON bodies, cookies and bearer tokens, with errors that never quote
+//! what the client sent.
+
+use axum::http::{HeaderMap, header};
+use tokend_shared::{Reason, Secret};
+
+use crate::error::ApiError;
+
+/// The value of cookie `name`, if present and not empty.
+pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<Secret> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| cookie::Cookie::split_parse(v).flatten())
+        .find(|c| c.name() == name && !c.value().is_empty())
+        .map(|c| Secret::new(c.value()))
+}
+
+/// The reference design's order: cookie first, then the Bearer header.
+pub fn token_from_headers(headers: &HeaderMap, cookie_name: &str) -> Result<Secret, ApiError> {
+    if let Some(token) = cookie_value(headers, cookie_name) {
+        return Ok(token);
+    }
+    match headers.get(header::AUTHORIZATION).map(|v| v.to_str()) {
+        Some(Ok(v)) if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") => {
+            Ok(Secret::new(v[7..].trim()))
+        }
+        Some(_) => Err(ApiError::inactive(
+            Reason::MissingToken,
+            "the Authorization header is not a Bearer token",
+        )),
+        None => Err(ApiError::inactive(
+            Reason::MissingToken,
+            format!("no `{cookie_name}` cookie and no Authorization: Bearer header"),
+        )),
+    }
+}
+
+/// A token with an optional `Bearer ` prefix, without it.
+pub fn strip_bearer(token: &str) -> &str {
+    let token = token.trim();
+    if token.len() > 7 && token[..7].eq_ignore_ascii_case("bearer ") {
+        token[7..].trim_start()
+    } else {
+        token
+    }
+}
+
+/// Parses a JSON body. Error messages give the position and kind, never input text.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        let what = match e.classify() {
+            serde_json::error::Category::Io | serde_json::error::Category::Eof => "incomplete JSON",
+            serde_json::error::Category::Syntax => "invalid JSON",
+            serde_json::error::Category::Data => "JSON of the wrong shape",
+        };
+        let hint = if e.classify() == serde_json::error::Category::Data {
+            // serde's message for missing/unknown fields names only field names; other data
+            // errors may quote the input, so they are left out.
+            let msg = e.to_string();
+            if msg.starts_with("missing field") || msg.starts_with("unknown field") {
+                format!(" ({})", msg.split(" at line").next().unwrap_or(""))
+            } else {
+                String::new()
+            }
+        } else {
+            String::new()
+        };
+        ApiError::new(
+            Reason::BadRequest,
+            format!(
+                "request body is {what}{hint} at line {} column {}",
+                e.line(),
+                e.column()
+            ),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+    use tokend_shared::VerifyRequest;
+
+    #[test]
+    fn cookie_wins_over_bearer() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer from-header"),
+        );
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=b; ecosire_auth=from-cookie"),
+        );
+        let t = token_from_headers(&h, "ecosire_auth").expect("found");
+        assert_eq!(t.expose(), "from-cookie");
+        h.remove(header::COOKIE);
+        let t = token_from_headers(&h, "ecosire_auth").expect("found");
+        assert_eq!(t.expose(), "from-header");
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Basic dXNlcjpwYXNz"),
+        );
+        assert!(token_from_headers(&h, "ecosire_auth").is_err());
+    }
+
+    #[test]
+    fn json_errors_never_quote_the_input() {
+        let err = parse_json::<VerifyRequest>(br#"{"token": 12345678}"#).expect_err("bad type");
+        assert!(!err.message.contains("12345678"), "{}", err.message);
+        let err = parse_json::<VerifyRequest>(br#"{"tokn": "eyJsecret"}"#).expect_err("unknown");
+        assert!(
+            err.message.contains("unknown field `tokn`"),
+            "{}",
+            err.message
+        );
+        assert!(!err.message.contains("eyJsecret"), "{}", err.message);
+        let err = parse_json::<VerifyRequest>(b"{").expect_err("eof");
+        assert_eq!(err.reason, Reason::BadRequest);
+    }
+}

@@ -1,0 +1,45 @@
+//! `POST /auth/backchannel-logout`: OpenID Connect Back-Channel Logout 1.0. A verified logout
+//! token (seen once: its `jti` is remembered) ends the sessions it names, by `sid` or `sub`.
+
+use super::Flow;
+use crate::sessions::EndReason;
+use crate::verify::{VerifyError, now_unix};
+
+impl Flow {
+    /// Handles one logout token; returns how many registered sessions ended.
+    pub async fn backchannel_logout(&self, logout_token: &str) -> Result<usize, VerifyError> {
+        let result = self.try_backchannel(logout_token).await;
+        let label = if result.is_ok() { "success" } else { "failure" };
+        self.metrics
+            .backchannel_logouts
+            .with_label_values(&[label])
+            .inc();
+        result
+    }
+
+    async fn try_backchannel(&self, logout_token: &str) -> Result<usize, VerifyError> {
+        let claims = self.verifier.verify_logout_token(logout_token).await?;
+        if !self
+            .verifier
+            .sessions()
+            .first_use_of_jti(&claims.jti, claims.valid_until)
+        {
+            return Err(VerifyError::WrongTokenType(
+                "this logout token was already used (jti replayed)".into(),
+            ));
+        }
+        let ended = self.verifier.end_sessions(
+            claims.sid.as_deref(),
+            claims.sub.as_deref(),
+            EndReason::BackchannelLogout,
+            now_unix(),
+        );
+        tracing::info!(
+            sid = claims.sid.as_deref().unwrap_or("-"),
+            sub = claims.sub.as_deref().unwrap_or("-"),
+            ended,
+            "back-channel logout"
+        );
+        Ok(ended)
+    }
+}
