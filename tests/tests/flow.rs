@@ -404,6 +404,8 @@ async fn open_redirect_attempts_are_refused() -> R {
         "/../evil.com",
         "/%2e%2e/evil.com",
         "//evil.com/%2F..",
+        // Issue #7: encoded deeper than the decoding bound is refused, never passed on.
+        "/%2525252525252F%2525252525252Fevil.com",
         "data:text/html,x",
         " //evil.com",
     ];
