@@ -1,13 +1,7 @@
 //! tokend: a token-verification sidecar for apps that log users in through Authentik.
 //!
 //! [`run`] is the whole daemon; `main.rs` only parses arguments, sets up logging and calls it.
-//! Module map: `config` (file, env, validation), `reload` (file watch, SIGHUP, atomic swap),
-//! `listen` (Unix socket + TCP, hyper), `api` (routes), `error` (errors → HTTP), `provider`
-//! (upstream client, discovery), `jwks` (key cache), `verify` (token checks, claim mapping,
-//! verified-token cache), `store` (single-use records), `codes` (exchange codes), `sessions`
-//! (registry, revocations), `flow` (login, callback, cookies, refresh, logout, back-channel
-//! logout), `metrics` (Prometheus), `systemd` (sd_notify: readiness, status, reload, stop,
-//! watchdog).
+//! The module map, the path of a request and the invariants are in `docs/architecture.md`.
 
 pub mod admin;
 pub mod api;
