@@ -191,3 +191,36 @@ pub async fn log_in(p: &Provider, t: &Tokend, user: &str, jar: &str) -> anyhow::
         code,
     })
 }
+
+/// `n` concurrent `POST /auth/refresh` with one refresh cookie; the access cookie each caller
+/// got (empty when none), after asserting every answer was 200.
+pub async fn concurrent_refreshes(
+    t: &Tokend,
+    refresh: &str,
+    n: usize,
+) -> anyhow::Result<Vec<String>> {
+    let client = reqwest::Client::new();
+    let url = format!("{}/auth/refresh", t.base_url()?);
+    let cookie = format!("ecosire_refresh={refresh}");
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let (client, url, cookie) = (client.clone(), url.clone(), cookie.clone());
+        tasks.spawn(async move {
+            let r = client.post(url).header("cookie", cookie).send().await?;
+            let status = r.status().as_u16();
+            let cookies: Vec<String> = r
+                .headers()
+                .get_all("set-cookie")
+                .iter()
+                .filter_map(|v| v.to_str().ok().map(str::to_string))
+                .collect();
+            anyhow::ensure!(status == 200, "a refresh answered {status}");
+            anyhow::Ok(cookie_value(&cookies, "ecosire_auth").unwrap_or_default())
+        });
+    }
+    let mut accesses = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        accesses.push(r??);
+    }
+    Ok(accesses)
+}

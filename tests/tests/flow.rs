@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokend_e2e::flow::{
-    FRONTEND, LoggedIn, at_provider, browse, cookie_attrs, cookie_value, flow_setup, location,
-    log_in, login_through_tokend, query, set_cookies, start_login, urlencode,
+    FRONTEND, LoggedIn, at_provider, browse, concurrent_refreshes, cookie_attrs, cookie_value,
+    flow_setup, location, log_in, login_through_tokend, query, set_cookies, start_login, urlencode,
 };
 use tokend_e2e::now;
 
@@ -434,30 +434,7 @@ async fn twenty_concurrent_refreshes_one_upstream_request() -> R {
     let before = p.stats().await?["refresh_grants"].as_u64().unwrap_or(0);
     let m0 = t.metrics().await?;
 
-    let client = reqwest::Client::new();
-    let url = format!("{}/auth/refresh", t.base_url()?);
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..20 {
-        let (client, url) = (client.clone(), url.clone());
-        let cookie = format!("ecosire_refresh={refresh}");
-        tasks.spawn(async move {
-            let r = client.post(url).header("cookie", cookie).send().await?;
-            let status = r.status().as_u16();
-            let cookies: Vec<String> = r
-                .headers()
-                .get_all("set-cookie")
-                .iter()
-                .filter_map(|v| v.to_str().ok().map(str::to_string))
-                .collect();
-            anyhow::Ok((status, cookies))
-        });
-    }
-    let mut accesses = Vec::new();
-    while let Some(r) = tasks.join_next().await {
-        let (status, cookies) = r??;
-        assert_eq!(status, 200);
-        accesses.push(cookie_value(&cookies, "ecosire_auth").expect("access cookie"));
-    }
+    let accesses = concurrent_refreshes(&t, &refresh, 20).await?;
     assert_eq!(accesses.len(), 20);
     assert!(
         accesses.iter().all(|a| *a == accesses[0]),

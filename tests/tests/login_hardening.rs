@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokend_e2e::flow::{
-    FRONTEND, LoggedIn, at_provider, cookie_value, flow_setup, flow_setup_with, location, log_in,
-    query, set_cookies, start_login,
+    FRONTEND, LoggedIn, at_provider, concurrent_refreshes, cookie_value, flow_setup,
+    flow_setup_with, location, log_in, query, set_cookies, start_login,
 };
 
 type R = anyhow::Result<()>;
@@ -230,28 +230,7 @@ async fn a_refresh_survives_its_first_caller_going_away() -> R {
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     // The others arrive while the upstream request is still in flight.
-    let client = reqwest::Client::new();
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..5 {
-        let (client, url, cookie) = (client.clone(), url.clone(), cookie.clone());
-        tasks.spawn(async move {
-            let r = client.post(url).header("cookie", cookie).send().await?;
-            let status = r.status().as_u16();
-            let cookies: Vec<String> = r
-                .headers()
-                .get_all("set-cookie")
-                .iter()
-                .filter_map(|v| v.to_str().ok().map(str::to_string))
-                .collect();
-            anyhow::Ok((status, cookies))
-        });
-    }
-    let mut accesses = Vec::new();
-    while let Some(r) = tasks.join_next().await {
-        let (status, cookies) = r??;
-        assert_eq!(status, 200);
-        accesses.push(cookie_value(&cookies, "ecosire_auth").unwrap_or_default());
-    }
+    let accesses = concurrent_refreshes(&t, &refresh, 5).await?;
     p.token_delay(0).await?;
     assert!(accesses.iter().all(|a| !a.is_empty() && *a == accesses[0]));
     assert_eq!(
