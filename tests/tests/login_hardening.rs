@@ -362,3 +362,39 @@ async fn refreshes_tokend_did_not_hand_out_never_reach_the_provider() -> R {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refreshes_in_flight_are_bounded() -> R {
+    let (p, t) = flow_setup("max_pending_refreshes = 1\nrefresh_grace = \"1s\"\n").await?;
+    let alice = log_in(&p, &t, "alice", "bound-a").await?;
+    let bob = log_in(&p, &t, "bob", "bound-b").await?;
+    p.token_delay(1500).await?;
+    let slow = {
+        let url = format!("{}/auth/refresh", t.base_url()?);
+        let cookie = format!("ecosire_refresh={}", alice.refresh);
+        tokio::spawn(async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .header("cookie", cookie)
+                .send()
+                .await?;
+            anyhow::Ok(r.status().as_u16())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Alice's refresh holds the only slot: Bob's is refused, with his cookies kept.
+    let a = t
+        .post_cookie("/auth/refresh", "ecosire_refresh", &bob.refresh)
+        .await?;
+    assert_eq!((a.status, a.reason()), (503, "capacity_exceeded".into()));
+    assert!(set_cookies(&a).is_empty());
+    assert_eq!(slow.await??, 200);
+    p.token_delay(0).await?;
+    // Once Alice's result is past its grace window, the slot is free again.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let a = t
+        .post_cookie("/auth/refresh", "ecosire_refresh", &bob.refresh)
+        .await?;
+    assert_eq!(a.status, 200);
+    Ok(())
+}

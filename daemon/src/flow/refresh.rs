@@ -138,7 +138,11 @@ impl Flow {
         max_pending: usize,
     ) -> Result<Next, FlowError> {
         if self.refreshes.len() >= max_pending {
-            return Err(FlowError::Capacity(max_pending));
+            // Results past their grace window wait for the sweeper: drop them now.
+            self.sweep();
+            if self.refreshes.len() >= max_pending {
+                return Err(FlowError::Capacity(max_pending));
+            }
         }
         let vacant = match self.refreshes.entry(key) {
             Entry::Occupied(e) if !e.get().expired() => return Ok(Next::Join(e.get().clone())),
