@@ -28,34 +28,43 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(".."))
 }
 
-/// Path of the `tokend` binary, built once per test process.
+/// Path of the `tokend` binary, built once per test process with the profile the tests
+/// themselves were built with (so `cargo test --release` tests a fresh release binary, not a
+/// stale one), or `E2E_TOKEND_BIN` when set.
 pub fn tokend_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         if let Ok(p) = std::env::var("E2E_TOKEND_BIN") {
             return PathBuf::from(p);
         }
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "--quiet", "-p", "tokend", "--bin", "tokend"])
-            .current_dir(workspace_root())
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building tokend failed");
-        // Test binaries live in <target>/<profile>/deps/.
+        // Test binaries live in <target>/<profile dir>/deps/.
         let exe = std::env::current_exe().expect("current exe");
         let profile_dir = exe
             .parent()
             .and_then(Path::parent)
-            .expect("target/<profile>/deps layout");
+            .expect("target/<profile>/deps layout")
+            .to_path_buf();
+        let target_dir = profile_dir
+            .parent()
+            .expect("target/<profile> layout")
+            .to_path_buf();
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") | None => "dev".to_string(),
+            Some(other) => other.to_string(),
+        };
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .args(["build", "--quiet", "-p", "tokend", "--bin", "tokend"])
+            .args(["--profile", &profile])
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .current_dir(workspace_root())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building tokend ({profile}) failed");
         let bin = profile_dir.join("tokend");
-        if bin.exists() {
-            return bin;
-        }
-        let target = std::env::var("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| workspace_root().join("target"));
-        target.join("debug").join("tokend")
+        assert!(bin.exists(), "{} was not built", bin.display());
+        bin
     })
 }
 
