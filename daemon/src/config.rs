@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
-
-use crate::jwks::Alg;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokend_shared::Secret;
+
+use crate::alg::Alg;
 
 /// Where `tokend` looks when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/tokend/tokend.toml";

@@ -1,7 +1,7 @@
 //! tokend: a token-verification sidecar for apps that log users in through Authentik.
 //!
 //! [`run`] is the whole daemon; `main.rs` only parses arguments, sets up logging and calls it.
-//! Module map: `config` (file, env, validation), `reload` (file watch, SIGHUP, atomic swap),
+//! Module map: `alg` (JWS algorithms), `config` (file, env, validation), `reload` (file watch, SIGHUP, atomic swap),
 //! `listen` (Unix socket + TCP, hyper), `api` (routes), `error` (errors → HTTP), `provider`
 //! (upstream client, discovery), `jwks` (key cache), `verify` (token checks, claim mapping,
 //! verified-token cache), `store` (single-use records), `codes` (exchange codes), `sessions`
@@ -10,6 +10,7 @@
 //! watchdog).
 
 pub mod admin;
+pub mod alg;
 pub mod api;
 pub mod codes;
 pub mod config;

@@ -14,8 +14,9 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tokend_shared::{Claims, Reason};
 
+use crate::alg::Alg;
 use crate::config::{ClaimsConfig, Config, RoleRule};
-use crate::jwks::{Alg, Jwks, KeySet, Refetch, Signature, VerifyKey};
+use crate::jwks::{Jwks, KeySet, Refetch, Signature, VerifyKey};
 use crate::metrics::Metrics;
 use crate::sessions::{EndReason, Session, Sessions};
 
