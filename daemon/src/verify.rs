@@ -27,6 +27,9 @@ pub enum VerifyError {
     Malformed(String),
     #[error("{0}")]
     UnsupportedAlg(String),
+    /// A JWS header parameter asking for processing tokend does not do (`crit`, `cty`, `zip`).
+    #[error("the `{0}` header parameter is not supported: tokend does not process it")]
+    UnsupportedHeader(&'static str),
     #[error("{0}")]
     UnknownKid(String),
     #[error("signature does not match")]
@@ -58,6 +61,7 @@ impl VerifyError {
         match self {
             VerifyError::Malformed(_) => Reason::Malformed,
             VerifyError::UnsupportedAlg(_) => Reason::UnsupportedAlg,
+            VerifyError::UnsupportedHeader(_) => Reason::UnsupportedHeader,
             VerifyError::UnknownKid(_) => Reason::UnknownKid,
             VerifyError::BadSignature => Reason::BadSignature,
             VerifyError::Expired(_) => Reason::Expired,
@@ -300,8 +304,22 @@ struct Header {
     kid: Option<String>,
     #[serde(default)]
     typ: Option<String>,
-    #[serde(default)]
+    /// Critical extensions: tokend understands none, so a token naming any is refused. Present
+    /// in any form (even `null`, `[]` or `""`) is `Some`.
+    #[serde(default, deserialize_with = "present")]
     crit: Option<Value>,
+    /// Content type: set for nested JWTs, which tokend does not unwrap.
+    #[serde(default, deserialize_with = "present")]
+    cty: Option<Value>,
+    /// Compression (a JWE parameter): a payload tokend would have to inflate is refused.
+    #[serde(default, deserialize_with = "present")]
+    zip: Option<Value>,
+}
+
+/// A header member that is present at all, whatever its value (`null` included), is `Some`;
+/// only an absent member is `None` (through `#[serde(default)]`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// The verifier. Shared as `Arc<Verifier>`.
@@ -628,10 +646,14 @@ impl Verifier {
                 "alg {alg} is not allowed by provider.algorithms"
             )));
         }
-        if header.crit.is_some() {
-            return Err(VerifyError::Malformed(
-                "the `crit` header parameter is not supported".into(),
-            ));
+        for (name, member) in [
+            ("crit", &header.crit),
+            ("cty", &header.cty),
+            ("zip", &header.zip),
+        ] {
+            if member.is_some() {
+                return Err(VerifyError::UnsupportedHeader(name));
+            }
         }
         Ok(alg)
     }
@@ -949,6 +971,95 @@ roles = [{ group = "ops", role = "operator" }]
         assert_eq!(numeric(&c, "iat"), Ok(Some(1)));
         assert_eq!(numeric(&c, "nbf"), Err(VerifyError::MissingClaim("nbf")));
         assert_eq!(numeric(&c, "x"), Ok(None));
+    }
+
+    const SECRET: &str = "unit-test-client-secret";
+    const ISSUER: &str = "https://auth.example.com/application/o/shop/";
+
+    /// A verifier in HS256 mode (the client secret is the key): no provider needed.
+    fn verifier_with(extra: &str) -> Verifier {
+        let text = format!(
+            "[listen]\nhttp = \"127.0.0.1:9180\"\n[provider]\nissuer = \"{ISSUER}\"\n\
+             client_id = \"shop\"\nclient_secret = \"{SECRET}\"\nalgorithms = [\"HS256\"]\n{extra}"
+        );
+        let config = Config::from_toml(
+            &text,
+            std::path::Path::new("unit.toml"),
+            std::path::Path::new("."),
+            std::iter::empty(),
+        )
+        .expect("valid config");
+        let metrics = Metrics::new();
+        let jwks = crate::build_jwks(&config, &metrics).expect("jwks");
+        let sessions = Arc::new(Sessions::new(
+            config.sessions.revocation_ttl,
+            metrics.clone(),
+        ));
+        Verifier::new(&config, jwks, sessions, metrics)
+    }
+
+    fn verifier() -> Verifier {
+        verifier_with("")
+    }
+
+    /// An HS256 token with `extra_header` merged into `{"alg":"HS256","typ":"JWT"}`.
+    fn hs_token(extra_header: Value, payload: &Value) -> String {
+        let mut header = json!({"alg": "HS256", "typ": "JWT"});
+        for (k, v) in extra_header.as_object().cloned().unwrap_or_default() {
+            header[k] = v;
+        }
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(payload.to_string())
+        );
+        let sig = jsonwebtoken::crypto::sign(
+            message.as_bytes(),
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+            jsonwebtoken::Algorithm::HS256,
+        )
+        .expect("signed");
+        format!("{message}.{sig}")
+    }
+
+    fn access_claims(sub: &str, sid: &str) -> Value {
+        let now = now_unix();
+        json!({
+            "iss": ISSUER, "sub": sub, "aud": "shop", "exp": now + 300, "iat": now,
+            "sid": sid, "azp": "shop", "uid": "u", "scope": "openid"
+        })
+    }
+
+    /// Issue #7: `crit` in any form, `cty` and `zip` are refused with a stable reason.
+    #[tokio::test]
+    async fn issue_7_unprocessed_header_parameters_are_refused() {
+        let v = verifier();
+        let claims = access_claims("alice", "s1");
+        let ok = v.verify(&hs_token(json!({}), &claims)).await;
+        assert!(ok.is_ok(), "{ok:?}");
+        for header in [
+            json!({"crit": null}),
+            json!({"crit": []}),
+            json!({"crit": ""}),
+            json!({"crit": ["exp"], "exp": 1}),
+            json!({"cty": "JWT"}),
+            json!({"cty": null}),
+            json!({"zip": "DEF"}),
+        ] {
+            let err = v
+                .verify(&hs_token(header.clone(), &claims))
+                .await
+                .err()
+                .map(|e| e.reason());
+            assert_eq!(err, Some(Reason::UnsupportedHeader), "{header}");
+        }
+        // Logout tokens go through the same header check.
+        let err = v
+            .verify_logout_token(&hs_token(json!({"crit": null}), &claims))
+            .await
+            .err()
+            .map(|e| e.reason());
+        assert_eq!(err, Some(Reason::UnsupportedHeader));
     }
 
     #[test]

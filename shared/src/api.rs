@@ -199,6 +199,9 @@ pub enum Reason {
     Malformed,
     /// `alg` is `none`, not allowed by the configuration, or does not fit the key.
     UnsupportedAlg,
+    /// The JWS header asks for processing tokend does not do: `crit` (in any form), `cty`
+    /// (a nested JWT) or `zip` (a compressed payload).
+    UnsupportedHeader,
     /// No published key has the token's `kid` (even after a refetch).
     UnknownKid,
     BadSignature,
@@ -254,6 +257,7 @@ impl Reason {
             Reason::MissingToken => "missing_token",
             Reason::Malformed => "malformed",
             Reason::UnsupportedAlg => "unsupported_alg",
+            Reason::UnsupportedHeader => "unsupported_header",
             Reason::UnknownKid => "unknown_kid",
             Reason::BadSignature => "bad_signature",
             Reason::Expired => "expired",
@@ -302,6 +306,7 @@ mod tests {
             Reason::MissingToken,
             Reason::Malformed,
             Reason::UnsupportedAlg,
+            Reason::UnsupportedHeader,
             Reason::UnknownKid,
             Reason::BadSignature,
             Reason::Expired,

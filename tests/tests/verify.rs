@@ -613,6 +613,42 @@ async fn internal_url_sends_the_public_host() -> R {
     Ok(())
 }
 
+/// Issue #7: JWS header parameters tokend does not process (`crit` in any form, even `null`;
+/// `cty`, a nested JWT; `zip`) are refused with the stable reason `unsupported_header`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_7_unprocessed_header_parameters_are_refused() -> R {
+    let (p, t) = setup().await?;
+    let claims = p.claims_template("alice").await?;
+    let good = p.sign("k1", "RS256", json!({}), claims.clone()).await?;
+    assert_eq!(t.verify(&good).await?.status, 200);
+    let mut secrets = vec![good];
+    for header in [
+        json!({"crit": null}),
+        json!({"crit": []}),
+        json!({"crit": ""}),
+        json!({"crit": ["exp"], "exp": 1}),
+        json!({"cty": "JWT"}),
+        json!({"zip": "DEF"}),
+    ] {
+        let token = p
+            .sign("k1", "RS256", header.clone(), claims.clone())
+            .await?;
+        for a in [t.verify(&token).await?, t.verify_unix(&token).await?] {
+            assert_eq!(
+                (a.status, a.reason()),
+                (401, "unsupported_header".into()),
+                "{header}: {}",
+                String::from_utf8_lossy(&a.body)
+            );
+            assert_eq!(a.json()["active"], false);
+        }
+        secrets.push(token);
+    }
+    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    t.output.assert_free_of(&refs);
+    Ok(())
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
