@@ -162,6 +162,22 @@ pub struct JwksConfig {
     pub max_stale: Duration,
     /// Last good discovery document and JWKS, for starting while the provider is down.
     pub cache_file: Option<PathBuf>,
+    /// The one signature family an RSA JWK without `alg` verifies: "RS" (PKCS#1 v1.5, as
+    /// Authentik signs) or "PS" (PSS). Never both: a key is used with one algorithm family.
+    #[serde(default)]
+    pub rsa_without_alg: RsaFamily,
+}
+
+/// An RSA signature family (issue #7): which algorithms an RSA key without `alg` verifies.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub enum RsaFamily {
+    /// RS256, RS384, RS512 (RSASSA-PKCS1-v1_5).
+    #[default]
+    #[serde(rename = "RS")]
+    Rs,
+    /// PS256, PS384, PS512 (RSASSA-PSS).
+    #[serde(rename = "PS")]
+    Ps,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -99,7 +99,7 @@ const KEYS = {
   e1: makeKey('e1', 'ec', 'P-256'), e3: makeKey('e3', 'ec', 'P-384'), e5: makeKey('e5', 'ec', 'P-521'),
 };
 const KEY_NAMES = Object.keys(KEYS).join(', ');
-const state = { signing: 'k1', published: ['k1', 'k2'], jwksMode: 'normal' };
+const state = { signing: 'k1', published: ['k1', 'k2'], jwksMode: 'normal', jwksStripAlg: false };
 const COOKIE_KEY = crypto.randomBytes(32).toString('hex');
 
 function freshStats() {
@@ -446,7 +446,11 @@ function discoveryDocument(host) {
 function serveJwks(res) {
   if (state.jwksMode === 'fail') return sendJson(res, 503, { error: 'jwks unavailable (test mode)' });
   if (state.jwksMode === 'empty') return sendJson(res, 200, {}, { 'access-control-allow-origin': '*' });
-  const keys = state.published.map((kid) => KEYS[kid].publicJwk);
+  const keys = state.published.map((kid) => {
+    if (!state.jwksStripAlg) return KEYS[kid].publicJwk;
+    const { alg, ...withoutAlg } = KEYS[kid].publicJwk; // eslint-disable-line no-unused-vars
+    return withoutAlg;
+  });
   return sendJson(res, 200, { keys }, { 'access-control-allow-origin': '*' });
 }
 
@@ -653,6 +657,11 @@ const control = {
     if (!['normal', 'fail', 'empty'].includes(body.mode)) throw new HttpError(400, 'mode must be normal, fail or empty');
     state.jwksMode = body.mode;
     return { mode: state.jwksMode };
+  },
+  'POST /_test/jwks-strip-alg': ({ body }) => {
+    if (typeof body.strip !== 'boolean') throw new HttpError(400, 'strip must be true or false');
+    state.jwksStripAlg = body.strip;
+    return { strip: state.jwksStripAlg };
   },
   'POST /_test/sign': ({ body }) => {
     const { kid, alg = KEYS[kid]?.alg ?? 'RS256', header = {}, payload = {} } = body;

@@ -304,6 +304,13 @@ impl Provider {
             .map(drop)
     }
 
+    /// Serve the published JWKs without their `alg` member (`true`) or with it (`false`).
+    pub async fn jwks_strip_alg(&self, strip: bool) -> Result<()> {
+        self.control("jwks-strip-alg", Some(json!({"strip": strip})))
+            .await
+            .map(drop)
+    }
+
     pub async fn stats(&self) -> Result<Value> {
         self.control("stats", None).await
     }
