@@ -542,14 +542,10 @@ impl Verifier {
         if iat > now.saturating_add(self.leeway) {
             return Err(VerifyError::NotYetValid("iat lies in the future".into()));
         }
-        let exp = numeric(c, "exp")?;
-        if let Some(exp) = exp
-            && now > exp.saturating_add(self.leeway)
-        {
+        // Back-Channel Logout 1.0 §2.4 requires `exp`; a token without it is refused.
+        let exp = numeric(c, "exp")?.ok_or(VerifyError::MissingClaim("exp"))?;
+        if now > exp.saturating_add(self.leeway) {
             return Err(VerifyError::Expired(now - exp));
-        }
-        if exp.is_none() && now > iat.saturating_add(self.leeway * 10) {
-            return Err(VerifyError::Expired(now - iat));
         }
         self.check_iss_aud(c, &self.client_id)?;
         let event_ok = c
@@ -581,7 +577,6 @@ impl Verifier {
             sub,
             jti,
             valid_until: exp
-                .unwrap_or(iat)
                 .max(iat.saturating_add(self.leeway * 10))
                 .saturating_add(self.leeway),
         })
@@ -1060,6 +1055,34 @@ roles = [{ group = "ops", role = "operator" }]
             .err()
             .map(|e| e.reason());
         assert_eq!(err, Some(Reason::UnsupportedHeader));
+    }
+
+    fn logout_claims(sid: &str) -> Value {
+        let now = now_unix();
+        json!({
+            "iss": ISSUER, "aud": "shop", "iat": now, "exp": now + 120, "jti": format!("j-{sid}"),
+            "sid": sid,
+            "events": {"http://schemas.openid.net/event/backchannel-logout": {}}
+        })
+    }
+
+    /// Issue #7: Back-Channel Logout 1.0 requires `exp` in a logout token.
+    #[tokio::test]
+    async fn issue_7_logout_token_without_exp_is_refused() {
+        let v = verifier();
+        let header = json!({"typ": "logout+jwt"});
+        let with_exp = logout_claims("s1");
+        let ok = v
+            .verify_logout_token(&hs_token(header.clone(), &with_exp))
+            .await;
+        assert!(ok.is_ok(), "{ok:?}");
+        let mut without = logout_claims("s2");
+        without.as_object_mut().map(|o| o.remove("exp"));
+        let err = v
+            .verify_logout_token(&hs_token(header, &without))
+            .await
+            .err();
+        assert_eq!(err, Some(VerifyError::MissingClaim("exp")));
     }
 
     #[test]

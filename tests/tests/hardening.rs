@@ -1,0 +1,70 @@
+//! Issue #7: login-flow hardening — logout tokens need `exp`, revocations are immediate,
+//! complete and lasting, reloads keep the JWKS refresh timer, env numbers are numbers, and
+//! the organization fallback is configurable. Through the real binary and the real provider.
+
+use serde_json::{Value, json};
+use tokend_e2e::flow::{flow_setup, log_in};
+use tokend_e2e::{Answer, Tokend, jwt_payload, now};
+
+type R = anyhow::Result<()>;
+
+/// Posts a back-channel logout token the way the provider does (a form field).
+async fn backchannel(t: &Tokend, token: &str) -> anyhow::Result<Answer> {
+    t.post_with(
+        "/auth/backchannel-logout",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        format!("logout_token={token}"),
+    )
+    .await
+}
+
+/// The `sid` claim of a token (not verified: for test set-up only).
+fn sid_of(token: &str) -> anyhow::Result<String> {
+    jwt_payload(token)["sid"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| anyhow::anyhow!("token has no sid"))
+}
+
+fn logout_claims(issuer: &str, client_id: &str, sid: &str, jti: &str) -> Value {
+    let n = now();
+    json!({
+        "iss": issuer, "aud": client_id, "iat": n, "exp": n + 120, "jti": jti, "sid": sid,
+        "events": {"http://schemas.openid.net/event/backchannel-logout": {}}
+    })
+}
+
+/// Issue #7: Back-Channel Logout 1.0 requires `exp`; a logout token without it is refused
+/// (400) and ends nothing, while the same token with `exp` ends the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_7_logout_token_without_exp_is_refused() -> R {
+    let (p, t) = flow_setup("").await?;
+    let login = log_in(&p, &t, "alice", "no-exp").await?;
+    let sid = sid_of(&login.access)?;
+    assert_eq!(t.verify(&login.access).await?.status, 200);
+
+    let mut no_exp = logout_claims(&p.issuer, &p.client_id, &sid, &format!("no-exp-{}", now()));
+    no_exp.as_object_mut().map(|o| o.remove("exp"));
+    let token = p
+        .sign("k1", "RS256", json!({"typ": "logout+jwt"}), no_exp)
+        .await?;
+    let a = backchannel(&t, &token).await?;
+    assert_eq!(a.status, 400, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(a.json()["error"], "invalid_request");
+    assert_eq!(
+        t.verify(&login.access).await?.status,
+        200,
+        "a refused logout token ends nothing"
+    );
+
+    let with_exp = logout_claims(&p.issuer, &p.client_id, &sid, &format!("exp-{}", now()));
+    let good = p
+        .sign("k1", "RS256", json!({"typ": "logout+jwt"}), with_exp)
+        .await?;
+    assert_eq!(backchannel(&t, &good).await?.status, 200);
+    let a = t.verify(&login.access).await?;
+    assert_eq!((a.status, a.reason()), (401, "token_revoked".into()));
+    t.output
+        .assert_free_of(&[&token, &good, &login.access, &login.refresh]);
+    Ok(())
+}
