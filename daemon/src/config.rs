@@ -200,9 +200,13 @@ pub struct VerifyConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimsConfig {
-    /// Claim holding the organization id; `sub` when the token lacks it.
+    /// Claim holding the organization id.
     #[serde(default = "default_organization_claim")]
     pub organization_claim: String,
+    /// What `organizationId` is when the token lacks the organization claim: "sub" (the
+    /// reference design's fallback) or "none" (left out).
+    #[serde(default)]
+    pub organization_fallback: OrganizationFallback,
     /// Claim holding the list of group names.
     #[serde(default = "default_groups_claim")]
     pub groups_claim: String,
@@ -212,6 +216,18 @@ pub struct ClaimsConfig {
     /// Role of a user matching no rule.
     #[serde(default = "default_role")]
     pub default_role: String,
+}
+
+/// `claims.organization_fallback` (issue #7).
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub enum OrganizationFallback {
+    /// `organizationId` is the user's `sub` (the reference design's rule).
+    #[default]
+    #[serde(rename = "sub")]
+    Sub,
+    /// `organizationId` is absent.
+    #[serde(rename = "none")]
+    Absent,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]

@@ -37,7 +37,8 @@ pub struct Session {
     pub sid: Option<String>,
     pub sub: String,
     pub email: Option<String>,
-    pub organization_id: String,
+    /// The organization of the login's claims (`None` when they had none).
+    pub organization_id: Option<String>,
     pub role: String,
     /// Unix seconds.
     pub created: i64,
@@ -357,7 +358,7 @@ mod tests {
             email: None,
             name: None,
             preferred_username: None,
-            organization_id: sub.into(),
+            organization_id: Some(sub.into()),
             groups: vec![],
             role: "user".into(),
             scope: None,

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use tokend_shared::{Claims, Reason};
 
 use crate::alg::Alg;
-use crate::config::{ClaimsConfig, Config, RoleRule};
+use crate::config::{ClaimsConfig, Config, OrganizationFallback, RoleRule};
 use crate::jwks::{Jwks, KeySet, Refetch, Signature, VerifyKey};
 use crate::metrics::Metrics;
 use crate::sessions::{EndReason, Session, Sessions};
@@ -112,6 +112,7 @@ pub struct LogoutClaims {
 #[derive(Debug, Clone)]
 pub struct ClaimMapper {
     organization_claim: String,
+    organization_fallback: OrganizationFallback,
     groups_claim: String,
     roles: Vec<RoleRule>,
     default_role: String,
@@ -121,6 +122,7 @@ impl ClaimMapper {
     pub fn new(cfg: &ClaimsConfig) -> Self {
         Self {
             organization_claim: cfg.organization_claim.clone(),
+            organization_fallback: cfg.organization_fallback,
             groups_claim: cfg.groups_claim.clone(),
             roles: cfg.roles.clone(),
             default_role: cfg.default_role.clone(),
@@ -142,9 +144,12 @@ impl ClaimMapper {
         let name = take_string("name");
         let preferred_username = take_string("preferred_username");
         let organization_id = match all.remove(&self.organization_claim) {
-            Some(Value::String(s)) if !s.is_empty() => s,
-            Some(Value::Number(n)) => n.to_string(),
-            _ => sub.clone(),
+            Some(Value::String(s)) if !s.is_empty() => Some(s),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => match self.organization_fallback {
+                OrganizationFallback::Sub => Some(sub.clone()),
+                OrganizationFallback::Absent => None,
+            },
         };
         let groups: Vec<String> = match all.remove(&self.groups_claim) {
             Some(Value::Array(items)) => items
@@ -886,7 +891,7 @@ mod tests {
             10,
         );
         assert_eq!(c.role, "admin", "rules are ordered: admins before support");
-        assert_eq!(c.organization_id, "org-1");
+        assert_eq!(c.organization_id.as_deref(), Some("org-1"));
         assert_eq!(c.email.as_deref(), Some("a@x"));
         assert_eq!(c.scope.as_deref(), Some("openid email"));
         assert_eq!(c.groups.len(), 3);
@@ -902,11 +907,43 @@ mod tests {
             "u2".into(),
             1,
         );
-        assert_eq!(c.organization_id, "u2");
+        assert_eq!(c.organization_id.as_deref(), Some("u2"));
         assert_eq!(c.role, "user");
         let c = mapper().map(claims(json!({"sub": "u3"})), "u3".into(), 1);
         assert!(c.groups.is_empty());
         assert_eq!(c.role, "user");
+    }
+
+    /// Issue #7: with `organization_fallback = "none"` a token without the organization claim
+    /// has no `organizationId` (left out of the JSON), instead of `sub`.
+    #[test]
+    fn issue_7_organization_fallback_none_leaves_it_absent() {
+        let cfg: ClaimsConfig = toml::from_str("organization_fallback = \"none\"").expect("valid");
+        assert_eq!(cfg.organization_fallback, OrganizationFallback::Absent);
+        let none = ClaimMapper::new(&cfg);
+        let c = none.map(claims(json!({"sub": "u"})), "u".into(), 1);
+        assert_eq!(c.organization_id, None);
+        let body: Value = serde_json::from_slice(&render_active(&c)).expect("json");
+        assert!(
+            body["claims"].get("organizationId").is_none(),
+            "left out, not null: {body}"
+        );
+        let back: tokend_shared::VerifyResponse =
+            serde_json::from_slice(&render_active(&c)).expect("a VerifyResponse");
+        assert_eq!(back.claims.and_then(|c| c.organization_id), None);
+        // The claim itself still counts, and the default still falls back to sub.
+        let c = none.map(
+            claims(json!({"sub": "u", "organizationId": "o"})),
+            "u".into(),
+            1,
+        );
+        assert_eq!(c.organization_id.as_deref(), Some("o"));
+        let c = mapper().map(claims(json!({"sub": "u"})), "u".into(), 1);
+        assert_eq!(c.organization_id.as_deref(), Some("u"));
+        assert_eq!(
+            ClaimsConfig::default().organization_fallback,
+            OrganizationFallback::Sub
+        );
     }
 
     #[test]
@@ -925,7 +962,7 @@ roles = [{ group = "ops", role = "operator" }]
             "u".into(),
             1,
         );
-        assert_eq!(c.organization_id, "42");
+        assert_eq!(c.organization_id.as_deref(), Some("42"));
         assert_eq!(c.groups, vec!["ops".to_string()]);
         assert_eq!(c.role, "operator");
         assert_eq!(c.email, None);

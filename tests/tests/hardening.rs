@@ -68,3 +68,33 @@ async fn issue_7_logout_token_without_exp_is_refused() -> R {
         .assert_free_of(&[&token, &good, &login.access, &login.refresh]);
     Ok(())
 }
+
+/// Issue #7: `claims.organization_fallback = "none"`: a user without the organization claim
+/// (carol) has no `organizationId` — in `/v1/verify` and in the admin session list — instead
+/// of her `sub`; users with it keep theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_7_organization_fallback_none() -> R {
+    let (p, t) = flow_setup("\n[claims]\norganization_fallback = \"none\"\n").await?;
+    let carol = log_in(&p, &t, "carol", "carol").await?;
+    let a = t.verify(&carol.access).await?;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    let claims = &a.json()["claims"];
+    assert_eq!(claims["sub"], "carol");
+    assert!(claims.get("organizationId").is_none(), "{claims}");
+
+    let alice = p.login("alice").await?.access_token;
+    let a = t.verify(&alice).await?;
+    assert_eq!(a.json()["claims"]["organizationId"], "org-1");
+
+    let a = t.unix("GET", "/v1/admin/sessions", &[], None).await?;
+    assert_eq!(a.status, 200);
+    let sessions = a.json()["sessions"].as_array().cloned().unwrap_or_default();
+    let mine = sessions
+        .iter()
+        .find(|s| s["sub"] == "carol")
+        .ok_or_else(|| anyhow::anyhow!("no session of carol: {sessions:?}"))?;
+    assert!(mine.get("organizationId").is_none(), "{mine}");
+    t.output
+        .assert_free_of(&[&carol.access, &carol.refresh, &alice]);
+    Ok(())
+}
