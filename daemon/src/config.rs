@@ -975,12 +975,13 @@ fn issuer_from_authentik_url(value: &str, table: &toml::Table) -> Result<String,
     Ok(format!("{}{}", value.trim_end_matches('/'), slug_path))
 }
 
-/// Env values are strings, except plain booleans, integers and `[…]` arrays.
+/// Env values are strings, except plain booleans, integers and `[…]` arrays. A number with a
+/// leading zero (`0660`, a socket mode) stays a string; `0` itself is an integer.
 fn env_value(raw: &str) -> toml::Value {
     if let Ok(b) = raw.parse::<bool>() {
         return toml::Value::Boolean(b);
     }
-    if !raw.starts_with('0')
+    if (raw == "0" || !raw.starts_with('0'))
         && raw.len() < 19
         && let Ok(i) = raw.parse::<i64>()
     {
@@ -1077,6 +1078,25 @@ client_id = "shop"
             c.provider.algorithms,
             vec![AlgName(Alg::Jws(Algorithm::ES256))]
         );
+    }
+
+    /// Issue #7: `TOKEND_VERIFY_CACHE_MAX_ENTRIES=0`, the documented way to turn the cache
+    /// off, loads; leading-zero values such as a socket mode stay strings.
+    #[test]
+    fn issue_7_env_zero_is_an_integer_and_leading_zeros_stay_strings() {
+        assert_eq!(env_value("0"), toml::Value::Integer(0));
+        assert_eq!(env_value("10"), toml::Value::Integer(10));
+        assert_eq!(env_value("0660"), toml::Value::String("0660".into()));
+        let c = load(
+            MINIMAL,
+            &[
+                ("TOKEND_VERIFY_CACHE_MAX_ENTRIES", "0"),
+                ("TOKEND_LISTEN_SOCKET_MODE", "0600"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(c.verify.cache_max_entries, 0);
+        assert_eq!(c.listen.socket_mode, 0o600);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 use tokend_e2e::flow::{flow_setup, log_in};
-use tokend_e2e::{Answer, Tokend, jwt_payload, now};
+use tokend_e2e::{Answer, Provider, Tokend, TokendConfig, jwt_payload, now};
 
 type R = anyhow::Result<()>;
 
@@ -96,5 +96,26 @@ async fn issue_7_organization_fallback_none() -> R {
     assert!(mine.get("organizationId").is_none(), "{mine}");
     t.output
         .assert_free_of(&[&carol.access, &carol.refresh, &alice]);
+    Ok(())
+}
+
+/// Issue #7: `TOKEND_VERIFY_CACHE_MAX_ENTRIES=0` (the documented way to turn the cache off)
+/// starts tokend, and then every verification is a cache miss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_7_env_cache_max_entries_zero_turns_the_cache_off() -> R {
+    let p = Provider::start().await?;
+    let mut cfg = TokendConfig::for_provider(&p);
+    cfg.env = vec![("TOKEND_VERIFY_CACHE_MAX_ENTRIES".into(), "0".into())];
+    let t = Tokend::start(&cfg).await?;
+    t.wait_ready().await?;
+    let token = p.login("alice").await?.access_token;
+    let m0 = t.metrics().await?;
+    for _ in 0..3 {
+        assert_eq!(t.verify(&token).await?.status, 200);
+    }
+    let m1 = t.metrics().await?;
+    assert_eq!(m1.delta(&m0, "tokend_verify_cache_misses_total"), 3.0);
+    assert_eq!(m1.delta(&m0, "tokend_verify_cache_hits_total"), 0.0);
+    t.output.assert_free_of(&[&token]);
     Ok(())
 }
