@@ -119,3 +119,34 @@ async fn issue_7_env_cache_max_entries_zero_turns_the_cache_off() -> R {
     t.output.assert_free_of(&[&token]);
     Ok(())
 }
+
+/// Issue #7: a reload that keeps the key cache keeps its refresher and its timer. Reloading
+/// every 0.7 s with `refresh_interval = "2s"` used to restart a 2 s wait each time, so the
+/// keys were never refreshed while reloads went on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_7_frequent_reloads_do_not_starve_jwks_refresh() -> R {
+    let p = Provider::start().await?;
+    let mut cfg = TokendConfig::for_provider(&p);
+    cfg.refresh_interval = "2s".into();
+    let t = Tokend::start(&cfg).await?;
+    t.wait_ready().await?;
+    let before = p.jwks_requests().await?;
+    let m0 = t.metrics().await?;
+    let started = std::time::Instant::now();
+    let mut i = 0;
+    while started.elapsed() < std::time::Duration::from_secs(6) {
+        i += 1;
+        cfg.tail = format!("\n[claims]\ndefault_role = \"role-{i}\"\n");
+        t.replace_config(&cfg.to_toml(t.dir.path()))?;
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    }
+    let fetched = p.jwks_requests().await? - before;
+    let m1 = t.metrics().await?;
+    let reloads = m1.delta(&m0, "tokend_config_reloads_total{result=\"success\"}");
+    assert!(reloads >= 5.0, "only {reloads} reloads happened");
+    assert!(
+        fetched >= 2,
+        "{fetched} JWKS fetches in 6 s of reloads every 0.7 s with refresh_interval 2s"
+    );
+    Ok(())
+}
