@@ -321,10 +321,12 @@ pub struct FlowConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionsConfig {
-    /// How long the tokens of an ended session stay refused; at least the provider's access
-    /// token lifetime (Authentik's default is 1h).
-    #[serde(default = "default_revocation_ttl", with = "humantime_serde")]
-    pub revocation_ttl: Duration,
+    /// How long revocations (ended sessions' sids and subs) are remembered: as long as the
+    /// longest-lived token they refuse — a refresh of an ended session mints new tokens with
+    /// its sid for as long as its refresh token lives — so at least `cookies.refresh_max_age`,
+    /// which is also the default (at least 1h). Resolved at load (issue #7).
+    #[serde(default, with = "humantime_serde")]
+    pub revocation_ttl: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -531,8 +533,9 @@ fn default_state_ttl() -> Duration {
 fn default_refresh_grace() -> Duration {
     Duration::from_secs(10)
 }
-fn default_revocation_ttl() -> Duration {
-    Duration::from_secs(24 * 3600)
+/// `sessions.revocation_ttl` when not set: the refresh token lifetime, at least 1h.
+fn default_revocation_ttl(cookies: &CookiesConfig) -> Duration {
+    cookies.refresh_max_age.max(Duration::from_secs(3600))
 }
 fn default_log_level() -> String {
     "info".into()
@@ -606,6 +609,8 @@ impl Config {
         config.resolve_paths(base_dir);
         config.resolve_secret(env.get("CREDENTIALS_DIRECTORY").map(Path::new))?;
         config.validate()?;
+        // Shown resolved by check-config.
+        config.sessions.revocation_ttl = Some(config.revocation_ttl());
         Ok(config)
     }
 
@@ -837,9 +842,32 @@ impl Config {
                 ),
             ));
         }
+        if let Some(ttl) = self.sessions.revocation_ttl
+            && ttl < self.cookies.refresh_max_age
+        {
+            return Err(invalid(
+                "sessions.revocation_ttl",
+                format!(
+                    "{} is shorter than cookies.refresh_max_age ({}): a refresh of an ended \
+                     session would mint tokens that are no longer refused once the revocation is \
+                     forgotten; set sessions.revocation_ttl to at least cookies.refresh_max_age \
+                     (or leave it out: it defaults to cookies.refresh_max_age)",
+                    humantime::format_duration(ttl),
+                    humantime::format_duration(self.cookies.refresh_max_age)
+                ),
+            ));
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid("log.level", format!("not a valid filter: {e}")))?;
         Ok(())
+    }
+
+    /// How long revocations are remembered: `sessions.revocation_ttl`, by default
+    /// `cookies.refresh_max_age` (at least 1h).
+    pub fn revocation_ttl(&self) -> Duration {
+        self.sessions
+            .revocation_ttl
+            .unwrap_or_else(|| default_revocation_ttl(&self.cookies))
     }
 
     /// The expected `aud`.
@@ -1097,6 +1125,40 @@ client_id = "shop"
         .expect("valid");
         assert_eq!(c.verify.cache_max_entries, 0);
         assert_eq!(c.listen.socket_mode, 0o600);
+    }
+
+    /// Issue #7: revocations live as long as the longest token they refuse: by default
+    /// `cookies.refresh_max_age`, and an explicit shorter `revocation_ttl` is refused.
+    #[test]
+    fn issue_7_revocation_ttl_covers_refresh_max_age() {
+        let c = load(MINIMAL, &[]).expect("valid");
+        assert_eq!(
+            c.cookies.refresh_max_age,
+            Duration::from_secs(30 * 24 * 3600)
+        );
+        assert_eq!(c.revocation_ttl(), c.cookies.refresh_max_age);
+        assert_eq!(c.sessions.revocation_ttl, Some(c.cookies.refresh_max_age));
+        assert!(c.to_redacted_toml().contains("revocation_ttl = \"30days\""));
+
+        let short_cookie = format!("{MINIMAL}\n[cookies]\nrefresh_max_age = \"10m\"\n");
+        let c = load(&short_cookie, &[]).expect("valid");
+        assert_eq!(c.revocation_ttl(), Duration::from_secs(3600), "at least 1h");
+
+        let err = load(
+            &format!("{MINIMAL}\n[sessions]\nrevocation_ttl = \"24h\"\n"),
+            &[],
+        )
+        .expect_err("shorter than refresh_max_age");
+        let msg = err.to_string();
+        assert!(msg.contains("sessions.revocation_ttl"), "{msg}");
+        assert!(msg.contains("cookies.refresh_max_age"), "{msg}");
+
+        let c = load(
+            &format!("{MINIMAL}\n[sessions]\nrevocation_ttl = \"45d\"\n"),
+            &[],
+        )
+        .expect("longer is fine");
+        assert_eq!(c.revocation_ttl(), Duration::from_secs(45 * 24 * 3600));
     }
 
     #[test]

@@ -376,7 +376,7 @@ impl Flow {
         let refresh_expires = now.saturating_add(
             i64::try_from(self.cookies.refresh_max_age.as_secs()).unwrap_or(i64::MAX),
         );
-        let session = self.verifier.sessions().create(NewSession {
+        let session = self.verifier.create_session(NewSession {
             claims: &verified.claims,
             sid: sid.clone(),
             id_token: Some(id_token.clone()),
@@ -577,7 +577,7 @@ impl Flow {
             None => {
                 // A refresh token from before a restart: register the session anew.
                 let sid = verified.claims.sid().map(str::to_owned);
-                sessions.create(NewSession {
+                self.verifier.create_session(NewSession {
                     claims: &verified.claims,
                     sid,
                     id_token: id_token.clone(),

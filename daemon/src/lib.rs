@@ -105,10 +105,7 @@ impl AppState {
     /// but it spawns the JWKS refresher, so it must be called within a tokio runtime.
     pub fn new(config: Config, stop: watch::Receiver<bool>) -> Result<Arc<Self>, Error> {
         let metrics = Metrics::new();
-        let sessions = Arc::new(Sessions::new(
-            config.sessions.revocation_ttl,
-            metrics.clone(),
-        ));
+        let sessions = Arc::new(Sessions::new(config.revocation_ttl(), metrics.clone()));
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new(
             config.codes.max_outstanding,
             max_logins(&config),
@@ -308,7 +305,6 @@ impl AppState {
             .set_capacity(Kind::ExchangeCode, config.codes.max_outstanding);
         self.store
             .set_capacity(Kind::LoginState, max_logins(config));
-        self.sessions
-            .set_revocation_ttl(config.sessions.revocation_ttl);
+        self.sessions.set_revocation_ttl(config.revocation_ttl());
     }
 }

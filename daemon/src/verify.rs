@@ -18,7 +18,7 @@ use crate::alg::Alg;
 use crate::config::{ClaimsConfig, Config, OrganizationFallback, RoleRule};
 use crate::jwks::{Jwks, KeySet, Refetch, Signature, VerifyKey};
 use crate::metrics::Metrics;
-use crate::sessions::{EndReason, Session, Sessions};
+use crate::sessions::{EndReason, NewSession, Session, Sessions};
 
 /// Why a token was refused. Messages never contain the token or its signature.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
@@ -397,6 +397,20 @@ impl Verifier {
         ended.len()
     }
 
+    /// Registers a login (the flow calls this, not `sessions().create`): a session with the
+    /// same `sid` is replaced, and the cached verifications of that sid are forgotten so they
+    /// link to the new session when verified again.
+    pub fn create_session(&self, new: NewSession) -> Arc<Session> {
+        let (session, replaced) = self.sessions.create_replacing(new);
+        if let Some(old) = replaced {
+            self.cache.forget(|v| {
+                v.session.as_ref().is_some_and(|s| Arc::ptr_eq(s, &old))
+                    || (old.sid.is_some() && v.claims.sid() == old.sid.as_deref())
+            });
+        }
+        session
+    }
+
     pub fn cache(&self) -> &TokenCache {
         &self.cache
     }
@@ -428,8 +442,29 @@ impl Verifier {
         }
         drop(keys);
         self.metrics.cache_misses.inc();
+        // Read before the revocation check inside: see `remember`.
+        let generation = self.sessions.revocation_generation();
         let (verified, key) = self.verify_access(token, now).await?;
+        Ok(self.remember(hash, verified, key, now, generation))
+    }
+
+    /// Caches a verification unless a session ended (or was replaced) since `generation` was
+    /// read before it: its revocation check may predate the end, and a cached success would
+    /// outlive it (issue #7). Checked again after the insert, because the end's cache clearing
+    /// may have run between the check and the insert.
+    fn remember(
+        &self,
+        hash: [u8; 32],
+        verified: Verified,
+        key: Arc<VerifyKey>,
+        now: i64,
+        generation: u64,
+    ) -> Arc<Verified> {
         let verified = Arc::new(verified);
+        if self.sessions.revocation_generation() != generation {
+            tracing::debug!("a session ended during this verification; result not cached");
+            return verified;
+        }
         let valid_until = verified.claims.exp.min(now.saturating_add(self.cache.ttl));
         self.cache.insert(
             hash,
@@ -440,7 +475,10 @@ impl Verifier {
             },
             now,
         );
-        Ok(verified)
+        if self.sessions.revocation_generation() != generation {
+            self.cache.map.remove(&hash);
+        }
+        verified
     }
 
     /// Verifies an access token without consulting or filling the cache (the login flow uses
@@ -1023,10 +1061,7 @@ roles = [{ group = "ops", role = "operator" }]
         .expect("valid config");
         let metrics = Metrics::new();
         let jwks = crate::build_jwks(&config, &metrics).expect("jwks");
-        let sessions = Arc::new(Sessions::new(
-            config.sessions.revocation_ttl,
-            metrics.clone(),
-        ));
+        let sessions = Arc::new(Sessions::new(config.revocation_ttl(), metrics.clone()));
         Verifier::new(&config, jwks, sessions, metrics)
     }
 
@@ -1120,6 +1155,70 @@ roles = [{ group = "ops", role = "operator" }]
             .await
             .err();
         assert_eq!(err, Some(VerifyError::MissingClaim("exp")));
+    }
+
+    /// Issue #7: a verification that passed the revocation check just before its session
+    /// ended does not put its success into the cache after the end.
+    #[tokio::test]
+    async fn issue_7_success_verified_before_an_end_is_not_cached_after_it() {
+        let v = verifier();
+        let token = hs_token(json!({}), &access_claims("erin", "sid-e"));
+        let hash = TokenCache::key(&token);
+        let now = now_unix();
+        // The verification reads the generation and passes the revocation check…
+        let generation = v.sessions().revocation_generation();
+        let (verified, key) = v.verify_access(&token, now).await.expect("valid");
+        // …then the session ends (admin revocation, logout, back-channel) before it caches.
+        v.end_sessions(Some("sid-e"), None, EndReason::AdminRevocation, now);
+        let answered = v.remember(hash, verified, key, now, generation);
+        assert_eq!(answered.claims.sub, "erin", "the in-flight answer stands");
+        assert!(v.cache().is_empty(), "but it is not remembered");
+        assert_eq!(v.verify(&token).await.err(), Some(VerifyError::Revoked));
+        assert_eq!(v.verify(&token).await.err(), Some(VerifyError::Revoked));
+
+        // Without an end in between, the same path caches.
+        let other = hs_token(json!({}), &access_claims("fred", "sid-f"));
+        assert!(v.verify(&other).await.is_ok());
+        assert_eq!(v.cache().len(), 1);
+    }
+
+    /// Issue #7: a new login with an existing sid replaces the session and forgets the cached
+    /// verifications of the replaced one, which then link to the new session.
+    #[tokio::test]
+    async fn issue_7_create_session_forgets_the_replaced_sessions_cache_entries() {
+        let v = verifier();
+        let c = access_claims("gina", "sid-g");
+        let token = hs_token(json!({}), &c);
+        let claims = v.verify_uncached(&token).await.expect("valid").claims;
+        let new = |rt: &str| NewSession {
+            claims: &claims,
+            sid: Some("sid-g".into()),
+            id_token: None,
+            refresh_token: Some(tokend_shared::Secret::new(rt)),
+            refresh_expires: now_unix() + 3600,
+            now: now_unix(),
+        };
+        let first = v.create_session(new("rt-1"));
+        let hit = v.verify(&token).await.expect("valid");
+        assert!(hit.session.as_ref().is_some_and(|s| Arc::ptr_eq(s, &first)));
+        assert_eq!(v.cache().len(), 1);
+        let second = v.create_session(new("rt-2"));
+        assert!(first.is_ended());
+        assert!(
+            v.cache().is_empty(),
+            "the replaced session's entries are forgotten"
+        );
+        let again = v
+            .verify(&token)
+            .await
+            .expect("still valid: same sid, new login");
+        assert!(
+            again
+                .session
+                .as_ref()
+                .is_some_and(|s| Arc::ptr_eq(s, &second))
+        );
+        assert!(v.sessions().refresh_token_ended("rt-1"));
     }
 
     #[test]
