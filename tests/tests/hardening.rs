@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 use tokend_e2e::flow::{flow_setup, log_in};
-use tokend_e2e::{Answer, Provider, Tokend, TokendConfig, jwt_payload, now};
+use tokend_e2e::{Answer, Provider, Tokend, TokendConfig, check_config, jwt_payload, now};
 
 type R = anyhow::Result<()>;
 
@@ -148,5 +148,127 @@ async fn issue_7_frequent_reloads_do_not_starve_jwks_refresh() -> R {
         fetched >= 2,
         "{fetched} JWKS fetches in 6 s of reloads every 0.7 s with refresh_interval 2s"
     );
+    Ok(())
+}
+
+/// Issue #7: an administrator's revocation is immediate and lasting: a token verified (and
+/// cached) a moment before is refused right after, on repeat, over both listeners and by
+/// cookie, and a refresh of the ended session is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_7_admin_revocation_is_immediate_and_lasting() -> R {
+    let (p, t) = flow_setup("").await?;
+    let login = log_in(&p, &t, "alice", "revoke").await?;
+    let sid = sid_of(&login.access)?;
+    for _ in 0..2 {
+        assert_eq!(t.verify(&login.access).await?.status, 200);
+    }
+    let m0 = t.metrics().await?;
+    assert!(
+        m0.get("tokend_verify_cache_hits_total") >= 1.0,
+        "the token is cached"
+    );
+
+    let a = t
+        .unix(
+            "POST",
+            "/v1/admin/sessions/revoke",
+            &[],
+            Some(json!({"sid": sid}).to_string()),
+        )
+        .await?;
+    assert_eq!((a.status, a.json()["ended"].clone()), (200, json!(1)));
+    for _ in 0..3 {
+        for a in [
+            t.verify(&login.access).await?,
+            t.verify_unix(&login.access).await?,
+            t.get(
+                "/v1/verify",
+                &[("cookie", &format!("ecosire_auth={}", login.access))],
+            )
+            .await?,
+        ] {
+            assert_eq!((a.status, a.reason()), (401, "token_revoked".into()));
+        }
+    }
+    let grants = p.stats().await?["refresh_grants"].as_u64().unwrap_or(0);
+    let a = t
+        .post_cookie("/auth/refresh", "ecosire_refresh", &login.refresh)
+        .await?;
+    assert_eq!(a.status, 401, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(
+        p.stats().await?["refresh_grants"].as_u64().unwrap_or(0),
+        grants,
+        "no refresh at the provider for an ended session"
+    );
+    t.output.assert_free_of(&[&login.access, &login.refresh]);
+    Ok(())
+}
+
+/// Issue #7: a new login with an existing `sid` (the same browser session at the provider)
+/// replaces the session; the earlier login's refresh token stays refused instead of becoming
+/// a handle on the new session, while the earlier access token (same sid) still verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_7_new_login_with_the_same_sid_keeps_the_old_refresh_token_refused() -> R {
+    let (p, t) = flow_setup("").await?;
+    let first = log_in(&p, &t, "bob", "same-browser").await?;
+    let second = log_in(&p, &t, "bob", "same-browser").await?;
+    let sid = sid_of(&first.access)?;
+    assert_eq!(
+        sid_of(&second.access)?,
+        sid,
+        "the provider kept its session"
+    );
+    assert_ne!(first.refresh, second.refresh);
+
+    let a = t.unix("GET", "/v1/admin/sessions", &[], None).await?;
+    let sessions = a.json()["sessions"].as_array().cloned().unwrap_or_default();
+    assert_eq!(sessions.len(), 1, "replaced, not added: {sessions:?}");
+
+    assert_eq!(t.verify(&first.access).await?.status, 200);
+    assert_eq!(t.verify(&second.access).await?.status, 200);
+
+    let grants = p.stats().await?["refresh_grants"].as_u64().unwrap_or(0);
+    let a = t
+        .post_cookie("/auth/refresh", "ecosire_refresh", &first.refresh)
+        .await?;
+    assert_eq!(
+        (a.status, a.reason()),
+        (401, "no_session".into()),
+        "{}",
+        String::from_utf8_lossy(&a.body)
+    );
+    assert_eq!(
+        p.stats().await?["refresh_grants"].as_u64().unwrap_or(0),
+        grants,
+        "the replaced session's refresh token never reaches the provider"
+    );
+    let a = t
+        .post_cookie("/auth/refresh", "ecosire_refresh", &second.refresh)
+        .await?;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    t.output.assert_free_of(&[
+        &first.access,
+        &first.refresh,
+        &second.access,
+        &second.refresh,
+    ]);
+    Ok(())
+}
+
+/// Issue #7: revocations are remembered as long as the refresh tokens they refuse: by default
+/// `sessions.revocation_ttl` is `cookies.refresh_max_age` (check-config shows it resolved).
+#[test]
+fn issue_7_revocation_ttl_defaults_to_refresh_max_age() -> R {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("tokend.toml");
+    std::fs::write(
+        &path,
+        "[listen]\nhttp = \"127.0.0.1:9180\"\n[provider]\n\
+         issuer = \"https://auth.example.com/application/o/shop/\"\nclient_id = \"shop\"\n\
+         [cookies]\nrefresh_max_age = \"14d\"\n",
+    )?;
+    let (code, stdout, stderr) = check_config(&path)?;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("revocation_ttl = \"14days\""), "{stdout}");
     Ok(())
 }
