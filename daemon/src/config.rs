@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
-
-use crate::jwks::Alg;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokend_shared::Secret;
+
+use crate::alg::Alg;
 
 /// Where `tokend` looks when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/tokend/tokend.toml";
@@ -162,6 +162,22 @@ pub struct JwksConfig {
     pub max_stale: Duration,
     /// Last good discovery document and JWKS, for starting while the provider is down.
     pub cache_file: Option<PathBuf>,
+    /// The one signature family an RSA JWK without `alg` verifies: "RS" (PKCS#1 v1.5, as
+    /// Authentik signs) or "PS" (PSS). Never both: a key is used with one algorithm family.
+    #[serde(default)]
+    pub rsa_without_alg: RsaFamily,
+}
+
+/// An RSA signature family (issue #7): which algorithms an RSA key without `alg` verifies.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub enum RsaFamily {
+    /// RS256, RS384, RS512 (RSASSA-PKCS1-v1_5).
+    #[default]
+    #[serde(rename = "RS")]
+    Rs,
+    /// PS256, PS384, PS512 (RSASSA-PSS).
+    #[serde(rename = "PS")]
+    Ps,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -184,9 +200,13 @@ pub struct VerifyConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClaimsConfig {
-    /// Claim holding the organization id; `sub` when the token lacks it.
+    /// Claim holding the organization id.
     #[serde(default = "default_organization_claim")]
     pub organization_claim: String,
+    /// What `organizationId` is when the token lacks the organization claim: "sub" (the
+    /// reference design's fallback) or "none" (left out).
+    #[serde(default)]
+    pub organization_fallback: OrganizationFallback,
     /// Claim holding the list of group names.
     #[serde(default = "default_groups_claim")]
     pub groups_claim: String,
@@ -196,6 +216,18 @@ pub struct ClaimsConfig {
     /// Role of a user matching no rule.
     #[serde(default = "default_role")]
     pub default_role: String,
+}
+
+/// `claims.organization_fallback` (issue #7).
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub enum OrganizationFallback {
+    /// `organizationId` is the user's `sub` (the reference design's rule).
+    #[default]
+    #[serde(rename = "sub")]
+    Sub,
+    /// `organizationId` is absent.
+    #[serde(rename = "none")]
+    Absent,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -297,10 +329,12 @@ pub struct FlowConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionsConfig {
-    /// How long the tokens of an ended session stay refused; at least the provider's access
-    /// token lifetime (Authentik's default is 1h).
-    #[serde(default = "default_revocation_ttl", with = "humantime_serde")]
-    pub revocation_ttl: Duration,
+    /// How long revocations (ended sessions' sids and subs) are remembered: as long as the
+    /// longest-lived token they refuse — a refresh of an ended session mints new tokens with
+    /// its sid for as long as its refresh token lives — so at least `cookies.refresh_max_age`,
+    /// which is also the default (at least 1h). Resolved at load (issue #7).
+    #[serde(default, with = "humantime_serde")]
+    pub revocation_ttl: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -513,8 +547,9 @@ fn default_refresh_rate_limit() -> u32 {
 fn default_max_pending_refreshes() -> usize {
     10_000
 }
-fn default_revocation_ttl() -> Duration {
-    Duration::from_secs(24 * 3600)
+/// `sessions.revocation_ttl` when not set: the refresh token lifetime, at least 1h.
+fn default_revocation_ttl(cookies: &CookiesConfig) -> Duration {
+    cookies.refresh_max_age.max(Duration::from_secs(3600))
 }
 fn default_log_level() -> String {
     "info".into()
@@ -588,6 +623,8 @@ impl Config {
         config.resolve_paths(base_dir);
         config.resolve_secret(env.get("CREDENTIALS_DIRECTORY").map(Path::new))?;
         config.validate()?;
+        // Shown resolved by check-config.
+        config.sessions.revocation_ttl = Some(config.revocation_ttl());
         Ok(config)
     }
 
@@ -822,9 +859,32 @@ impl Config {
                 ),
             ));
         }
+        if let Some(ttl) = self.sessions.revocation_ttl
+            && ttl < self.cookies.refresh_max_age
+        {
+            return Err(invalid(
+                "sessions.revocation_ttl",
+                format!(
+                    "{} is shorter than cookies.refresh_max_age ({}): a refresh of an ended \
+                     session would mint tokens that are no longer refused once the revocation is \
+                     forgotten; set sessions.revocation_ttl to at least cookies.refresh_max_age \
+                     (or leave it out: it defaults to cookies.refresh_max_age)",
+                    humantime::format_duration(ttl),
+                    humantime::format_duration(self.cookies.refresh_max_age)
+                ),
+            ));
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid("log.level", format!("not a valid filter: {e}")))?;
         Ok(())
+    }
+
+    /// How long revocations are remembered: `sessions.revocation_ttl`, by default
+    /// `cookies.refresh_max_age` (at least 1h).
+    pub fn revocation_ttl(&self) -> Duration {
+        self.sessions
+            .revocation_ttl
+            .unwrap_or_else(|| default_revocation_ttl(&self.cookies))
     }
 
     /// The expected `aud`.
@@ -960,12 +1020,13 @@ fn issuer_from_authentik_url(value: &str, table: &toml::Table) -> Result<String,
     Ok(format!("{}{}", value.trim_end_matches('/'), slug_path))
 }
 
-/// Env values are strings, except plain booleans, integers and `[…]` arrays.
+/// Env values are strings, except plain booleans, integers and `[…]` arrays. A number with a
+/// leading zero (`0660`, a socket mode) stays a string; `0` itself is an integer.
 fn env_value(raw: &str) -> toml::Value {
     if let Ok(b) = raw.parse::<bool>() {
         return toml::Value::Boolean(b);
     }
-    if !raw.starts_with('0')
+    if (raw == "0" || !raw.starts_with('0'))
         && raw.len() < 19
         && let Ok(i) = raw.parse::<i64>()
     {
@@ -1062,6 +1123,59 @@ client_id = "shop"
             c.provider.algorithms,
             vec![AlgName(Alg::Jws(Algorithm::ES256))]
         );
+    }
+
+    /// Issue #7: `TOKEND_VERIFY_CACHE_MAX_ENTRIES=0`, the documented way to turn the cache
+    /// off, loads; leading-zero values such as a socket mode stay strings.
+    #[test]
+    fn issue_7_env_zero_is_an_integer_and_leading_zeros_stay_strings() {
+        assert_eq!(env_value("0"), toml::Value::Integer(0));
+        assert_eq!(env_value("10"), toml::Value::Integer(10));
+        assert_eq!(env_value("0660"), toml::Value::String("0660".into()));
+        let c = load(
+            MINIMAL,
+            &[
+                ("TOKEND_VERIFY_CACHE_MAX_ENTRIES", "0"),
+                ("TOKEND_LISTEN_SOCKET_MODE", "0600"),
+            ],
+        )
+        .expect("valid");
+        assert_eq!(c.verify.cache_max_entries, 0);
+        assert_eq!(c.listen.socket_mode, 0o600);
+    }
+
+    /// Issue #7: revocations live as long as the longest token they refuse: by default
+    /// `cookies.refresh_max_age`, and an explicit shorter `revocation_ttl` is refused.
+    #[test]
+    fn issue_7_revocation_ttl_covers_refresh_max_age() {
+        let c = load(MINIMAL, &[]).expect("valid");
+        assert_eq!(
+            c.cookies.refresh_max_age,
+            Duration::from_secs(30 * 24 * 3600)
+        );
+        assert_eq!(c.revocation_ttl(), c.cookies.refresh_max_age);
+        assert_eq!(c.sessions.revocation_ttl, Some(c.cookies.refresh_max_age));
+        assert!(c.to_redacted_toml().contains("revocation_ttl = \"30days\""));
+
+        let short_cookie = format!("{MINIMAL}\n[cookies]\nrefresh_max_age = \"10m\"\n");
+        let c = load(&short_cookie, &[]).expect("valid");
+        assert_eq!(c.revocation_ttl(), Duration::from_secs(3600), "at least 1h");
+
+        let err = load(
+            &format!("{MINIMAL}\n[sessions]\nrevocation_ttl = \"24h\"\n"),
+            &[],
+        )
+        .expect_err("shorter than refresh_max_age");
+        let msg = err.to_string();
+        assert!(msg.contains("sessions.revocation_ttl"), "{msg}");
+        assert!(msg.contains("cookies.refresh_max_age"), "{msg}");
+
+        let c = load(
+            &format!("{MINIMAL}\n[sessions]\nrevocation_ttl = \"45d\"\n"),
+            &[],
+        )
+        .expect("longer is fine");
+        assert_eq!(c.revocation_ttl(), Duration::from_secs(45 * 24 * 3600));
     }
 
     #[test]

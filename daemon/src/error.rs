@@ -19,6 +19,7 @@ pub fn status_for(reason: Reason) -> StatusCode {
         Reason::MissingToken
         | Reason::Malformed
         | Reason::UnsupportedAlg
+        | Reason::UnsupportedHeader
         | Reason::UnknownKid
         | Reason::BadSignature
         | Reason::Expired

@@ -17,7 +17,8 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::{Deserialize, Serialize};
 use tokend_shared::{Readiness, Secret};
 
-use crate::config::JwksConfig;
+use crate::alg::Alg;
+use crate::config::{JwksConfig, RsaFamily};
 use crate::metrics::Metrics;
 use crate::provider::{Provider, ProviderError, ProviderMetadata, check_issuer};
 
@@ -29,40 +30,6 @@ pub enum JwksError {
     Parse { url: String, message: String },
     #[error("disk cache {path}: {message}")]
     DiskCache { path: PathBuf, message: String },
-}
-
-/// A JWS signature algorithm tokend verifies: those of jsonwebtoken, plus ES512 (ECDSA on
-/// P-521, which Authentik signs with P-521 keys), checked with aws-lc-rs directly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Alg {
-    Jws(Algorithm),
-    Es512,
-}
-
-impl Alg {
-    /// The algorithm named by a JOSE `alg` value, if tokend can verify it.
-    pub fn parse(name: &str) -> Option<Alg> {
-        match name {
-            "ES512" => Some(Alg::Es512),
-            other => other.parse::<Algorithm>().ok().map(Alg::Jws),
-        }
-    }
-
-    pub fn is_hmac(self) -> bool {
-        matches!(
-            self,
-            Alg::Jws(Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512)
-        )
-    }
-}
-
-impl std::fmt::Display for Alg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Alg::Jws(a) => write!(f, "{a:?}"),
-            Alg::Es512 => f.write_str("ES512"),
-        }
-    }
 }
 
 /// What a key can verify.
@@ -83,6 +50,9 @@ pub struct VerifyKey {
     pub kind: KeyKind,
     /// The JWK's own `alg`, which then is the only algorithm it verifies.
     pub alg: Option<Alg>,
+    /// Every algorithm this key may verify: its `alg`, else those of its type (one family
+    /// for RSA, `jwks.rsa_without_alg`), so one key never serves both RS* and PS*.
+    algs: Vec<Alg>,
     pub decoding: DecodingKey,
     /// The key parsed once by aws-lc for each asymmetric algorithm it fits (jsonwebtoken would
     /// rebuild it on every verification); HMAC keys have none.
@@ -104,21 +74,33 @@ impl std::fmt::Debug for VerifyKey {
 impl VerifyKey {
     /// Whether a token signed with `alg` may be checked with this key.
     pub fn fits(&self, alg: Alg) -> bool {
-        if self.alg.is_some_and(|a| a != alg) {
-            return false;
-        }
+        self.algs.contains(&alg)
+    }
+
+    /// The algorithms a key of `kind` may verify: its pinned `alg` when it fits the kind, else
+    /// every algorithm of the kind — for RSA only the `rsa_family`.
+    fn algs_for(kind: KeyKind, alg: Option<Alg>, rsa_family: RsaFamily) -> Vec<Alg> {
         use Algorithm::*;
-        match alg {
-            Alg::Es512 => self.kind == KeyKind::EcP521,
-            Alg::Jws(a) => matches!(
-                (self.kind, a),
-                (KeyKind::Rsa, RS256 | RS384 | RS512 | PS256 | PS384 | PS512)
-                    | (KeyKind::EcP256, ES256)
-                    | (KeyKind::EcP384, ES384)
-                    | (KeyKind::Ed25519, EdDSA)
-                    | (KeyKind::Hmac, HS256 | HS384 | HS512)
-            ),
-        }
+        let candidates: Vec<Alg> = match kind {
+            KeyKind::Rsa => match (alg, rsa_family) {
+                // A pinned alg chooses its own family.
+                (Some(_), _) => vec![RS256, RS384, RS512, PS256, PS384, PS512],
+                (None, RsaFamily::Rs) => vec![RS256, RS384, RS512],
+                (None, RsaFamily::Ps) => vec![PS256, PS384, PS512],
+            }
+            .into_iter()
+            .map(Alg::Jws)
+            .collect(),
+            KeyKind::EcP256 => vec![Alg::Jws(ES256)],
+            KeyKind::EcP384 => vec![Alg::Jws(ES384)],
+            KeyKind::EcP521 => vec![Alg::Es512],
+            KeyKind::Ed25519 => vec![Alg::Jws(EdDSA)],
+            KeyKind::Hmac => [HS256, HS384, HS512].into_iter().map(Alg::Jws).collect(),
+        };
+        candidates
+            .into_iter()
+            .filter(|a| alg.is_none_or(|pinned| pinned == *a))
+            .collect()
     }
 
     /// Checks `signature` (base64url) over `message` with this key for `alg`.
@@ -149,30 +131,15 @@ impl VerifyKey {
         }
     }
 
-    /// aws-lc keys for every asymmetric algorithm this key fits.
+    /// aws-lc keys for every asymmetric algorithm in `algs` (those the key fits).
     fn parse_for_aws_lc(
-        kind: KeyKind,
-        alg: Option<Alg>,
+        algs: &[Alg],
         jwk: &Jwk,
         decoding: &DecodingKey,
     ) -> Result<Vec<(Alg, ParsedPublicKey)>, String> {
         use Algorithm::*;
-        let candidates: Vec<Alg> = match kind {
-            KeyKind::Rsa => [RS256, RS384, RS512, PS256, PS384, PS512]
-                .into_iter()
-                .map(Alg::Jws)
-                .collect(),
-            KeyKind::EcP256 => vec![Alg::Jws(ES256)],
-            KeyKind::EcP384 => vec![Alg::Jws(ES384)],
-            KeyKind::EcP521 => vec![Alg::Es512],
-            KeyKind::Ed25519 => vec![Alg::Jws(EdDSA)],
-            KeyKind::Hmac => vec![],
-        };
         let mut parsed = Vec::new();
-        for a in candidates
-            .into_iter()
-            .filter(|a| alg.is_none_or(|pinned| pinned == *a))
-        {
+        for &a in algs.iter().filter(|a| !a.is_hmac()) {
             let key = match (&jwk.algorithm, a) {
                 (AlgorithmParameters::RSA(p), Alg::Jws(j)) => {
                     let params: &'static lc::RsaParameters = match j {
@@ -215,6 +182,7 @@ impl VerifyKey {
             kid: None,
             kind: KeyKind::Hmac,
             alg: None,
+            algs: Self::algs_for(KeyKind::Hmac, None, RsaFamily::default()),
             decoding: DecodingKey::from_secret(secret.expose().as_bytes()),
             parsed: Vec::new(),
             raw: String::new(),
@@ -222,7 +190,11 @@ impl VerifyKey {
     }
 
     /// Builds a key from one JWKS entry; `Ok(None)` for entries that are not signature keys.
-    fn from_jwk_value(value: &serde_json::Value) -> Result<Option<Self>, String> {
+    /// An RSA key without `alg` verifies `rsa_family` only.
+    fn from_jwk_value(
+        value: &serde_json::Value,
+        rsa_family: RsaFamily,
+    ) -> Result<Option<Self>, String> {
         if value.get("use").and_then(|u| u.as_str()) == Some("enc") {
             return Ok(None);
         }
@@ -253,11 +225,13 @@ impl VerifyKey {
             _ => return Err("unknown key type".into()),
         };
         let decoding = DecodingKey::from_jwk(&jwk).map_err(|e| e.to_string())?;
-        let parsed = Self::parse_for_aws_lc(kind, alg, &jwk, &decoding)?;
+        let algs = Self::algs_for(kind, alg, rsa_family);
+        let parsed = Self::parse_for_aws_lc(&algs, &jwk, &decoding)?;
         Ok(Some(Self {
             kid,
             kind,
             alg,
+            algs,
             decoding,
             parsed,
             raw: value.to_string(),
@@ -532,7 +506,7 @@ impl Jwks {
         let mut by_kid = HashMap::new();
         let mut without_kid = Vec::new();
         for entry in entries {
-            let key = match VerifyKey::from_jwk_value(entry) {
+            let key = match VerifyKey::from_jwk_value(entry, self.cfg.rsa_without_alg) {
                 Ok(Some(k)) => k,
                 Ok(None) => continue,
                 Err(message) => {
@@ -816,7 +790,7 @@ mod tests {
 
     #[test]
     fn alg_must_fit_the_key() {
-        let key = VerifyKey::from_jwk_value(&rsa("k"))
+        let key = VerifyKey::from_jwk_value(&rsa("k"), RsaFamily::Rs)
             .expect("valid")
             .expect("sig key");
         assert!(key.fits(Alg::Jws(Algorithm::RS256)));
@@ -828,12 +802,64 @@ mod tests {
         assert!(!key.fits(Alg::Es512));
         let mut no_alg = rsa("k");
         no_alg.as_object_mut().map(|o| o.remove("alg"));
-        let key = VerifyKey::from_jwk_value(&no_alg)
+        let key = VerifyKey::from_jwk_value(&no_alg, RsaFamily::Ps)
             .expect("valid")
             .expect("sig key");
         assert!(key.fits(Alg::Jws(Algorithm::PS512)));
         assert!(!key.fits(Alg::Jws(Algorithm::ES256)));
         assert!(!key.fits(Alg::Jws(Algorithm::HS256)));
+    }
+
+    /// Issue #7: an RSA JWK without `alg` verifies one family only — RS* by default (as
+    /// Authentik signs), PS* with `jwks.rsa_without_alg = "PS"` — and aws-lc parses it for
+    /// that family only.
+    #[test]
+    fn issue_7_rsa_key_without_alg_verifies_one_family() {
+        use Algorithm::*;
+        let mut no_alg = rsa("k");
+        no_alg.as_object_mut().map(|o| o.remove("alg"));
+        let rs = VerifyKey::from_jwk_value(&no_alg, RsaFamily::default())
+            .expect("valid")
+            .expect("sig key");
+        for a in [RS256, RS384, RS512] {
+            assert!(rs.fits(Alg::Jws(a)), "{a:?}");
+        }
+        for a in [PS256, PS384, PS512] {
+            assert!(!rs.fits(Alg::Jws(a)), "default is RS only: {a:?}");
+        }
+        let parsed: Vec<Alg> = rs.parsed.iter().map(|(a, _)| *a).collect();
+        assert_eq!(parsed, [RS256, RS384, RS512].map(Alg::Jws).to_vec());
+
+        let ps = VerifyKey::from_jwk_value(&no_alg, RsaFamily::Ps)
+            .expect("valid")
+            .expect("sig key");
+        for a in [PS256, PS384, PS512] {
+            assert!(ps.fits(Alg::Jws(a)), "{a:?}");
+        }
+        for a in [RS256, RS384, RS512] {
+            assert!(!ps.fits(Alg::Jws(a)), "PS only: {a:?}");
+        }
+        let parsed: Vec<Alg> = ps.parsed.iter().map(|(a, _)| *a).collect();
+        assert_eq!(parsed, [PS256, PS384, PS512].map(Alg::Jws).to_vec());
+
+        // A JWK with `alg` is pinned to it whatever the setting says.
+        let pinned = VerifyKey::from_jwk_value(&rsa("k"), RsaFamily::Ps)
+            .expect("valid")
+            .expect("sig key");
+        assert!(pinned.fits(Alg::Jws(RS256)));
+        assert!(!pinned.fits(Alg::Jws(PS256)));
+        assert_eq!(pinned.parsed.len(), 1);
+
+        // Through the config: the setting reaches the key cache.
+        let cfg: JwksConfig = toml::from_str("rsa_without_alg = \"PS\"").expect("valid");
+        assert_eq!(cfg.rsa_without_alg, RsaFamily::Ps);
+        assert_eq!(JwksConfig::default().rsa_without_alg, RsaFamily::Rs);
+        let mut j = jwks();
+        j.cfg = cfg;
+        j.install(&[no_alg], SystemTime::now(), KeySource::Provider);
+        let keys = j.keys();
+        let k = keys.by_kid("k").expect("installed");
+        assert!(k.fits(Alg::Jws(PS256)) && !k.fits(Alg::Jws(RS256)));
     }
 
     #[test]

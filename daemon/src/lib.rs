@@ -4,6 +4,7 @@
 //! The module map, the path of a request and the invariants are in `docs/architecture.md`.
 
 pub mod admin;
+pub mod alg;
 pub mod api;
 pub mod codes;
 pub mod config;
@@ -64,8 +65,17 @@ pub struct Runtime {
     pub codes: Arc<Codes>,
     /// The login flow (answers `flow_not_configured` without a `[flow]` section).
     pub flow: Arc<Flow>,
-    /// Dropped with the runtime: stops the JWKS refresher of a replaced `jwks`.
-    _refresher_stop: watch::Sender<bool>,
+    /// Stops the JWKS refresher of `jwks` when the last runtime holding it is dropped. Shared
+    /// by the runtimes a reload builds on the same `jwks` (issue #7), so a reload that keeps
+    /// the key cache keeps its refresher and its timer instead of restarting the wait.
+    refresher: Arc<RefresherStop>,
+}
+
+/// Dropping it stops one JWKS refresher (its receiver sees the sender go).
+#[derive(Debug)]
+pub(crate) struct RefresherStop {
+    /// Never sent on: the refresher ends when this sender is dropped.
+    _stop: watch::Sender<bool>,
 }
 
 /// Everything the request handlers share: cheap handles only.
@@ -93,10 +103,7 @@ impl AppState {
     /// but it spawns the JWKS refresher, so it must be called within a tokio runtime.
     pub fn new(config: Config, stop: watch::Receiver<bool>) -> Result<Arc<Self>, Error> {
         let metrics = Metrics::new();
-        let sessions = Arc::new(Sessions::new(
-            config.sessions.revocation_ttl,
-            metrics.clone(),
-        ));
+        let sessions = Arc::new(Sessions::new(config.revocation_ttl(), metrics.clone()));
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new(
             config.codes.max_outstanding,
             max_logins(&config),
@@ -171,13 +178,16 @@ pub(crate) fn build_jwks(config: &Config, metrics: &Arc<Metrics>) -> Result<Arc<
 /// verifier keeps its verified-token cache, the flow its refreshes in progress.
 #[derive(Default)]
 pub(crate) struct Reuse {
+    /// The running JWKS refresher; only together with the same `jwks` it refreshes.
+    pub refresher: Option<Arc<RefresherStop>>,
     pub verifier: Option<Arc<Verifier>>,
     /// Only together with the verifier (the flow holds it).
     pub flow: Option<(Arc<Flow>, Arc<Codes>)>,
 }
 
 /// Everything else built on `jwks`; starts the JWKS refresher for it (fetching at once when
-/// `fetch_first`, else after one refresh interval — the keys are fresh).
+/// `fetch_first`, else after one refresh interval — the keys are fresh) unless `reuse` hands
+/// over the one already running for this `jwks`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn build_runtime(
     config: Arc<Config>,
@@ -209,11 +219,16 @@ pub(crate) fn build_runtime(
         ));
         (flow, codes)
     });
-    let (refresher_stop, refresher_rx) = watch::channel(false);
-    tokio::spawn(
-        jwks.clone()
-            .run_refresher(refresher_rx, stop.clone(), fetch_first),
-    );
+    let refresher = reuse.refresher.unwrap_or_else(|| {
+        let (refresher_stop, refresher_rx) = watch::channel(false);
+        tokio::spawn(
+            jwks.clone()
+                .run_refresher(refresher_rx, stop.clone(), fetch_first),
+        );
+        Arc::new(RefresherStop {
+            _stop: refresher_stop,
+        })
+    });
     Runtime {
         config,
         provider: jwks.provider().clone(),
@@ -221,7 +236,7 @@ pub(crate) fn build_runtime(
         verifier,
         codes,
         flow,
-        _refresher_stop: refresher_stop,
+        refresher,
     }
 }
 
@@ -289,7 +304,6 @@ impl AppState {
             .set_capacity(Kind::ExchangeCode, config.codes.max_outstanding);
         self.store
             .set_capacity(Kind::LoginState, max_logins(config));
-        self.sessions
-            .set_revocation_ttl(config.sessions.revocation_ttl);
+        self.sessions.set_revocation_ttl(config.revocation_ttl());
     }
 }

@@ -132,11 +132,14 @@ async fn try_reload(state: &AppState) -> Result<Outcome, ReloadError> {
         && same(&old.flow, &new.flow)
         && same(&old.cookies, &new.cookies)
         && same(&old.codes, &new.codes);
+    // The same key cache keeps its refresher, so frequent reloads do not restart its timer.
+    let keep_jwks = !provider_changed && !jwks_changed;
     let reuse = Reuse {
+        refresher: keep_jwks.then(|| current.refresher.clone()),
         verifier: keep_verifier.then(|| current.verifier.clone()),
         flow: keep_flow.then(|| (current.flow.clone(), current.codes.clone())),
     };
-    let jwks = if provider_changed || jwks_changed {
+    let jwks = if !keep_jwks {
         // Keys of the new provider first: there is never a moment without keys.
         let jwks = build_jwks(&new, &state.metrics)?;
         jwks.refresh().await?;

@@ -2,7 +2,7 @@
 //! sessions (by `sid`, or by `sub` for sub-only logout tokens — bounded by token lifetime), and
 //! the replay cache of back-channel logout token `jti`s.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
@@ -37,7 +37,8 @@ pub struct Session {
     pub sid: Option<String>,
     pub sub: String,
     pub email: Option<String>,
-    pub organization_id: String,
+    /// The organization of the login's claims (`None` when they had none).
+    pub organization_id: Option<String>,
     pub role: String,
     /// Unix seconds.
     pub created: i64,
@@ -113,8 +114,11 @@ pub struct Sessions {
     /// Hashes of the refresh tokens of ended sessions, until those tokens expire: Authentik
     /// keeps refresh tokens alive when a session ends, and a refresh must not revive it.
     ended_refresh: DashMap<Key, i64>,
-    /// How long an ended session's tokens stay refused (at least the access token lifetime).
+    /// How long an ended session's tokens stay refused (at least the refresh token lifetime).
     revocation_ttl: AtomicI64,
+    /// Bumped after every revocation (end_sid, end_sub) and session replacement is recorded,
+    /// so a verification that started before it does not cache its success (issue #7).
+    revocation_generation: AtomicU64,
     metrics: Arc<Metrics>,
 }
 
@@ -128,6 +132,7 @@ impl Sessions {
             seen_jtis: DashMap::new(),
             ended_refresh: DashMap::new(),
             revocation_ttl: AtomicI64::new(secs(revocation_ttl)),
+            revocation_generation: AtomicU64::new(0),
             metrics,
         }
     }
@@ -147,7 +152,27 @@ impl Sessions {
         self.by_key.len()
     }
 
+    /// Changes whenever a session ends or is replaced. Read it before a verification; if it
+    /// differs afterwards, the result may predate a revocation and must not be cached.
+    pub fn revocation_generation(&self) -> u64 {
+        self.revocation_generation.load(Ordering::SeqCst)
+    }
+
+    /// Called after a revocation is fully recorded (revocation list, `ended` flags).
+    fn bump_generation(&self) {
+        self.revocation_generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Registers a login. A session with the same `sid` is replaced: it ends, and its refresh
+    /// token stays refusable (see [`Sessions::create_replacing`]).
     pub fn create(&self, new: NewSession<'_>) -> Arc<Session> {
+        self.create_replacing(new).0
+    }
+
+    /// Like [`Sessions::create`], also returning the session it replaced, if any. The replaced
+    /// session's refresh token goes to the ended-refresh list (until it expires), so it cannot
+    /// refresh, nor be taken for the new session's.
+    pub fn create_replacing(&self, new: NewSession<'_>) -> (Arc<Session>, Option<Arc<Session>>) {
         let key = match &new.sid {
             Some(sid) => sid.clone(),
             None => crate::codes::random_handle()
@@ -175,10 +200,24 @@ impl Sessions {
             }),
         });
         // A new login with the same sid replaces the old record.
-        if let Some(old) = self.by_key.insert(key, session.clone()) {
+        let replaced = self.by_key.insert(key, session.clone());
+        if let Some(old) = &replaced {
             old.ended.store(true, Ordering::Relaxed);
+            let new_rt = lock(&session.secrets)
+                .refresh_token
+                .as_ref()
+                .map(|rt| key_of(rt.expose()));
+            if let Some(rt) = lock(&old.secrets).refresh_token.as_ref() {
+                let old_rt = key_of(rt.expose());
+                if Some(&old_rt) != new_rt.as_ref() {
+                    self.by_refresh.remove(&old_rt);
+                    self.ended_refresh
+                        .insert(old_rt, old.refresh_expires.load(Ordering::Relaxed));
+                }
+            }
+            self.bump_generation();
         }
-        session
+        (session, replaced)
     }
 
     pub fn by_sid(&self, sid: &str) -> Option<Arc<Session>> {
@@ -228,6 +267,7 @@ impl Sessions {
             .into_iter()
             .collect();
         self.finish(&ended, reason);
+        self.bump_generation();
         ended
     }
 
@@ -246,6 +286,7 @@ impl Sessions {
             .filter_map(|k| self.by_key.remove(k).map(|(_, s)| s))
             .collect();
         self.finish(&ended, reason);
+        self.bump_generation();
         ended
     }
 
@@ -357,7 +398,7 @@ mod tests {
             email: None,
             name: None,
             preferred_username: None,
-            organization_id: sub.into(),
+            organization_id: Some(sub.into()),
             groups: vec![],
             role: "user".into(),
             scope: None,
@@ -430,6 +471,75 @@ mod tests {
             s.first_use_of_jti("j1", 200),
             "forgotten after its lifetime"
         );
+    }
+
+    /// Issue #7: a new login with an existing sid replaces the session; the replaced
+    /// session's refresh token stays refusable instead of becoming unknown-but-usable (or,
+    /// worse, an index into the new session), and the revocation generation moves.
+    #[test]
+    fn issue_7_replaced_session_keeps_its_refresh_token_refusable() {
+        let s = Sessions::new(Duration::from_secs(3600), Metrics::new());
+        let c = claims("dave");
+        let first = s.create(NewSession {
+            claims: &c,
+            sid: Some("sid-1".into()),
+            id_token: None,
+            refresh_token: Some(Secret::new("rt-old")),
+            refresh_expires: 5000,
+            now: 1,
+        });
+        let g0 = s.revocation_generation();
+        let (second, replaced) = s.create_replacing(NewSession {
+            claims: &c,
+            sid: Some("sid-1".into()),
+            id_token: None,
+            refresh_token: Some(Secret::new("rt-new")),
+            refresh_expires: 6000,
+            now: 2,
+        });
+        assert!(replaced.is_some_and(|r| Arc::ptr_eq(&r, &first)));
+        assert!(first.is_ended());
+        assert!(!second.is_ended());
+        assert_eq!(s.active(), 1);
+        assert!(s.refresh_token_ended("rt-old"), "old refresh token refused");
+        assert!(s.by_refresh_token("rt-old").is_none(), "and not an index");
+        assert!(!s.refresh_token_ended("rt-new"));
+        assert!(
+            s.by_refresh_token("rt-new")
+                .is_some_and(|x| Arc::ptr_eq(&x, &second))
+        );
+        assert!(s.revocation_generation() > g0);
+        // Remembered until the old refresh token expires.
+        s.sweep(4999);
+        assert!(s.refresh_token_ended("rt-old"));
+        s.sweep(5000);
+        assert!(!s.refresh_token_ended("rt-old"));
+
+        // Re-registering with the same refresh token does not refuse it.
+        s.create(NewSession {
+            claims: &c,
+            sid: Some("sid-1".into()),
+            id_token: None,
+            refresh_token: Some(Secret::new("rt-new")),
+            refresh_expires: 6000,
+            now: 3,
+        });
+        assert!(!s.refresh_token_ended("rt-new"));
+        assert!(s.by_refresh_token("rt-new").is_some());
+    }
+
+    #[test]
+    fn issue_7_every_end_moves_the_revocation_generation() {
+        let s = Sessions::new(Duration::from_secs(3600), Metrics::new());
+        let g0 = s.revocation_generation();
+        s.end_sid("nobody", EndReason::AdminRevocation, 1);
+        let g1 = s.revocation_generation();
+        assert!(
+            g1 > g0,
+            "even with no registered session: the sid is revoked"
+        );
+        s.end_sub("nobody", EndReason::BackchannelLogout, 1);
+        assert!(s.revocation_generation() > g1);
     }
 
     #[test]

@@ -14,10 +14,11 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tokend_shared::{Claims, Reason};
 
-use crate::config::{ClaimsConfig, Config, RoleRule};
-use crate::jwks::{Alg, Jwks, KeySet, Refetch, Signature, VerifyKey};
+use crate::alg::Alg;
+use crate::config::{ClaimsConfig, Config, OrganizationFallback, RoleRule};
+use crate::jwks::{Jwks, KeySet, Refetch, Signature, VerifyKey};
 use crate::metrics::Metrics;
-use crate::sessions::{EndReason, Session, Sessions};
+use crate::sessions::{EndReason, NewSession, Session, Sessions};
 
 /// Why a token was refused. Messages never contain the token or its signature.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
@@ -26,6 +27,9 @@ pub enum VerifyError {
     Malformed(String),
     #[error("{0}")]
     UnsupportedAlg(String),
+    /// A JWS header parameter asking for processing tokend does not do (`crit`, `cty`, `zip`).
+    #[error("the `{0}` header parameter is not supported: tokend does not process it")]
+    UnsupportedHeader(&'static str),
     #[error("{0}")]
     UnknownKid(String),
     #[error("signature does not match")]
@@ -57,6 +61,7 @@ impl VerifyError {
         match self {
             VerifyError::Malformed(_) => Reason::Malformed,
             VerifyError::UnsupportedAlg(_) => Reason::UnsupportedAlg,
+            VerifyError::UnsupportedHeader(_) => Reason::UnsupportedHeader,
             VerifyError::UnknownKid(_) => Reason::UnknownKid,
             VerifyError::BadSignature => Reason::BadSignature,
             VerifyError::Expired(_) => Reason::Expired,
@@ -114,6 +119,7 @@ pub struct LogoutSubject {
 #[derive(Debug, Clone)]
 pub struct ClaimMapper {
     organization_claim: String,
+    organization_fallback: OrganizationFallback,
     groups_claim: String,
     roles: Vec<RoleRule>,
     default_role: String,
@@ -123,6 +129,7 @@ impl ClaimMapper {
     pub fn new(cfg: &ClaimsConfig) -> Self {
         Self {
             organization_claim: cfg.organization_claim.clone(),
+            organization_fallback: cfg.organization_fallback,
             groups_claim: cfg.groups_claim.clone(),
             roles: cfg.roles.clone(),
             default_role: cfg.default_role.clone(),
@@ -144,9 +151,12 @@ impl ClaimMapper {
         let name = take_string("name");
         let preferred_username = take_string("preferred_username");
         let organization_id = match all.remove(&self.organization_claim) {
-            Some(Value::String(s)) if !s.is_empty() => s,
-            Some(Value::Number(n)) => n.to_string(),
-            _ => sub.clone(),
+            Some(Value::String(s)) if !s.is_empty() => Some(s),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => match self.organization_fallback {
+                OrganizationFallback::Sub => Some(sub.clone()),
+                OrganizationFallback::Absent => None,
+            },
         };
         let groups: Vec<String> = match all.remove(&self.groups_claim) {
             Some(Value::Array(items)) => items
@@ -306,8 +316,22 @@ struct Header {
     kid: Option<String>,
     #[serde(default)]
     typ: Option<String>,
-    #[serde(default)]
+    /// Critical extensions: tokend understands none, so a token naming any is refused. Present
+    /// in any form (even `null`, `[]` or `""`) is `Some`.
+    #[serde(default, deserialize_with = "present")]
     crit: Option<Value>,
+    /// Content type: set for nested JWTs, which tokend does not unwrap.
+    #[serde(default, deserialize_with = "present")]
+    cty: Option<Value>,
+    /// Compression (a JWE parameter): a payload tokend would have to inflate is refused.
+    #[serde(default, deserialize_with = "present")]
+    zip: Option<Value>,
+}
+
+/// A header member that is present at all, whatever its value (`null` included), is `Some`;
+/// only an absent member is `None` (through `#[serde(default)]`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
 }
 
 /// The verifier. Shared as `Arc<Verifier>`.
@@ -380,6 +404,20 @@ impl Verifier {
         ended.len()
     }
 
+    /// Registers a login (the flow calls this, not `sessions().create`): a session with the
+    /// same `sid` is replaced, and the cached verifications of that sid are forgotten so they
+    /// link to the new session when verified again.
+    pub fn create_session(&self, new: NewSession) -> Arc<Session> {
+        let (session, replaced) = self.sessions.create_replacing(new);
+        if let Some(old) = replaced {
+            self.cache.forget(|v| {
+                v.session.as_ref().is_some_and(|s| Arc::ptr_eq(s, &old))
+                    || (old.sid.is_some() && v.claims.sid() == old.sid.as_deref())
+            });
+        }
+        session
+    }
+
     pub fn cache(&self) -> &TokenCache {
         &self.cache
     }
@@ -411,8 +449,29 @@ impl Verifier {
         }
         drop(keys);
         self.metrics.cache_misses.inc();
+        // Read before the revocation check inside: see `remember`.
+        let generation = self.sessions.revocation_generation();
         let (verified, key) = self.verify_access(token, now).await?;
+        Ok(self.remember(hash, verified, key, now, generation))
+    }
+
+    /// Caches a verification unless a session ended (or was replaced) since `generation` was
+    /// read before it: its revocation check may predate the end, and a cached success would
+    /// outlive it (issue #7). Checked again after the insert, because the end's cache clearing
+    /// may have run between the check and the insert.
+    fn remember(
+        &self,
+        hash: [u8; 32],
+        verified: Verified,
+        key: Arc<VerifyKey>,
+        now: i64,
+        generation: u64,
+    ) -> Arc<Verified> {
         let verified = Arc::new(verified);
+        if self.sessions.revocation_generation() != generation {
+            tracing::debug!("a session ended during this verification; result not cached");
+            return verified;
+        }
         let valid_until = verified.claims.exp.min(now.saturating_add(self.cache.ttl));
         self.cache.insert(
             hash,
@@ -423,7 +482,10 @@ impl Verifier {
             },
             now,
         );
-        Ok(verified)
+        if self.sessions.revocation_generation() != generation {
+            self.cache.map.remove(&hash);
+        }
+        verified
     }
 
     /// Verifies an access token without consulting or filling the cache (the login flow uses
@@ -561,14 +623,10 @@ impl Verifier {
         if iat > now.saturating_add(self.leeway) {
             return Err(VerifyError::NotYetValid("iat lies in the future".into()));
         }
-        let exp = numeric(c, "exp")?;
-        if let Some(exp) = exp
-            && now > exp.saturating_add(self.leeway)
-        {
+        // Back-Channel Logout 1.0 §2.4 requires `exp`; a token without it is refused.
+        let exp = numeric(c, "exp")?.ok_or(VerifyError::MissingClaim("exp"))?;
+        if now > exp.saturating_add(self.leeway) {
             return Err(VerifyError::Expired(now - exp));
-        }
-        if exp.is_none() && now > iat.saturating_add(self.leeway * 10) {
-            return Err(VerifyError::Expired(now - iat));
         }
         self.check_iss_aud(c, &self.client_id)?;
         let event_ok = c
@@ -600,7 +658,6 @@ impl Verifier {
             sub,
             jti,
             valid_until: exp
-                .unwrap_or(iat)
                 .max(iat.saturating_add(self.leeway * 10))
                 .saturating_add(self.leeway),
         })
@@ -665,10 +722,14 @@ impl Verifier {
                 "alg {alg} is not allowed by provider.algorithms"
             )));
         }
-        if header.crit.is_some() {
-            return Err(VerifyError::Malformed(
-                "the `crit` header parameter is not supported".into(),
-            ));
+        for (name, member) in [
+            ("crit", &header.crit),
+            ("cty", &header.cty),
+            ("zip", &header.zip),
+        ] {
+            if member.is_some() {
+                return Err(VerifyError::UnsupportedHeader(name));
+            }
         }
         Ok(alg)
     }
@@ -906,7 +967,7 @@ mod tests {
             10,
         );
         assert_eq!(c.role, "admin", "rules are ordered: admins before support");
-        assert_eq!(c.organization_id, "org-1");
+        assert_eq!(c.organization_id.as_deref(), Some("org-1"));
         assert_eq!(c.email.as_deref(), Some("a@x"));
         assert_eq!(c.scope.as_deref(), Some("openid email"));
         assert_eq!(c.groups.len(), 3);
@@ -922,11 +983,43 @@ mod tests {
             "u2".into(),
             1,
         );
-        assert_eq!(c.organization_id, "u2");
+        assert_eq!(c.organization_id.as_deref(), Some("u2"));
         assert_eq!(c.role, "user");
         let c = mapper().map(claims(json!({"sub": "u3"})), "u3".into(), 1);
         assert!(c.groups.is_empty());
         assert_eq!(c.role, "user");
+    }
+
+    /// Issue #7: with `organization_fallback = "none"` a token without the organization claim
+    /// has no `organizationId` (left out of the JSON), instead of `sub`.
+    #[test]
+    fn issue_7_organization_fallback_none_leaves_it_absent() {
+        let cfg: ClaimsConfig = toml::from_str("organization_fallback = \"none\"").expect("valid");
+        assert_eq!(cfg.organization_fallback, OrganizationFallback::Absent);
+        let none = ClaimMapper::new(&cfg);
+        let c = none.map(claims(json!({"sub": "u"})), "u".into(), 1);
+        assert_eq!(c.organization_id, None);
+        let body: Value = serde_json::from_slice(&render_active(&c)).expect("json");
+        assert!(
+            body["claims"].get("organizationId").is_none(),
+            "left out, not null: {body}"
+        );
+        let back: tokend_shared::VerifyResponse =
+            serde_json::from_slice(&render_active(&c)).expect("a VerifyResponse");
+        assert_eq!(back.claims.and_then(|c| c.organization_id), None);
+        // The claim itself still counts, and the default still falls back to sub.
+        let c = none.map(
+            claims(json!({"sub": "u", "organizationId": "o"})),
+            "u".into(),
+            1,
+        );
+        assert_eq!(c.organization_id.as_deref(), Some("o"));
+        let c = mapper().map(claims(json!({"sub": "u"})), "u".into(), 1);
+        assert_eq!(c.organization_id.as_deref(), Some("u"));
+        assert_eq!(
+            ClaimsConfig::default().organization_fallback,
+            OrganizationFallback::Sub
+        );
     }
 
     #[test]
@@ -945,7 +1038,7 @@ roles = [{ group = "ops", role = "operator" }]
             "u".into(),
             1,
         );
-        assert_eq!(c.organization_id, "42");
+        assert_eq!(c.organization_id.as_deref(), Some("42"));
         assert_eq!(c.groups, vec!["ops".to_string()]);
         assert_eq!(c.role, "operator");
         assert_eq!(c.email, None);
@@ -986,6 +1079,184 @@ roles = [{ group = "ops", role = "operator" }]
         assert_eq!(numeric(&c, "iat"), Ok(Some(1)));
         assert_eq!(numeric(&c, "nbf"), Err(VerifyError::MissingClaim("nbf")));
         assert_eq!(numeric(&c, "x"), Ok(None));
+    }
+
+    const SECRET: &str = "unit-test-client-secret";
+    const ISSUER: &str = "https://auth.example.com/application/o/shop/";
+
+    /// A verifier in HS256 mode (the client secret is the key): no provider needed.
+    fn verifier_with(extra: &str) -> Verifier {
+        let text = format!(
+            "[listen]\nhttp = \"127.0.0.1:9180\"\n[provider]\nissuer = \"{ISSUER}\"\n\
+             client_id = \"shop\"\nclient_secret = \"{SECRET}\"\nalgorithms = [\"HS256\"]\n{extra}"
+        );
+        let config = Config::from_toml(
+            &text,
+            std::path::Path::new("unit.toml"),
+            std::path::Path::new("."),
+            std::iter::empty(),
+        )
+        .expect("valid config");
+        let metrics = Metrics::new();
+        let jwks = crate::build_jwks(&config, &metrics).expect("jwks");
+        let sessions = Arc::new(Sessions::new(config.revocation_ttl(), metrics.clone()));
+        Verifier::new(&config, jwks, sessions, metrics)
+    }
+
+    fn verifier() -> Verifier {
+        verifier_with("")
+    }
+
+    /// An HS256 token with `extra_header` merged into `{"alg":"HS256","typ":"JWT"}`.
+    fn hs_token(extra_header: Value, payload: &Value) -> String {
+        let mut header = json!({"alg": "HS256", "typ": "JWT"});
+        for (k, v) in extra_header.as_object().cloned().unwrap_or_default() {
+            header[k] = v;
+        }
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(payload.to_string())
+        );
+        let sig = jsonwebtoken::crypto::sign(
+            message.as_bytes(),
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+            jsonwebtoken::Algorithm::HS256,
+        )
+        .expect("signed");
+        format!("{message}.{sig}")
+    }
+
+    fn access_claims(sub: &str, sid: &str) -> Value {
+        let now = now_unix();
+        json!({
+            "iss": ISSUER, "sub": sub, "aud": "shop", "exp": now + 300, "iat": now,
+            "sid": sid, "azp": "shop", "uid": "u", "scope": "openid"
+        })
+    }
+
+    /// Issue #7: `crit` in any form, `cty` and `zip` are refused with a stable reason.
+    #[tokio::test]
+    async fn issue_7_unprocessed_header_parameters_are_refused() {
+        let v = verifier();
+        let claims = access_claims("alice", "s1");
+        let ok = v.verify(&hs_token(json!({}), &claims)).await;
+        assert!(ok.is_ok(), "{ok:?}");
+        for header in [
+            json!({"crit": null}),
+            json!({"crit": []}),
+            json!({"crit": ""}),
+            json!({"crit": ["exp"], "exp": 1}),
+            json!({"cty": "JWT"}),
+            json!({"cty": null}),
+            json!({"zip": "DEF"}),
+        ] {
+            let err = v
+                .verify(&hs_token(header.clone(), &claims))
+                .await
+                .err()
+                .map(|e| e.reason());
+            assert_eq!(err, Some(Reason::UnsupportedHeader), "{header}");
+        }
+        // Logout tokens go through the same header check.
+        let err = v
+            .verify_logout_token(&hs_token(json!({"crit": null}), &claims))
+            .await
+            .err()
+            .map(|e| e.reason());
+        assert_eq!(err, Some(Reason::UnsupportedHeader));
+    }
+
+    fn logout_claims(sid: &str) -> Value {
+        let now = now_unix();
+        json!({
+            "iss": ISSUER, "aud": "shop", "iat": now, "exp": now + 120, "jti": format!("j-{sid}"),
+            "sid": sid,
+            "events": {"http://schemas.openid.net/event/backchannel-logout": {}}
+        })
+    }
+
+    /// Issue #7: Back-Channel Logout 1.0 requires `exp` in a logout token.
+    #[tokio::test]
+    async fn issue_7_logout_token_without_exp_is_refused() {
+        let v = verifier();
+        let header = json!({"typ": "logout+jwt"});
+        let with_exp = logout_claims("s1");
+        let ok = v
+            .verify_logout_token(&hs_token(header.clone(), &with_exp))
+            .await;
+        assert!(ok.is_ok(), "{ok:?}");
+        let mut without = logout_claims("s2");
+        without.as_object_mut().map(|o| o.remove("exp"));
+        let err = v
+            .verify_logout_token(&hs_token(header, &without))
+            .await
+            .err();
+        assert_eq!(err, Some(VerifyError::MissingClaim("exp")));
+    }
+
+    /// Issue #7: a verification that passed the revocation check just before its session
+    /// ended does not put its success into the cache after the end.
+    #[tokio::test]
+    async fn issue_7_success_verified_before_an_end_is_not_cached_after_it() {
+        let v = verifier();
+        let token = hs_token(json!({}), &access_claims("erin", "sid-e"));
+        let hash = TokenCache::key(&token);
+        let now = now_unix();
+        // The verification reads the generation and passes the revocation check…
+        let generation = v.sessions().revocation_generation();
+        let (verified, key) = v.verify_access(&token, now).await.expect("valid");
+        // …then the session ends (admin revocation, logout, back-channel) before it caches.
+        v.end_sessions(Some("sid-e"), None, EndReason::AdminRevocation, now);
+        let answered = v.remember(hash, verified, key, now, generation);
+        assert_eq!(answered.claims.sub, "erin", "the in-flight answer stands");
+        assert!(v.cache().is_empty(), "but it is not remembered");
+        assert_eq!(v.verify(&token).await.err(), Some(VerifyError::Revoked));
+        assert_eq!(v.verify(&token).await.err(), Some(VerifyError::Revoked));
+
+        // Without an end in between, the same path caches.
+        let other = hs_token(json!({}), &access_claims("fred", "sid-f"));
+        assert!(v.verify(&other).await.is_ok());
+        assert_eq!(v.cache().len(), 1);
+    }
+
+    /// Issue #7: a new login with an existing sid replaces the session and forgets the cached
+    /// verifications of the replaced one, which then link to the new session.
+    #[tokio::test]
+    async fn issue_7_create_session_forgets_the_replaced_sessions_cache_entries() {
+        let v = verifier();
+        let c = access_claims("gina", "sid-g");
+        let token = hs_token(json!({}), &c);
+        let claims = v.verify_uncached(&token).await.expect("valid").claims;
+        let new = |rt: &str| NewSession {
+            claims: &claims,
+            sid: Some("sid-g".into()),
+            id_token: None,
+            refresh_token: Some(tokend_shared::Secret::new(rt)),
+            refresh_expires: now_unix() + 3600,
+            now: now_unix(),
+        };
+        let first = v.create_session(new("rt-1"));
+        let hit = v.verify(&token).await.expect("valid");
+        assert!(hit.session.as_ref().is_some_and(|s| Arc::ptr_eq(s, &first)));
+        assert_eq!(v.cache().len(), 1);
+        let second = v.create_session(new("rt-2"));
+        assert!(first.is_ended());
+        assert!(
+            v.cache().is_empty(),
+            "the replaced session's entries are forgotten"
+        );
+        let again = v
+            .verify(&token)
+            .await
+            .expect("still valid: same sid, new login");
+        assert!(
+            again
+                .session
+                .as_ref()
+                .is_some_and(|s| Arc::ptr_eq(s, &second))
+        );
+        assert!(v.sessions().refresh_token_ended("rt-1"));
     }
 
     #[test]

@@ -37,9 +37,15 @@ pub struct Claims {
     pub name: Option<String>,
     #[serde(default)]
     pub preferred_username: Option<String>,
-    /// The configured organization claim, falling back to `sub` (the reference design's rule).
-    #[serde(rename = "organizationId")]
-    pub organization_id: String,
+    /// The configured organization claim, falling back to `sub` (the reference design's rule)
+    /// unless `claims.organization_fallback = "none"`: then absent (left out of the JSON) when
+    /// the token has no organization claim.
+    #[serde(
+        rename = "organizationId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub organization_id: Option<String>,
     #[serde(default)]
     pub groups: Vec<String>,
     /// The first role rule whose group the user is in, else the default role.
@@ -133,8 +139,13 @@ pub struct SessionInfo {
     pub sid: Option<String>,
     pub sub: String,
     pub email: Option<String>,
-    #[serde(rename = "organizationId")]
-    pub organization_id: String,
+    /// The session's organization, as in its claims (absent when they had none).
+    #[serde(
+        rename = "organizationId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub organization_id: Option<String>,
     pub role: String,
     /// Unix seconds.
     pub created: i64,
@@ -199,6 +210,9 @@ pub enum Reason {
     Malformed,
     /// `alg` is `none`, not allowed by the configuration, or does not fit the key.
     UnsupportedAlg,
+    /// The JWS header asks for processing tokend does not do: `crit` (in any form), `cty`
+    /// (a nested JWT) or `zip` (a compressed payload).
+    UnsupportedHeader,
     /// No published key has the token's `kid` (even after a refetch).
     UnknownKid,
     BadSignature,
@@ -256,6 +270,7 @@ impl Reason {
             Reason::MissingToken => "missing_token",
             Reason::Malformed => "malformed",
             Reason::UnsupportedAlg => "unsupported_alg",
+            Reason::UnsupportedHeader => "unsupported_header",
             Reason::UnknownKid => "unknown_kid",
             Reason::BadSignature => "bad_signature",
             Reason::Expired => "expired",
@@ -305,6 +320,7 @@ mod tests {
             Reason::MissingToken,
             Reason::Malformed,
             Reason::UnsupportedAlg,
+            Reason::UnsupportedHeader,
             Reason::UnknownKid,
             Reason::BadSignature,
             Reason::Expired,

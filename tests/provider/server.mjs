@@ -99,7 +99,7 @@ const KEYS = {
   e1: makeKey('e1', 'ec', 'P-256'), e3: makeKey('e3', 'ec', 'P-384'), e5: makeKey('e5', 'ec', 'P-521'),
 };
 const KEY_NAMES = Object.keys(KEYS).join(', ');
-const state = { signing: 'k1', published: ['k1', 'k2'], jwksMode: 'normal', tokenDelayMs: 0 };
+const state = { signing: 'k1', published: ['k1', 'k2'], jwksMode: 'normal', jwksStripAlg: false, tokenDelayMs: 0 };
 const COOKIE_KEY = crypto.randomBytes(32).toString('hex');
 
 function freshStats() {
@@ -446,7 +446,11 @@ function discoveryDocument(host) {
 function serveJwks(res) {
   if (state.jwksMode === 'fail') return sendJson(res, 503, { error: 'jwks unavailable (test mode)' });
   if (state.jwksMode === 'empty') return sendJson(res, 200, {}, { 'access-control-allow-origin': '*' });
-  const keys = state.published.map((kid) => KEYS[kid].publicJwk);
+  const keys = state.published.map((kid) => {
+    if (!state.jwksStripAlg) return KEYS[kid].publicJwk;
+    const { alg, ...withoutAlg } = KEYS[kid].publicJwk; // eslint-disable-line no-unused-vars
+    return withoutAlg;
+  });
   return sendJson(res, 200, { keys }, { 'access-control-allow-origin': '*' });
 }
 
@@ -659,6 +663,11 @@ const control = {
     if (!Number.isInteger(ms) || ms < 0 || ms > 60000) throw new HttpError(400, 'ms must be an integer 0..60000');
     state.tokenDelayMs = ms;
     return { ms };
+  },
+  'POST /_test/jwks-strip-alg': ({ body }) => {
+    if (typeof body.strip !== 'boolean') throw new HttpError(400, 'strip must be true or false');
+    state.jwksStripAlg = body.strip;
+    return { strip: state.jwksStripAlg };
   },
   'POST /_test/sign': ({ body }) => {
     const { kid, alg = KEYS[kid]?.alg ?? 'RS256', header = {}, payload = {} } = body;

@@ -320,6 +320,13 @@ impl Provider {
             .map(drop)
     }
 
+    /// Serve the published JWKs without their `alg` member (`true`) or with it (`false`).
+    pub async fn jwks_strip_alg(&self, strip: bool) -> Result<()> {
+        self.control("jwks-strip-alg", Some(json!({"strip": strip})))
+            .await
+            .map(drop)
+    }
+
     /// A refresh grant sent directly to the provider: its HTTP status and JSON answer. Proves
     /// whether a refresh token is still alive upstream.
     pub async fn refresh_grant(&self, refresh_token: &str) -> Result<(u16, Value)> {

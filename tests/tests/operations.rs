@@ -509,7 +509,7 @@ async fn reload_keeps_the_verified_token_cache_when_verification_settings_stay()
     assert_eq!(t.verify(&token).await?.status, 200);
 
     // A change elsewhere ([sessions]) keeps the cache: the next verification is a hit.
-    cfg.tail = "\n[sessions]\nrevocation_ttl = \"2h\"\n".into();
+    cfg.tail = "\n[sessions]\nrevocation_ttl = \"40d\"\n".into();
     t.replace_config(&cfg.to_toml(t.dir.path()))?;
     reloads_reach(&t, "success", 1.0).await?; // the reload
     let before = t.metrics().await?;

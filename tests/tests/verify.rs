@@ -613,6 +613,86 @@ async fn internal_url_sends_the_public_host() -> R {
     Ok(())
 }
 
+/// Issue #7: JWS header parameters tokend does not process (`crit` in any form, even `null`;
+/// `cty`, a nested JWT; `zip`) are refused with the stable reason `unsupported_header`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_7_unprocessed_header_parameters_are_refused() -> R {
+    let (p, t) = setup().await?;
+    let claims = p.claims_template("alice").await?;
+    let good = p.sign("k1", "RS256", json!({}), claims.clone()).await?;
+    assert_eq!(t.verify(&good).await?.status, 200);
+    let mut secrets = vec![good];
+    for header in [
+        json!({"crit": null}),
+        json!({"crit": []}),
+        json!({"crit": ""}),
+        json!({"crit": ["exp"], "exp": 1}),
+        json!({"cty": "JWT"}),
+        json!({"zip": "DEF"}),
+    ] {
+        let token = p
+            .sign("k1", "RS256", header.clone(), claims.clone())
+            .await?;
+        for a in [t.verify(&token).await?, t.verify_unix(&token).await?] {
+            assert_eq!(
+                (a.status, a.reason()),
+                (401, "unsupported_header".into()),
+                "{header}: {}",
+                String::from_utf8_lossy(&a.body)
+            );
+            assert_eq!(a.json()["active"], false);
+        }
+        secrets.push(token);
+    }
+    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    t.output.assert_free_of(&refs);
+    Ok(())
+}
+
+/// Issue #7: an RSA JWK without `alg` verifies one family only: RS* by default (as Authentik
+/// signs), PS* with `jwks.rsa_without_alg = "PS"` — never both with one key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_7_rsa_key_without_alg_verifies_one_family() -> R {
+    let p = Provider::start().await?;
+    p.jwks_strip_alg(true).await?;
+    let claims = p.claims_template("alice").await?;
+    let rs = p.sign("k1", "RS256", json!({}), claims.clone()).await?;
+    let ps = p.sign("k1", "PS256", json!({}), claims.clone()).await?;
+
+    let t = Tokend::start(&TokendConfig::for_provider(&p)).await?;
+    t.wait_ready().await?;
+    let a = t.verify(&rs).await?;
+    assert_eq!(a.status, 200, "RS256 by default: {:?}", a.body);
+    let a = t.verify(&ps).await?;
+    assert_eq!(
+        (a.status, a.reason()),
+        (401, "unsupported_alg".into()),
+        "PS256 with an alg-less RSA key by default: {:?}",
+        a.body
+    );
+
+    let mut cfg = TokendConfig::for_provider(&p);
+    cfg.env = vec![("TOKEND_JWKS_RSA_WITHOUT_ALG".into(), "PS".into())];
+    let t2 = Tokend::start(&cfg).await?;
+    t2.wait_ready().await?;
+    let a = t2.verify(&ps).await?;
+    assert_eq!(
+        a.status, 200,
+        "PS256 with rsa_without_alg = PS: {:?}",
+        a.body
+    );
+    let a = t2.verify(&rs).await?;
+    assert_eq!(
+        (a.status, a.reason()),
+        (401, "unsupported_alg".into()),
+        "RS256 with rsa_without_alg = PS: {:?}",
+        a.body
+    );
+    t.output.assert_free_of(&[&rs, &ps]);
+    t2.output.assert_free_of(&[&rs, &ps]);
+    Ok(())
+}
+
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?

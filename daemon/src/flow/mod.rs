@@ -312,13 +312,3 @@ fn describe_token_error<RE: std::error::Error + 'static, T: openidconnect::Error
         openidconnect::RequestTokenError::Other(s) => s.clone(),
     }
 }
-
-// TEMPORARY until the verify-hardening branch lands (it owns this method).
-impl Verifier {
-    pub fn create_session(
-        &self,
-        new: crate::sessions::NewSession<'_>,
-    ) -> Arc<crate::sessions::Session> {
-        self.sessions().create(new)
-    }
-}
