@@ -32,7 +32,7 @@ impl From<TakeError> for CodeError {
     fn from(e: TakeError) -> Self {
         match e {
             TakeError::Unknown => CodeError::Unknown,
-            TakeError::Expired => CodeError::Expired,
+            TakeError::Expired | TakeError::ExpiredSwept => CodeError::Expired,
             TakeError::AlreadyUsed => CodeError::AlreadyRedeemed,
         }
     }
@@ -135,6 +135,8 @@ impl Codes {
             Ok(Record::Code(_)) => m.codes_redeemed.inc(),
             Ok(Record::Login(_)) | Err(TakeError::Unknown) => m.codes_unknown.inc(),
             Err(TakeError::Expired) => m.codes_expired.inc(),
+            // Counted by the sweeper when it found the code expired.
+            Err(TakeError::ExpiredSwept) => {}
             Err(TakeError::AlreadyUsed) => m.codes_replayed.inc(),
         }
         match result? {

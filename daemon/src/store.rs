@@ -129,6 +129,10 @@ pub enum TakeError {
     Unknown,
     #[error("expired")]
     Expired,
+    /// Expired, and already counted as such by the sweeper (it keeps a marker for
+    /// [`EXPIRED_MEMORY`] so the answer does not depend on when it ran).
+    #[error("expired")]
+    ExpiredSwept,
     #[error("already used")]
     AlreadyUsed,
 }
@@ -155,11 +159,19 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn set_capacity(&self, kind: Kind, max: usize);
 }
 
+/// How long the sweeper remembers that an unused record expired, so that a late redemption is
+/// told "expired" rather than "unknown" whenever the sweeper happened to run.
+pub const EXPIRED_MEMORY: i64 = 60;
+
 enum Slot {
     Live(Record),
     /// Used; kept until `expires` to recognise replays.
     Used {
         expires: i64,
+    },
+    /// Expired unused and swept; kept until `until` to answer "expired" once more.
+    Expired {
+        until: i64,
     },
 }
 
@@ -284,6 +296,10 @@ impl MemoryStore {
             Entry::Vacant(_) => Err(TakeError::Unknown),
             Entry::Occupied(mut e) => match e.get() {
                 Slot::Used { .. } => Err(TakeError::AlreadyUsed),
+                Slot::Expired { .. } => {
+                    e.remove();
+                    Err(TakeError::ExpiredSwept)
+                }
                 // The expiry is checked before removal: an expired record is gone, and said so.
                 Slot::Live(r) if now >= r.expires() => {
                     e.remove();
@@ -335,9 +351,12 @@ impl Store for MemoryStore {
                     if is_codes {
                         expired += 1;
                     }
-                    false
+                    let until = r.expires().saturating_add(EXPIRED_MEMORY);
+                    *slot = Slot::Expired { until };
+                    now < until
                 }
                 Slot::Used { expires } => now < *expires,
+                Slot::Expired { until } => now < *until,
                 Slot::Live(_) => true,
             });
             if let Some(order) = &t.order {
@@ -468,6 +487,35 @@ mod tests {
         assert_eq!(
             s.put_now(Kind::ExchangeCode, key_of("c"), code(100)),
             Err(StoreError::Full(Kind::ExchangeCode, 2))
+        );
+    }
+
+    #[test]
+    fn a_swept_record_still_answers_expired_for_a_while() {
+        // Issue #8: whether "expired" or "unknown" came back depended on when the sweeper ran.
+        let s = MemoryStore::new(2, 2);
+        s.put_now(Kind::ExchangeCode, key_of("a"), code(10))
+            .expect("a");
+        s.put_now(Kind::ExchangeCode, key_of("b"), code(10))
+            .expect("b");
+        assert_eq!(s.sweep(11), 2, "both counted once, by the sweeper");
+        assert_eq!(s.outstanding(Kind::ExchangeCode), 0, "no longer live");
+        assert_eq!(
+            s.take_now(Kind::ExchangeCode, key_of("a"), 12).err(),
+            Some(TakeError::ExpiredSwept)
+        );
+        assert_eq!(
+            s.take_now(Kind::ExchangeCode, key_of("a"), 12).err(),
+            Some(TakeError::Unknown),
+            "said once"
+        );
+        assert_eq!(s.sweep(12), 0, "not counted again");
+        s.sweep(10 + EXPIRED_MEMORY);
+        assert_eq!(
+            s.take_now(Kind::ExchangeCode, key_of("b"), 10 + EXPIRED_MEMORY)
+                .err(),
+            Some(TakeError::Unknown),
+            "forgotten after EXPIRED_MEMORY"
         );
     }
 

@@ -98,7 +98,7 @@ impl Flow {
         }
         let login = login.map_err(|e| match e {
             TakeError::Unknown => LoginError::InvalidState,
-            TakeError::Expired => LoginError::StateExpired,
+            TakeError::Expired | TakeError::ExpiredSwept => LoginError::StateExpired,
             TakeError::AlreadyUsed => LoginError::StateReplayed,
         })?;
         self.check_browser(state.map_or("", String::as_str), &login, headers)?;
