@@ -489,8 +489,22 @@ async fn provider_outage_keeps_verification_and_restart_uses_disk_cache() -> R {
         "disk cache written"
     );
 
+    let m0 = t.metrics().await?;
     p.stop().await;
-    tokio::time::sleep(Duration::from_millis(1500)).await; // a refresh fails meanwhile
+    // A background refresh fails meanwhile (issue #8: once only slept, never checked).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while t
+        .metrics()
+        .await?
+        .delta(&m0, "tokend_jwks_fetches_total{result=\"failure\"}")
+        < 1.0
+    {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "no JWKS refresh failed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let a = t.verify(&a2).await?;
     assert_eq!(a.status, 200, "uncached token, provider down: {:?}", a.body);
     assert_eq!(t.get("/readyz", &[]).await?.status, 200);
@@ -511,16 +525,25 @@ async fn not_ready_without_provider_or_cache() -> R {
     let cfg = TokendConfig::for_provider(&p);
     p.stop().await;
     let t = Tokend::start(&cfg).await?;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let a = t.get("/readyz", &[]).await?;
-    assert_eq!(a.status, 503);
-    let v = a.json();
-    assert_eq!(v["ready"], false);
+    // The reason names the failed fetch, not the "waiting for the first fetch" of a tokend
+    // that has not tried yet (issue #8: both matched the old check).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let v = loop {
+        let a = t.get("/readyz", &[]).await?;
+        assert_eq!(a.status, 503);
+        let v = a.json();
+        assert_eq!(v["ready"], false);
+        let reason = v["reason"].as_str().unwrap_or("").to_string();
+        if !reason.contains("waiting for the first") {
+            break v;
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "no fetch failed: {v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let reason = v["reason"].as_str().unwrap_or("");
     assert!(
-        v["reason"]
-            .as_str()
-            .unwrap_or("")
-            .contains("no verification keys"),
+        reason.starts_with("no verification keys loaded: ")
+            && reason.contains("/.well-known/openid-configuration"),
         "{v}"
     );
     assert_eq!(t.get("/livez", &[]).await?.status, 200);
