@@ -932,6 +932,29 @@ impl Metrics {
     }
 }
 
+/// Skips part of a test, loudly: under CI (`CI` set, as `.ci/run` is) a skip is a failure —
+/// CI must run everything; elsewhere a `SKIP:` line goes to stderr and, when `E2E_SKIP_LOG`
+/// names a file (`tests/run` sets it), to that file, which the test command summarises (the
+/// test runner may hide stderr).
+pub fn skip(test: &str, why: &str) {
+    let line = format!("SKIP: {test}: {why}");
+    assert!(
+        std::env::var_os("CI").is_none_or(|v| v.is_empty()),
+        "{line} — but CI is set, and CI must run every test"
+    );
+    eprintln!("{line}");
+    if let Some(path) = std::env::var_os("E2E_SKIP_LOG") {
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
 /// Whether the tests run as root (as CI does): some checks (socket group, installed tools)
 /// are only possible, or only required, then.
 pub fn is_root() -> bool {

@@ -23,7 +23,10 @@ fn promtool_check(text: &str) -> R {
     let mut child = match child {
         Ok(c) => c,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !tokend_e2e::is_root() => {
-            eprintln!("SKIP promtool check: promtool not installed (bash tests/run installs it)");
+            tokend_e2e::skip(
+                "promtool check",
+                "promtool not installed (bash tests/run installs it)",
+            );
             return Ok(());
         }
         Err(e) => return Err(e.into()),

@@ -1,12 +1,12 @@
-//! Issue #4, systemd: the unit files pass `systemd-analyze verify` and score ≤ 2.0 in
-//! `systemd-analyze security`; tokend's sd_notify messages (READY, STATUS, WATCHDOG,
+//! Issue #4, systemd: the unit files pass `systemd-analyze verify` and hold the README's
+//! exposure score (0.9, with a 0.1 margin) in `systemd-analyze security`; tokend's sd_notify messages (READY, STATUS, WATCHDOG,
 //! RELOADING around reloads, STOPPING) arrive on a test NOTIFY_SOCKET in the right order;
 //! socket activation through `systemd-socket-activate` serves both sockets.
 //!
 //! No OIDC provider is needed: tokend runs in HS256 mode (the client secret is the key, so it
 //! is ready at once) with its issuer on a closed port. The systemd tools come from the Debian
 //! package `systemd` (`tests/run` installs it when run as root); without them, and not root,
-//! these tests skip loudly.
+//! these tests skip loudly (and under CI a skip fails).
 
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -38,10 +38,9 @@ fn tool(name: &str, test: &str) -> Option<PathBuf> {
             !is_root(),
             "{name} is missing (Debian package `systemd`; `bash tests/run` installs it as root)"
         );
-        // Straight to stderr, past the test harness's output capture, so the skip is seen.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIP: {test}: {name} not found (install the Debian package `systemd`)"
+        tokend_e2e::skip(
+            test,
+            &format!("{name} not found (install the Debian package `systemd`)"),
         );
     }
     found
@@ -96,8 +95,11 @@ fn units_pass_systemd_analyze_verify() -> R {
 }
 
 #[test]
-fn service_exposure_score_is_at_most_2() -> R {
-    let Some(analyze) = tool("systemd-analyze", "service_exposure_score_is_at_most_2") else {
+fn service_exposure_score_holds_the_documented_0_9() -> R {
+    let Some(analyze) = tool(
+        "systemd-analyze",
+        "service_exposure_score_holds_the_documented_0_9",
+    ) else {
         return Ok(());
     };
     let dir = units_for_analysis()?;
@@ -123,9 +125,13 @@ fn service_exposure_score_is_at_most_2() -> R {
     println!("{}", exposed.join("\n"));
     let _ = writeln!(
         std::io::stderr(),
-        "systemd-analyze security --offline=true: tokend.service exposure {score} (limit 2.0)"
+        "systemd-analyze security --offline=true: tokend.service exposure {score} (limit 1.0)"
     );
-    assert!(score <= 2.0, "exposure {score} > 2.0:\n{stdout}");
+    // The README documents 0.9 (issue #8: the limit was 2.0, so a regression to 1.9 passed).
+    assert!(
+        score <= 1.0,
+        "exposure {score} > 1.0 (documented: 0.9):\n{stdout}"
+    );
     Ok(())
 }
 
