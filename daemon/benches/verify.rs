@@ -484,7 +484,7 @@ fn bench_verify(c: &mut Criterion) {
     });
     g.finish();
 
-    // The rest of a miss, piece by piece (same crates and calls as daemon/src/verify.rs).
+    // The rest of a miss, piece by piece (same crates and calls as daemon/src/verify/).
     let mut g = c.benchmark_group("pieces");
     g.throughput(Throughput::Elements(1));
     g.bench_function("sha256_token", |b| {

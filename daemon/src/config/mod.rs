@@ -1,0 +1,593 @@
+//! Configuration: the section structs, [`Config::load`]/[`Config::from_toml`] and the
+//! accessors. Environment overrides are in `env`, secret files in `secret`, validation in
+//! `validate`, the keys' default values in `defaults`.
+//!
+//! Loading is `parse → apply environment → resolve secrets → validate`; the result is an
+//! immutable [`Config`] that the rest of the daemon reads through `Arc`s. Every key is
+//! documented in `config/tokend.toml`.
+
+mod defaults;
+mod env;
+mod secret;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use tokend_shared::Secret;
+
+use crate::alg::Alg;
+// The serde `default = "…"` attributes below name these functions.
+use defaults::*;
+use env::apply_env;
+
+/// Where `tokend` looks when `--config` is not given.
+pub const DEFAULT_PATH: &str = "/etc/tokend/tokend.toml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// TOML syntax or schema error; the message names the key, line and column.
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error("{key}: cannot read secret file {path}: {source}")]
+    SecretFile {
+        key: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub listen: ListenConfig,
+    pub provider: ProviderConfig,
+    #[serde(default)]
+    pub jwks: JwksConfig,
+    #[serde(default)]
+    pub verify: VerifyConfig,
+    #[serde(default)]
+    pub claims: ClaimsConfig,
+    #[serde(default)]
+    pub cookies: CookiesConfig,
+    #[serde(default)]
+    pub codes: CodesConfig,
+    /// The login flow; without this section the /auth/login… endpoints answer 404.
+    pub flow: Option<FlowConfig>,
+    #[serde(default)]
+    pub sessions: SessionsConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    /// The file this was loaded from (for reloads); not a config key.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConfig {
+    /// Unix socket path; absent = no socket listener.
+    pub socket: Option<PathBuf>,
+    /// Permission bits of the socket file, octal string.
+    #[serde(default = "default_socket_mode", with = "octal_mode")]
+    pub socket_mode: u32,
+    /// Group (name or numeric gid) that owns the socket file, so apps in that group may connect.
+    pub socket_group: Option<GroupSpec>,
+    /// TCP address of the HTTP listener; absent = no TCP listener.
+    pub http: Option<SocketAddr>,
+    /// Only with this set may `http` be an address other than loopback.
+    #[serde(default)]
+    pub allow_non_loopback: bool,
+    /// Connections served at once across both listeners; more wait in the kernel backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Largest request body accepted (413 beyond).
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Time a client has to send its request headers.
+    #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Time a request may take from headers to response.
+    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// On SIGTERM, how long in-flight requests may take before they are cut.
+    #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+/// A group given by name or by numeric id.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum GroupSpec {
+    Id(u32),
+    Name(String),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// The public issuer, exactly as in the provider's tokens (Authentik's ends with a slash).
+    pub issuer: String,
+    /// Where tokend itself reaches the provider (server-to-server); the public Host is still sent.
+    pub internal_url: Option<String>,
+    pub client_id: String,
+    #[serde(default, serialize_with = "Secret::serialize_redacted_opt")]
+    pub client_secret: Option<Secret>,
+    /// File holding the client secret (trailing newline ignored); relative to the config file.
+    pub client_secret_file: Option<PathBuf>,
+    /// Expected `aud`; defaults to `client_id`.
+    pub audience: Option<String>,
+    /// Accepted signature algorithms. HS256/384/512 (Authentik without a signing key) only alone.
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<AlgName>,
+    /// Timeout of each request to the provider.
+    #[serde(default = "default_http_timeout", with = "humantime_serde")]
+    pub http_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwksConfig {
+    /// How often the keys are refetched in the background.
+    #[serde(default = "default_refresh_interval", with = "humantime_serde")]
+    pub refresh_interval: Duration,
+    /// Least time between two fetches caused by unknown `kid`s.
+    #[serde(default = "default_min_refetch_interval", with = "humantime_serde")]
+    pub min_refetch_interval: Duration,
+    /// How long the last good keys stay in use while the provider cannot be reached.
+    #[serde(default = "default_max_stale", with = "humantime_serde")]
+    pub max_stale: Duration,
+    /// Last good discovery document and JWKS, for starting while the provider is down.
+    pub cache_file: Option<PathBuf>,
+    /// The one signature family an RSA JWK without `alg` verifies: "RS" (PKCS#1 v1.5, as
+    /// Authentik signs) or "PS" (PSS). Never both: a key is used with one algorithm family.
+    #[serde(default)]
+    pub rsa_without_alg: RsaFamily,
+}
+
+/// An RSA signature family (issue #7): which algorithms an RSA key without `alg` verifies.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub enum RsaFamily {
+    /// RS256, RS384, RS512 (RSASSA-PKCS1-v1_5).
+    #[default]
+    #[serde(rename = "RS")]
+    Rs,
+    /// PS256, PS384, PS512 (RSASSA-PSS).
+    #[serde(rename = "PS")]
+    Ps,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyConfig {
+    /// Clock skew allowed on exp, iat and nbf.
+    #[serde(default = "default_leeway", with = "humantime_serde")]
+    pub leeway: Duration,
+    /// How long a verified token is remembered (never past its exp).
+    #[serde(default = "default_cache_ttl", with = "humantime_serde")]
+    pub cache_ttl: Duration,
+    /// Most tokens remembered; 0 disables the cache.
+    #[serde(default = "default_cache_max_entries")]
+    pub cache_max_entries: usize,
+    /// Longer tokens are refused as malformed before any parsing.
+    #[serde(default = "default_max_token_bytes")]
+    pub max_token_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimsConfig {
+    /// Claim holding the organization id.
+    #[serde(default = "default_organization_claim")]
+    pub organization_claim: String,
+    /// What `organizationId` is when the token lacks the organization claim: "sub" (the
+    /// reference design's fallback) or "none" (left out).
+    #[serde(default)]
+    pub organization_fallback: OrganizationFallback,
+    /// Claim holding the list of group names.
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// Ordered group→role rules; the first whose group the user is in wins.
+    #[serde(default = "default_roles")]
+    pub roles: Vec<RoleRule>,
+    /// Role of a user matching no rule.
+    #[serde(default = "default_role")]
+    pub default_role: String,
+}
+
+/// `claims.organization_fallback` (issue #7).
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub enum OrganizationFallback {
+    /// `organizationId` is the user's `sub` (the reference design's rule).
+    #[default]
+    #[serde(rename = "sub")]
+    Sub,
+    /// `organizationId` is absent.
+    #[serde(rename = "none")]
+    Absent,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RoleRule {
+    pub group: String,
+    pub role: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CookiesConfig {
+    /// Cookie carrying the access token (read by `GET /v1/verify` before `Authorization`).
+    #[serde(default = "default_access_cookie")]
+    pub access_name: String,
+    /// Cookie carrying the refresh token, sent only to `refresh_path`.
+    #[serde(default = "default_refresh_cookie")]
+    pub refresh_name: String,
+    /// `Secure` attribute; turn off only for plain-HTTP development.
+    #[serde(default = "default_true")]
+    pub secure: bool,
+    #[serde(default)]
+    pub same_site: SameSite,
+    /// `Domain` attribute; absent = host-only cookies.
+    pub domain: Option<String>,
+    /// `Path` of the access cookie.
+    #[serde(default = "default_access_path")]
+    pub access_path: String,
+    /// `Path` of the refresh cookie: where the browser posts to refresh, as the browser sees it.
+    #[serde(default = "default_refresh_path")]
+    pub refresh_path: String,
+    #[serde(default = "default_access_max_age", with = "humantime_serde")]
+    pub access_max_age: Duration,
+    #[serde(default = "default_refresh_max_age", with = "humantime_serde")]
+    pub refresh_max_age: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SameSite {
+    #[default]
+    Lax,
+    Strict,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodesConfig {
+    /// Lifetime of a one-time exchange code.
+    #[serde(default = "default_code_ttl", with = "humantime_serde")]
+    pub ttl: Duration,
+    /// Most codes outstanding at once; beyond it issuance answers 503 capacity_exceeded.
+    #[serde(default = "default_max_outstanding")]
+    pub max_outstanding: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowConfig {
+    /// The callback URL registered at the provider, as the browser reaches tokend's
+    /// /auth/callback through the app's proxy.
+    pub redirect_uri: String,
+    /// The frontend's origin (and optional base path); the browser lands on
+    /// {frontend_url}/auth/callback?exchange=… and {frontend_url}/auth/login?error=….
+    pub frontend_url: String,
+    /// Requested scopes.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// The reference design's custom scope carrying organizationId; added when set.
+    pub organization_scope: Option<String>,
+    /// Where the provider sends the browser after logout; default {frontend_url}/.
+    pub post_logout_redirect_uri: Option<String>,
+    /// Path on the frontend that trades the exchange code for cookies.
+    #[serde(default = "default_frontend_callback_path")]
+    pub frontend_callback_path: String,
+    /// Path on the frontend that shows login errors.
+    #[serde(default = "default_frontend_login_path")]
+    pub frontend_login_path: String,
+    /// Lifetime of a login in progress (state, nonce, PKCE verifier).
+    #[serde(default = "default_state_ttl", with = "humantime_serde")]
+    pub state_ttl: Duration,
+    /// Most logins in progress at once; when full, the oldest is evicted (so a flood of
+    /// anonymous /auth/login requests cannot lock real users out).
+    #[serde(default = "default_max_outstanding")]
+    pub max_pending_logins: usize,
+    /// After a refresh, callers presenting the same (now rotated) refresh token within this
+    /// window get the same new tokens instead of a second upstream refresh.
+    #[serde(default = "default_refresh_grace", with = "humantime_serde")]
+    pub refresh_grace: Duration,
+    /// Most refresh grants sent to the provider per second; beyond it `/auth/refresh` answers
+    /// 503 with Retry-After. 0 turns the limit off.
+    #[serde(default = "default_refresh_rate_limit")]
+    pub refresh_rate_limit: u32,
+    /// Most refreshes in flight or within their grace window at once.
+    #[serde(default = "default_max_pending_refreshes")]
+    pub max_pending_refreshes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// How long revocations (ended sessions' sids and subs) are remembered: as long as the
+    /// longest-lived token they refuse — a refresh of an ended session mints new tokens with
+    /// its sid for as long as its refresh token lives — so at least `cookies.refresh_max_age`,
+    /// which is also the default (at least 1h). Resolved at load (issue #7).
+    #[serde(default, with = "humantime_serde")]
+    pub revocation_ttl: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Where codes and login states live. Only "memory" in this version.
+    #[serde(default)]
+    pub kind: StoreKind,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    #[default]
+    Memory,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// tracing filter, e.g. "info" or "tokend=debug"; `TOKEND_LOG` wins over it.
+    #[serde(default = "default_log_level")]
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// A JWS algorithm name as written in the config, checked while parsing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlgName(pub Alg);
+
+impl AlgName {
+    pub fn is_hmac(self) -> bool {
+        self.0.is_hmac()
+    }
+}
+
+impl<'de> Deserialize<'de> for AlgName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.eq_ignore_ascii_case("none") {
+            return Err(serde::de::Error::custom(
+                "algorithm `none` is never accepted",
+            ));
+        }
+        Alg::parse(&s).map(AlgName).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unsupported algorithm `{s}`; expected one of RS256, RS384, RS512, PS256, PS384, \
+                 PS512, ES256, ES384, ES512, EdDSA, HS256, HS384, HS512"
+            ))
+        })
+    }
+}
+
+impl Serialize for AlgName {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0.to_string())
+    }
+}
+
+mod octal_mode {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+        let s = String::deserialize(d)?;
+        let mode = u32::from_str_radix(s.trim_start_matches("0o"), 8).map_err(|_| {
+            serde::de::Error::custom(format!("`{s}` is not an octal mode like \"0660\""))
+        })?;
+        if mode > 0o777 {
+            return Err(serde::de::Error::custom(format!(
+                "`{s}` has bits beyond 0777"
+            )));
+        }
+        Ok(mode)
+    }
+
+    pub fn serialize<S: Serializer>(mode: &u32, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{mode:04o}"))
+    }
+}
+
+impl Config {
+    /// Reads, overrides from `env`, resolves secrets and validates the file at `path`.
+    pub fn load(
+        path: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base_dir = path.parent().unwrap_or(Path::new("."));
+        let mut config = Self::from_toml(&text, path, base_dir, env)?;
+        config.source = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// The process environment as override input (non-UTF-8 variables cannot be overrides).
+    pub fn process_env() -> impl Iterator<Item = (String, String)> {
+        std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+    }
+
+    /// Like [`Config::load`] for text already read; `origin` names it in errors.
+    pub fn from_toml(
+        text: &str,
+        origin: &Path,
+        base_dir: &Path,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let parse_err = |e: toml::de::Error| ConfigError::Parse {
+            path: origin.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        };
+        // First pass on the text itself, so schema errors carry the key's line and column.
+        toml::from_str::<Config>(text).map_err(parse_err)?;
+        let mut table: toml::Table = toml::from_str(text).map_err(parse_err)?;
+        let env: BTreeMap<String, String> = env.into_iter().collect();
+        let applied = apply_env(&mut table, &env)?;
+        let mut config: Config =
+            Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Env {
+                var: applied.join(", "),
+                message: e.to_string().trim_end().to_string(),
+            })?;
+        config.resolve_paths(base_dir);
+        config.resolve_secret(env.get("CREDENTIALS_DIRECTORY").map(Path::new))?;
+        config.validate()?;
+        // Shown resolved by check-config.
+        config.sessions.revocation_ttl = Some(config.revocation_ttl());
+        Ok(config)
+    }
+
+    fn resolve_paths(&mut self, base_dir: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base_dir.join(&*p);
+            }
+        };
+        if let Some(p) = self.provider.client_secret_file.as_mut() {
+            resolve(p);
+        }
+        if let Some(p) = self.jwks.cache_file.as_mut() {
+            resolve(p);
+        }
+    }
+
+    /// How long revocations are remembered: `sessions.revocation_ttl`, by default
+    /// `cookies.refresh_max_age` (at least 1h).
+    pub fn revocation_ttl(&self) -> Duration {
+        self.sessions
+            .revocation_ttl
+            .unwrap_or_else(|| default_revocation_ttl(&self.cookies))
+    }
+
+    /// The expected `aud`.
+    pub fn audience(&self) -> &str {
+        self.provider
+            .audience
+            .as_deref()
+            .unwrap_or(&self.provider.client_id)
+    }
+
+    /// The effective configuration as TOML, secrets shown as `[redacted]`.
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    pub(in crate::config) const MINIMAL: &str = r#"
+[listen]
+http = "127.0.0.1:9180"
+
+[provider]
+issuer = "https://auth.example.com/application/o/shop/"
+client_id = "shop"
+"#;
+
+    pub(in crate::config) fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_toml(
+            text,
+            Path::new("test.toml"),
+            Path::new("/etc/tokend"),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn defaults_follow_the_reference_design() {
+        let c = load(MINIMAL, &[]).expect("valid");
+        assert_eq!(c.cookies.access_name, "ecosire_auth");
+        assert_eq!(c.claims.organization_claim, "organizationId");
+        assert_eq!(c.claims.default_role, "user");
+        assert_eq!(c.claims.roles[0].group, "ecosire-admins");
+        assert_eq!(c.verify.leeway, Duration::from_secs(60));
+        assert_eq!(c.jwks.min_refetch_interval, Duration::from_secs(10));
+        assert_eq!(c.listen.socket_mode, 0o660);
+        assert!(!c.listen.allow_non_loopback);
+        assert_eq!(c.audience(), "shop");
+        assert!(c.provider.algorithms.iter().all(|a| !a.is_hmac()));
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err =
+            load(&format!("{MINIMAL}\n[jwks]\nrefresh = \"5m\"\n"), &[]).expect_err("unknown key");
+        let msg = err.to_string();
+        assert!(msg.contains("refresh"), "{msg}");
+        assert!(msg.contains("line 10"), "{msg}");
+    }
+
+    /// Issue #7: revocations live as long as the longest token they refuse: by default
+    /// `cookies.refresh_max_age`, and an explicit shorter `revocation_ttl` is refused.
+    #[test]
+    fn issue_7_revocation_ttl_covers_refresh_max_age() {
+        let c = load(MINIMAL, &[]).expect("valid");
+        assert_eq!(
+            c.cookies.refresh_max_age,
+            Duration::from_secs(30 * 24 * 3600)
+        );
+        assert_eq!(c.revocation_ttl(), c.cookies.refresh_max_age);
+        assert_eq!(c.sessions.revocation_ttl, Some(c.cookies.refresh_max_age));
+        assert!(c.to_redacted_toml().contains("revocation_ttl = \"30days\""));
+
+        let short_cookie = format!("{MINIMAL}\n[cookies]\nrefresh_max_age = \"10m\"\n");
+        let c = load(&short_cookie, &[]).expect("valid");
+        assert_eq!(c.revocation_ttl(), Duration::from_secs(3600), "at least 1h");
+
+        let err = load(
+            &format!("{MINIMAL}\n[sessions]\nrevocation_ttl = \"24h\"\n"),
+            &[],
+        )
+        .expect_err("shorter than refresh_max_age");
+        let msg = err.to_string();
+        assert!(msg.contains("sessions.revocation_ttl"), "{msg}");
+        assert!(msg.contains("cookies.refresh_max_age"), "{msg}");
+
+        let c = load(
+            &format!("{MINIMAL}\n[sessions]\nrevocation_ttl = \"45d\"\n"),
+            &[],
+        )
+        .expect("longer is fine");
+        assert_eq!(c.revocation_ttl(), Duration::from_secs(45 * 24 * 3600));
+    }
+}

@@ -1,0 +1,72 @@
+//! The client secret's sources: `client_secret`, else `client_secret_file`, else the systemd
+//! credential `client_secret` in `$CREDENTIALS_DIRECTORY`.
+
+use std::path::Path;
+
+use tokend_shared::Secret;
+
+use super::{Config, ConfigError, invalid};
+
+impl Config {
+    /// The secret comes from `client_secret`, else `client_secret_file`, else the systemd
+    /// credential `client_secret` in `$CREDENTIALS_DIRECTORY`.
+    pub(super) fn resolve_secret(
+        &mut self,
+        credentials_dir: Option<&Path>,
+    ) -> Result<(), ConfigError> {
+        if self.provider.client_secret.is_some() && self.provider.client_secret_file.is_some() {
+            return Err(invalid(
+                "provider.client_secret",
+                "set either client_secret or client_secret_file, not both",
+            ));
+        }
+        if self.provider.client_secret.is_some() {
+            return Ok(());
+        }
+        let (key, path) = match (&self.provider.client_secret_file, credentials_dir) {
+            (Some(file), _) => ("provider.client_secret_file", file.clone()),
+            (None, Some(dir)) if dir.join("client_secret").is_file() => {
+                ("CREDENTIALS_DIRECTORY", dir.join("client_secret"))
+            }
+            _ => return Ok(()),
+        };
+        let mut text =
+            std::fs::read_to_string(&path).map_err(|source| ConfigError::SecretFile {
+                key,
+                path: path.clone(),
+                source,
+            })?;
+        let trimmed = text.trim_end_matches(['\r', '\n']).len();
+        text.truncate(trimmed);
+        self.provider.client_secret = Some(Secret::new(text));
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::{MINIMAL, load};
+
+    #[test]
+    fn secret_from_credentials_directory_and_redacted_output() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("client_secret"), "from-credential\n").expect("write");
+        let c = load(
+            MINIMAL,
+            &[(
+                "CREDENTIALS_DIRECTORY",
+                dir.path().to_str().expect("utf-8 path"),
+            )],
+        )
+        .expect("valid");
+        assert_eq!(
+            c.provider.client_secret.as_ref().map(Secret::expose),
+            Some("from-credential")
+        );
+        let shown = c.to_redacted_toml();
+        assert!(!shown.contains("from-credential"), "{shown}");
+        assert!(shown.contains("[redacted]"), "{shown}");
+        assert!(!format!("{c:?}").contains("from-credential"));
+    }
+}

@@ -1,0 +1,253 @@
+//! Validation of a loaded configuration: `Config::validate` and its helpers. Every error
+//! names the key it is about.
+
+use std::time::Duration;
+
+use tokend_shared::Secret;
+
+use super::{Config, ConfigError, GroupSpec, invalid};
+
+impl Config {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.listen;
+        if l.socket.is_none() && l.http.is_none() {
+            return Err(invalid(
+                "listen",
+                "nothing to listen on: set `socket`, `http` or both",
+            ));
+        }
+        if let Some(addr) = l.http
+            && !addr.ip().is_loopback()
+            && !l.allow_non_loopback
+        {
+            return Err(invalid(
+                "listen.http",
+                format!(
+                    "{addr} is not a loopback address; tokend is a local sidecar. Set \
+                     `allow_non_loopback = true` if you really mean it"
+                ),
+            ));
+        }
+        if matches!(&l.socket, Some(p) if p.as_os_str().is_empty()) {
+            return Err(invalid("listen.socket", "empty path"));
+        }
+        if matches!(&l.socket_group, Some(GroupSpec::Name(n)) if n.is_empty()) {
+            return Err(invalid("listen.socket_group", "empty group name"));
+        }
+        if l.max_connections == 0 {
+            return Err(invalid("listen.max_connections", "must be at least 1"));
+        }
+        for (key, d) in [
+            ("listen.header_read_timeout", l.header_read_timeout),
+            ("listen.request_timeout", l.request_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(key, "must be longer than 0s"));
+            }
+        }
+
+        let p = &self.provider;
+        check_url("provider.issuer", &p.issuer)?;
+        if let Some(url) = &p.internal_url {
+            check_url("provider.internal_url", url)?;
+        }
+        if p.client_id.trim().is_empty() {
+            return Err(invalid(
+                "provider.client_id",
+                "must not be empty (or set AUTHENTIK_CLIENT_ID)",
+            ));
+        }
+        if matches!(&p.audience, Some(a) if a.is_empty()) {
+            return Err(invalid("provider.audience", "must not be empty"));
+        }
+        if p.algorithms.is_empty() {
+            return Err(invalid(
+                "provider.algorithms",
+                "list at least one algorithm",
+            ));
+        }
+        let hmac = p.algorithms.iter().filter(|a| a.is_hmac()).count();
+        if hmac > 0 && hmac != p.algorithms.len() {
+            return Err(invalid(
+                "provider.algorithms",
+                "HS256/HS384/HS512 (Authentik without a signing key) cannot be mixed with \
+                 asymmetric algorithms",
+            ));
+        }
+        if hmac > 0 && p.client_secret.as_ref().is_none_or(Secret::is_empty) {
+            return Err(invalid(
+                "provider.algorithms",
+                "HS* verification needs the client secret (client_secret, client_secret_file, \
+                 AUTHENTIK_CLIENT_SECRET or the systemd credential `client_secret`)",
+            ));
+        }
+        if p.http_timeout.is_zero() {
+            return Err(invalid("provider.http_timeout", "must be longer than 0s"));
+        }
+
+        let j = &self.jwks;
+        if j.refresh_interval < Duration::from_secs(1) {
+            return Err(invalid("jwks.refresh_interval", "must be at least 1s"));
+        }
+        if j.max_stale < j.refresh_interval {
+            return Err(invalid(
+                "jwks.max_stale",
+                "must be at least jwks.refresh_interval, or keys would expire between refreshes",
+            ));
+        }
+        if matches!(&j.cache_file, Some(p) if p.as_os_str().is_empty()) {
+            return Err(invalid("jwks.cache_file", "empty path"));
+        }
+
+        if self.verify.max_token_bytes < 64 {
+            return Err(invalid("verify.max_token_bytes", "must be at least 64"));
+        }
+        for (key, name) in [
+            ("claims.organization_claim", &self.claims.organization_claim),
+            ("claims.groups_claim", &self.claims.groups_claim),
+            ("claims.default_role", &self.claims.default_role),
+            ("cookies.access_name", &self.cookies.access_name),
+        ] {
+            if name.is_empty() {
+                return Err(invalid(key, "must not be empty"));
+            }
+        }
+        for (key, name) in [
+            ("cookies.access_name", &self.cookies.access_name),
+            ("cookies.refresh_name", &self.cookies.refresh_name),
+        ] {
+            if !is_cookie_name(name) {
+                return Err(invalid(
+                    key,
+                    "not a valid cookie name (letters, digits and !#$%&'*+-.^_`|~ only)",
+                ));
+            }
+        }
+        if self.cookies.access_name == self.cookies.refresh_name {
+            return Err(invalid(
+                "cookies.refresh_name",
+                "must differ from cookies.access_name",
+            ));
+        }
+        for (key, path) in [
+            ("cookies.access_path", &self.cookies.access_path),
+            ("cookies.refresh_path", &self.cookies.refresh_path),
+        ] {
+            if !path.starts_with('/') || path.contains([';', ' ', ',']) {
+                return Err(invalid(
+                    key,
+                    "must be a path starting with / (no ; , or spaces)",
+                ));
+            }
+        }
+        if self.codes.ttl.is_zero() || self.codes.max_outstanding == 0 {
+            return Err(invalid(
+                "codes",
+                "ttl must be longer than 0s and max_outstanding at least 1",
+            ));
+        }
+        if let Some(flow) = &self.flow {
+            check_url("flow.redirect_uri", &flow.redirect_uri)?;
+            check_url("flow.frontend_url", &flow.frontend_url)?;
+            if let Some(u) = &flow.post_logout_redirect_uri {
+                check_url("flow.post_logout_redirect_uri", u)?;
+            }
+            if !flow.scopes.iter().any(|s| s == "openid") {
+                return Err(invalid("flow.scopes", "must include `openid`"));
+            }
+            for (key, p) in [
+                ("flow.frontend_callback_path", &flow.frontend_callback_path),
+                ("flow.frontend_login_path", &flow.frontend_login_path),
+            ] {
+                if !p.starts_with('/') {
+                    return Err(invalid(key, "must start with /"));
+                }
+            }
+            if flow.max_pending_refreshes == 0 {
+                return Err(invalid("flow.max_pending_refreshes", "must be at least 1"));
+            }
+            if flow.state_ttl.is_zero() || flow.max_pending_logins == 0 {
+                return Err(invalid(
+                    "flow",
+                    "state_ttl must be longer than 0s and max_pending_logins at least 1",
+                ));
+            }
+            if p.client_secret.as_ref().is_none_or(Secret::is_empty) {
+                return Err(invalid(
+                    "flow",
+                    "the login flow needs the client secret (client_secret, client_secret_file, \
+                     AUTHENTIK_CLIENT_SECRET or the systemd credential `client_secret`)",
+                ));
+            }
+        }
+        if let Some(r) = self
+            .claims
+            .roles
+            .iter()
+            .find(|r| r.group.is_empty() || r.role.is_empty())
+        {
+            return Err(invalid(
+                "claims.roles",
+                format!(
+                    "rule {{ group = {:?}, role = {:?} }} needs both a group and a role",
+                    r.group, r.role
+                ),
+            ));
+        }
+        if let Some(ttl) = self.sessions.revocation_ttl
+            && ttl < self.cookies.refresh_max_age
+        {
+            return Err(invalid(
+                "sessions.revocation_ttl",
+                format!(
+                    "{} is shorter than cookies.refresh_max_age ({}): a refresh of an ended \
+                     session would mint tokens that are no longer refused once the revocation is \
+                     forgotten; set sessions.revocation_ttl to at least cookies.refresh_max_age \
+                     (or leave it out: it defaults to cookies.refresh_max_age)",
+                    humantime::format_duration(ttl),
+                    humantime::format_duration(self.cookies.refresh_max_age)
+                ),
+            ));
+        }
+        tracing_subscriber::EnvFilter::try_new(&self.log.level)
+            .map_err(|e| invalid("log.level", format!("not a valid filter: {e}")))?;
+        Ok(())
+    }
+}
+
+fn check_url(key: &'static str, value: &str) -> Result<(), ConfigError> {
+    match reqwest::Url::parse(value) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(()),
+        Ok(_) => Err(invalid(key, format!("`{value}` is not an http(s) URL"))),
+        Err(e) => Err(invalid(key, format!("`{value}` is not a URL: {e}"))),
+    }
+}
+
+fn is_cookie_name(name: &str) -> bool {
+    name.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::tests::{MINIMAL, load};
+
+    #[test]
+    fn hmac_needs_a_secret_and_stands_alone() {
+        let hs = format!("{MINIMAL}algorithms = [\"HS256\"]\n");
+        assert!(load(&hs, &[]).is_err());
+        assert!(load(&hs, &[("AUTHENTIK_CLIENT_SECRET", "x")]).is_ok());
+        let mixed = format!("{MINIMAL}algorithms = [\"HS256\", \"RS256\"]\n");
+        assert!(load(&mixed, &[("AUTHENTIK_CLIENT_SECRET", "x")]).is_err());
+        let none = format!("{MINIMAL}algorithms = [\"none\"]\n");
+        let err = load(&none, &[]).expect_err("none refused");
+        assert!(err.to_string().contains("never accepted"), "{err}");
+    }
+
+    #[test]
+    fn non_loopback_needs_opt_in() {
+        let text = MINIMAL.replace("127.0.0.1:9180", "0.0.0.0:9180");
+        let err = load(&text, &[]).expect_err("refused");
+        assert!(err.to_string().contains("listen.http"), "{err}");
+    }
+}

@@ -1,0 +1,139 @@
+//! The disk cache: the last good discovery document and JWKS, written atomically after each
+//! fetch and loaded at start, so tokend verifies while the provider is down.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use super::key::{KeySource, RawJwks};
+use super::{Jwks, JwksError};
+use crate::provider::{ProviderMetadata, check_issuer};
+
+/// The disk cache file: enough to start verifying without the provider.
+#[derive(Debug, Serialize, Deserialize)]
+struct DiskCache {
+    version: u32,
+    issuer: String,
+    /// Seconds since the epoch when the provider served this JWKS.
+    fetched_at: u64,
+    discovery: ProviderMetadata,
+    jwks: serde_json::Value,
+}
+
+impl Jwks {
+    /// Loads the disk cache, if configured, present, for this issuer and not too stale.
+    pub fn load_disk_cache(&self) -> Result<bool, JwksError> {
+        let Some(path) = &self.cfg.cache_file else {
+            return Ok(false);
+        };
+        let err = |message: String| JwksError::DiskCache {
+            path: path.clone(),
+            message,
+        };
+        let text = match std::fs::read(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(err(e.to_string())),
+        };
+        let cache: DiskCache = serde_json::from_slice(&text).map_err(|e| err(e.to_string()))?;
+        if cache.issuer != self.provider.issuer() {
+            return Err(err(format!(
+                "written for issuer {:?}, not {:?}; ignored",
+                cache.issuer,
+                self.provider.issuer()
+            )));
+        }
+        check_issuer(self.provider.issuer(), &cache.discovery).map_err(|e| err(e.to_string()))?;
+        let fetched_at = UNIX_EPOCH + Duration::from_secs(cache.fetched_at);
+        let age = SystemTime::now()
+            .duration_since(fetched_at)
+            .unwrap_or_default();
+        if age > self.cfg.max_stale {
+            return Err(err(format!(
+                "{}s old, beyond jwks.max_stale; ignored",
+                age.as_secs()
+            )));
+        }
+        self.provider.set_cached_metadata(cache.discovery);
+        if !self.hmac {
+            let raw: RawJwks =
+                serde_json::from_value(cache.jwks).map_err(|e| err(e.to_string()))?;
+            self.install(&raw.keys, fetched_at, KeySource::DiskCache);
+        }
+        Ok(true)
+    }
+
+    pub(super) async fn write_disk_cache(
+        &self,
+        meta: &ProviderMetadata,
+        jwks: serde_json::Value,
+        fetched_at: SystemTime,
+    ) {
+        let Some(path) = self.cfg.cache_file.clone() else {
+            return;
+        };
+        let cache = DiskCache {
+            version: 1,
+            issuer: self.provider.issuer().to_string(),
+            fetched_at: fetched_at
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs(),
+            discovery: meta.clone(),
+            jwks,
+        };
+        let result = tokio::task::spawn_blocking(move || write_atomically(&path, &cache)).await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot write the JWKS disk cache"),
+            Err(e) => tracing::warn!(error = %e, "JWKS disk cache writer failed"),
+        }
+    }
+}
+
+/// Writes `value` as JSON to a temporary file beside `path`, then renames it over `path`.
+fn write_atomically(path: &Path, value: &impl Serialize) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    serde_json::to_writer(&mut tmp, value)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    use crate::jwks::tests::{jwks, rsa};
+
+    #[test]
+    fn disk_cache_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("jwks.json");
+        let meta = ProviderMetadata {
+            issuer: "http://127.0.0.1:1/application/o/x/".into(),
+            jwks_uri: "http://127.0.0.1:1/application/o/x/jwks/".into(),
+            ..Default::default()
+        };
+        let cache = DiskCache {
+            version: 1,
+            issuer: meta.issuer.clone(),
+            fetched_at: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .expect("after epoch")
+                .as_secs(),
+            discovery: meta,
+            jwks: json!({"keys": [rsa("k1")]}),
+        };
+        write_atomically(&path, &cache).expect("written");
+        let mut j = jwks();
+        j.cfg.cache_file = Some(path);
+        assert!(j.load_disk_cache().expect("loads"));
+        assert_eq!(j.keys().source, KeySource::DiskCache);
+        assert!(j.keys().by_kid("k1").is_some());
+        assert!(j.provider().metadata().is_some());
+    }
+}

@@ -1,0 +1,152 @@
+//! Logout: verifying back-channel logout tokens (OpenID Connect Back-Channel Logout 1.0) and
+//! finding the session an access token names when its user logs out.
+
+use serde_json::Value;
+
+use super::jws::{numeric, short};
+use super::{Verifier, VerifyError, now_unix};
+
+/// The claims of a verified back-channel logout token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogoutClaims {
+    pub sid: Option<String>,
+    pub sub: Option<String>,
+    pub jti: String,
+    /// Until when the jti must be remembered.
+    pub valid_until: i64,
+}
+
+/// The session an access token belongs to, as logout needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogoutSubject {
+    pub sid: Option<String>,
+    pub sub: String,
+}
+
+impl Verifier {
+    /// Who an access token names, for logout: its signature, issuer and audience must be
+    /// good, but its `exp` may have passed by up to `max_expired` seconds — by the time a user
+    /// logs out, the browser's access cookie has usually expired (issue #7).
+    pub async fn logout_subject(
+        &self,
+        token: &str,
+        max_expired: i64,
+    ) -> Result<LogoutSubject, VerifyError> {
+        let signed = self.signed(token).await?;
+        let c = &signed.claims;
+        let now = now_unix();
+        let exp = numeric(c, "exp")?.ok_or(VerifyError::MissingClaim("exp"))?;
+        if now > exp.saturating_add(self.leeway).saturating_add(max_expired) {
+            return Err(VerifyError::Expired(now - exp));
+        }
+        self.check_iss_aud(c, &self.audience)?;
+        if c.contains_key("events") {
+            return Err(VerifyError::WrongTokenType(
+                "this is a logout token (it has an `events` claim)".into(),
+            ));
+        }
+        let sub = match c.get("sub") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            _ => return Err(VerifyError::MissingClaim("sub")),
+        };
+        Ok(LogoutSubject {
+            sid: c.get("sid").and_then(Value::as_str).map(str::to_owned),
+            sub,
+        })
+    }
+
+    /// Verifies a back-channel logout token (OpenID Connect Back-Channel Logout 1.0 §2.6).
+    pub async fn verify_logout_token(&self, token: &str) -> Result<LogoutClaims, VerifyError> {
+        let signed = self.signed(token).await?;
+        if let Some(typ) = &signed.typ
+            && !typ.eq_ignore_ascii_case("logout+jwt")
+            && !typ.eq_ignore_ascii_case("application/logout+jwt")
+            && !typ.eq_ignore_ascii_case("jwt")
+        {
+            return Err(VerifyError::WrongTokenType(format!(
+                "typ {:?} is not logout+jwt",
+                short(typ)
+            )));
+        }
+        let c = &signed.claims;
+        let now = now_unix();
+        let iat = numeric(c, "iat")?.ok_or(VerifyError::MissingClaim("iat"))?;
+        if iat > now.saturating_add(self.leeway) {
+            return Err(VerifyError::NotYetValid("iat lies in the future".into()));
+        }
+        // Back-Channel Logout 1.0 §2.4 requires `exp`; a token without it is refused.
+        let exp = numeric(c, "exp")?.ok_or(VerifyError::MissingClaim("exp"))?;
+        if now > exp.saturating_add(self.leeway) {
+            return Err(VerifyError::Expired(now - exp));
+        }
+        self.check_iss_aud(c, &self.client_id)?;
+        let event_ok = c
+            .get("events")
+            .and_then(Value::as_object)
+            .and_then(|e| e.get("http://schemas.openid.net/event/backchannel-logout"))
+            .is_some_and(Value::is_object);
+        if !event_ok {
+            return Err(VerifyError::WrongTokenType(
+                "no back-channel logout event in `events`".into(),
+            ));
+        }
+        if c.contains_key("nonce") {
+            return Err(VerifyError::WrongTokenType(
+                "a logout token must not carry a nonce".into(),
+            ));
+        }
+        let sid = c.get("sid").and_then(Value::as_str).map(str::to_owned);
+        let sub = c.get("sub").and_then(Value::as_str).map(str::to_owned);
+        if sid.is_none() && sub.is_none() {
+            return Err(VerifyError::MissingClaim("sid"));
+        }
+        let jti = match c.get("jti") {
+            Some(Value::String(j)) if !j.is_empty() => j.clone(),
+            _ => return Err(VerifyError::MissingClaim("jti")),
+        };
+        Ok(LogoutClaims {
+            sid,
+            sub,
+            jti,
+            valid_until: exp
+                .max(iat.saturating_add(self.leeway * 10))
+                .saturating_add(self.leeway),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    use crate::verify::tests::{ISSUER, hs_token, verifier};
+
+    fn logout_claims(sid: &str) -> Value {
+        let now = now_unix();
+        json!({
+            "iss": ISSUER, "aud": "shop", "iat": now, "exp": now + 120, "jti": format!("j-{sid}"),
+            "sid": sid,
+            "events": {"http://schemas.openid.net/event/backchannel-logout": {}}
+        })
+    }
+
+    /// Issue #7: Back-Channel Logout 1.0 requires `exp` in a logout token.
+    #[tokio::test]
+    async fn issue_7_logout_token_without_exp_is_refused() {
+        let v = verifier();
+        let header = json!({"typ": "logout+jwt"});
+        let with_exp = logout_claims("s1");
+        let ok = v
+            .verify_logout_token(&hs_token(header.clone(), &with_exp))
+            .await;
+        assert!(ok.is_ok(), "{ok:?}");
+        let mut without = logout_claims("s2");
+        without.as_object_mut().map(|o| o.remove("exp"));
+        let err = v
+            .verify_logout_token(&hs_token(header, &without))
+            .await
+            .err();
+        assert_eq!(err, Some(VerifyError::MissingClaim("exp")));
+    }
+}

@@ -1,0 +1,515 @@
+//! Token verification: [`Verifier`] and its checks of access and ID tokens (`exp`, `nbf`,
+//! `iat`, `iss`, `aud`, token type, revocation), [`VerifyError`], [`Verified`], and the glue
+//! between the verified-token cache and the session registry. The JWS layer (shape, header,
+//! key, signature) is in `jws`, the claim mapping in `claims`, the cache in `cache`, logout
+//! tokens in `logout`.
+
+mod cache;
+mod claims;
+mod jws;
+mod logout;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+use tokend_shared::{Claims, Reason};
+
+use crate::alg::Alg;
+use crate::config::Config;
+use crate::jwks::{Jwks, VerifyKey};
+use crate::metrics::Metrics;
+use crate::sessions::{EndReason, NewSession, Session, Sessions};
+use cache::CacheEntry;
+use claims::render_active;
+use jws::{numeric, short};
+
+pub use cache::TokenCache;
+pub use claims::ClaimMapper;
+pub use jws::constant_time_eq;
+pub use logout::{LogoutClaims, LogoutSubject};
+
+/// Why a token was refused. Messages never contain the token or its signature.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+pub enum VerifyError {
+    #[error("{0}")]
+    Malformed(String),
+    #[error("{0}")]
+    UnsupportedAlg(String),
+    /// A JWS header parameter asking for processing tokend does not do (`crit`, `cty`, `zip`).
+    #[error("the `{0}` header parameter is not supported: tokend does not process it")]
+    UnsupportedHeader(&'static str),
+    #[error("{0}")]
+    UnknownKid(String),
+    #[error("signature does not match")]
+    BadSignature,
+    #[error("token expired {0}s ago")]
+    Expired(i64),
+    #[error("{0}")]
+    NotYetValid(String),
+    #[error("issuer {0:?} is not the configured issuer")]
+    WrongIssuer(String),
+    #[error("audience does not include {0:?}")]
+    WrongAudience(String),
+    #[error("this is an ID token (no azp, uid or scope claim); present the access token instead")]
+    IdTokenNotAccepted,
+    #[error("{0}")]
+    WrongTokenType(String),
+    #[error("claim `{0}` is missing or not of the expected type")]
+    MissingClaim(&'static str),
+    #[error("no verification keys are loaded (provider unreachable and no cache)")]
+    KeysUnavailable,
+    #[error("the session of this token has ended (logout)")]
+    Revoked,
+    #[error("the ID token's nonce does not match the login")]
+    NonceMismatch,
+}
+
+impl VerifyError {
+    pub fn reason(&self) -> Reason {
+        match self {
+            VerifyError::Malformed(_) => Reason::Malformed,
+            VerifyError::UnsupportedAlg(_) => Reason::UnsupportedAlg,
+            VerifyError::UnsupportedHeader(_) => Reason::UnsupportedHeader,
+            VerifyError::UnknownKid(_) => Reason::UnknownKid,
+            VerifyError::BadSignature => Reason::BadSignature,
+            VerifyError::Expired(_) => Reason::Expired,
+            VerifyError::NotYetValid(_) => Reason::NotYetValid,
+            VerifyError::WrongIssuer(_) => Reason::WrongIssuer,
+            VerifyError::WrongAudience(_) => Reason::WrongAudience,
+            VerifyError::IdTokenNotAccepted => Reason::IdTokenNotAccepted,
+            VerifyError::WrongTokenType(_) => Reason::WrongTokenType,
+            VerifyError::MissingClaim(_) => Reason::MissingClaim,
+            VerifyError::KeysUnavailable => Reason::KeysUnavailable,
+            VerifyError::Revoked => Reason::TokenRevoked,
+            VerifyError::NonceMismatch => Reason::NonceMismatch,
+        }
+    }
+}
+
+/// A verified token.
+#[derive(Debug)]
+pub struct Verified {
+    pub claims: Claims,
+    /// The `200` body of `/v1/verify`, rendered once so cache hits serialize nothing.
+    pub body: Bytes,
+    /// Issued-at, to compare with revocations.
+    pub iat: i64,
+    /// The session registered for the token's `sid` when it was verified, if any: hits update
+    /// its last-seen time and see its end without any map lookup.
+    pub session: Option<Arc<Session>>,
+}
+
+/// The verifier. Shared as `Arc<Verifier>`.
+#[derive(Debug)]
+pub struct Verifier {
+    issuer: String,
+    audience: String,
+    algorithms: Vec<Alg>,
+    leeway: i64,
+    max_token_bytes: usize,
+    mapper: ClaimMapper,
+    jwks: Arc<Jwks>,
+    cache: TokenCache,
+    sessions: Arc<Sessions>,
+    /// The client id, expected in ID and logout token audiences.
+    client_id: String,
+    metrics: Arc<Metrics>,
+}
+
+pub fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl Verifier {
+    pub fn new(
+        config: &Config,
+        jwks: Arc<Jwks>,
+        sessions: Arc<Sessions>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            issuer: config.provider.issuer.clone(),
+            audience: config.audience().to_string(),
+            algorithms: config.provider.algorithms.iter().map(|a| a.0).collect(),
+            leeway: i64::try_from(config.verify.leeway.as_secs()).unwrap_or(i64::MAX),
+            max_token_bytes: config.verify.max_token_bytes,
+            mapper: ClaimMapper::new(&config.claims),
+            jwks,
+            cache: TokenCache::new(config.verify.cache_max_entries, config.verify.cache_ttl),
+            sessions,
+            client_id: config.provider.client_id.clone(),
+            metrics,
+        }
+    }
+
+    pub fn sessions(&self) -> &Arc<Sessions> {
+        &self.sessions
+    }
+
+    /// Ends sessions (by `sid`, else by `sub`), puts them on the revocation list, and forgets
+    /// their cached verifications. Returns how many registered sessions ended.
+    pub fn end_sessions(
+        &self,
+        sid: Option<&str>,
+        sub: Option<&str>,
+        reason: EndReason,
+        now: i64,
+    ) -> usize {
+        let ended = match (sid, sub) {
+            (Some(sid), _) => self.sessions.end_sid(sid, reason, now),
+            (None, Some(sub)) => self.sessions.end_sub(sub, reason, now),
+            (None, None) => return 0,
+        };
+        self.cache.forget(|v| match sid {
+            Some(sid) => v.claims.sid() == Some(sid),
+            None => Some(v.claims.sub.as_str()) == sub,
+        });
+        ended.len()
+    }
+
+    /// Registers a login (the flow calls this, not `sessions().create`): a session with the
+    /// same `sid` is replaced, and the cached verifications of that sid are forgotten so they
+    /// link to the new session when verified again.
+    pub fn create_session(&self, new: NewSession) -> Arc<Session> {
+        let (session, replaced) = self.sessions.create_replacing(new);
+        if let Some(old) = replaced {
+            self.cache.forget(|v| {
+                v.session.as_ref().is_some_and(|s| Arc::ptr_eq(s, &old))
+                    || (old.sid.is_some() && v.claims.sid() == old.sid.as_deref())
+            });
+        }
+        session
+    }
+
+    pub fn cache(&self) -> &TokenCache {
+        &self.cache
+    }
+
+    pub fn jwks(&self) -> &Arc<Jwks> {
+        &self.jwks
+    }
+
+    /// Verifies an access token. Cache hit: no parsing, no signature check.
+    pub async fn verify(&self, token: &str) -> Result<Arc<Verified>, VerifyError> {
+        let started = std::time::Instant::now();
+        let result = self.verify_counted(token).await;
+        self.metrics.verified(
+            result.as_ref().map(|_| ()).map_err(VerifyError::reason),
+            started.elapsed(),
+        );
+        result
+    }
+
+    async fn verify_counted(&self, token: &str) -> Result<Arc<Verified>, VerifyError> {
+        self.check_length(token)?;
+        let now = now_unix();
+        // Hashed once: the lookup and, on a miss, the insert.
+        let hash = TokenCache::key(token);
+        let keys = self.jwks.keys();
+        if let Some(hit) = self.cache.get(&hash, now, &keys) {
+            self.metrics.cache_hits.inc();
+            return Ok(hit);
+        }
+        drop(keys);
+        self.metrics.cache_misses.inc();
+        // Read before the revocation check inside: see `remember`.
+        let generation = self.sessions.revocation_generation();
+        let (verified, key) = self.verify_access(token, now).await?;
+        Ok(self.remember(hash, verified, key, now, generation))
+    }
+
+    /// Caches a verification unless a session ended (or was replaced) since `generation` was
+    /// read before it: its revocation check may predate the end, and a cached success would
+    /// outlive it (issue #7). Checked again after the insert, because the end's cache clearing
+    /// may have run between the check and the insert.
+    fn remember(
+        &self,
+        hash: [u8; 32],
+        verified: Verified,
+        key: Arc<VerifyKey>,
+        now: i64,
+        generation: u64,
+    ) -> Arc<Verified> {
+        let verified = Arc::new(verified);
+        if self.sessions.revocation_generation() != generation {
+            tracing::debug!("a session ended during this verification; result not cached");
+            return verified;
+        }
+        let valid_until = verified.claims.exp.min(now.saturating_add(self.cache.ttl));
+        self.cache.insert(
+            hash,
+            CacheEntry {
+                verified: verified.clone(),
+                valid_until,
+                key,
+            },
+            now,
+        );
+        if self.sessions.revocation_generation() != generation {
+            self.cache.map.remove(&hash);
+        }
+        verified
+    }
+
+    /// Verifies an access token without consulting or filling the cache (the login flow uses
+    /// it before the session exists, so later verifications link to the session).
+    pub async fn verify_uncached(&self, token: &str) -> Result<Verified, VerifyError> {
+        self.verify_access(token, now_unix()).await.map(|(v, _)| v)
+    }
+
+    async fn verify_access(
+        &self,
+        token: &str,
+        now: i64,
+    ) -> Result<(Verified, Arc<VerifyKey>), VerifyError> {
+        let signed = self.signed(token).await?;
+        if let Some(typ) = &signed.typ {
+            let t = typ.to_ascii_lowercase();
+            if t.contains("id_token") {
+                return Err(VerifyError::IdTokenNotAccepted);
+            }
+            if !matches!(
+                t.as_str(),
+                "jwt" | "at+jwt" | "application/at+jwt" | "application/jwt"
+            ) {
+                return Err(VerifyError::WrongTokenType(format!(
+                    "typ {:?} is not an access token type",
+                    short(typ)
+                )));
+            }
+        }
+        let c = &signed.claims;
+        let (exp, iat) = self.check_common(c, &self.audience, now)?;
+        if c.contains_key("events") {
+            return Err(VerifyError::WrongTokenType(
+                "this is a logout token (it has an `events` claim)".into(),
+            ));
+        }
+        // Authentik's access token carries azp and uid (and scope since 2025.10); its ID token
+        // carries none of them.
+        if !["azp", "uid", "scope"].iter().any(|k| c.contains_key(*k)) {
+            return Err(VerifyError::IdTokenNotAccepted);
+        }
+        let sub = match c.get("sub") {
+            Some(Value::String(s)) if !s.is_empty() => s.clone(),
+            _ => return Err(VerifyError::MissingClaim("sub")),
+        };
+        let sid = c.get("sid").and_then(Value::as_str);
+        if self.sessions.is_revoked(sid, &sub, iat, now) {
+            return Err(VerifyError::Revoked);
+        }
+        let session = sid.and_then(|sid| self.sessions.by_sid(sid));
+        if let Some(s) = &session {
+            s.touch(now);
+        }
+        let claims = self.mapper.map(signed.claims, sub, exp);
+        let body = render_active(&claims);
+        Ok((
+            Verified {
+                claims,
+                body,
+                iat,
+                session,
+            },
+            signed.key,
+        ))
+    }
+
+    /// Verifies an ID token from the token endpoint: signature, iss, aud (the client id),
+    /// exp/iat, and the login's nonce. Returns its claims.
+    pub async fn verify_id_token(
+        &self,
+        token: &str,
+        nonce: &str,
+    ) -> Result<Map<String, Value>, VerifyError> {
+        let signed = self.signed(token).await?;
+        let c = signed.claims;
+        self.check_common(&c, &self.client_id, now_unix())?;
+        if let Some(azp) = c.get("azp").and_then(Value::as_str)
+            && azp != self.client_id
+        {
+            return Err(VerifyError::WrongAudience(self.client_id.clone()));
+        }
+        match c.get("nonce").and_then(Value::as_str) {
+            Some(n) if constant_time_eq(n.as_bytes(), nonce.as_bytes()) => Ok(c),
+            _ => Err(VerifyError::NonceMismatch),
+        }
+    }
+
+    /// exp, nbf, iat (with leeway), iss and aud. Returns (exp, iat).
+    fn check_common(
+        &self,
+        c: &Map<String, Value>,
+        audience: &str,
+        now: i64,
+    ) -> Result<(i64, i64), VerifyError> {
+        let exp = numeric(c, "exp")?.ok_or(VerifyError::MissingClaim("exp"))?;
+        if now > exp.saturating_add(self.leeway) {
+            return Err(VerifyError::Expired(now - exp));
+        }
+        if let Some(nbf) = numeric(c, "nbf")?
+            && nbf > now.saturating_add(self.leeway)
+        {
+            return Err(VerifyError::NotYetValid(format!(
+                "not valid before {nbf} (nbf), {}s from now",
+                nbf - now
+            )));
+        }
+        let iat = numeric(c, "iat")?.ok_or(VerifyError::MissingClaim("iat"))?;
+        if iat > now.saturating_add(self.leeway) {
+            return Err(VerifyError::NotYetValid(format!(
+                "issued {}s in the future (iat); check the clocks",
+                iat - now
+            )));
+        }
+        self.check_iss_aud(c, audience)?;
+        Ok((exp, iat))
+    }
+
+    fn check_iss_aud(&self, c: &Map<String, Value>, audience: &str) -> Result<(), VerifyError> {
+        match c.get("iss") {
+            Some(Value::String(iss)) if *iss == self.issuer => {}
+            Some(Value::String(iss)) => return Err(VerifyError::WrongIssuer(short(iss))),
+            _ => return Err(VerifyError::MissingClaim("iss")),
+        }
+        let aud_ok = match c.get("aud") {
+            Some(Value::String(a)) => a == audience,
+            Some(Value::Array(items)) => items.iter().any(|a| a.as_str() == Some(audience)),
+            _ => return Err(VerifyError::MissingClaim("aud")),
+        };
+        if !aud_ok {
+            return Err(VerifyError::WrongAudience(audience.to_string()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use serde_json::json;
+
+    const SECRET: &str = "unit-test-client-secret";
+    pub(in crate::verify) const ISSUER: &str = "https://auth.example.com/application/o/shop/";
+
+    /// A verifier in HS256 mode (the client secret is the key): no provider needed.
+    pub(in crate::verify) fn verifier_with(extra: &str) -> Verifier {
+        let text = format!(
+            "[listen]\nhttp = \"127.0.0.1:9180\"\n[provider]\nissuer = \"{ISSUER}\"\n\
+             client_id = \"shop\"\nclient_secret = \"{SECRET}\"\nalgorithms = [\"HS256\"]\n{extra}"
+        );
+        let config = Config::from_toml(
+            &text,
+            std::path::Path::new("unit.toml"),
+            std::path::Path::new("."),
+            std::iter::empty(),
+        )
+        .expect("valid config");
+        let metrics = Metrics::new();
+        let jwks = crate::build_jwks(&config, &metrics).expect("jwks");
+        let sessions = Arc::new(Sessions::new(config.revocation_ttl(), metrics.clone()));
+        Verifier::new(&config, jwks, sessions, metrics)
+    }
+
+    pub(in crate::verify) fn verifier() -> Verifier {
+        verifier_with("")
+    }
+
+    /// An HS256 token with `extra_header` merged into `{"alg":"HS256","typ":"JWT"}`.
+    pub(in crate::verify) fn hs_token(extra_header: Value, payload: &Value) -> String {
+        let mut header = json!({"alg": "HS256", "typ": "JWT"});
+        for (k, v) in extra_header.as_object().cloned().unwrap_or_default() {
+            header[k] = v;
+        }
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(payload.to_string())
+        );
+        let sig = jsonwebtoken::crypto::sign(
+            message.as_bytes(),
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+            jsonwebtoken::Algorithm::HS256,
+        )
+        .expect("signed");
+        format!("{message}.{sig}")
+    }
+
+    pub(in crate::verify) fn access_claims(sub: &str, sid: &str) -> Value {
+        let now = now_unix();
+        json!({
+            "iss": ISSUER, "sub": sub, "aud": "shop", "exp": now + 300, "iat": now,
+            "sid": sid, "azp": "shop", "uid": "u", "scope": "openid"
+        })
+    }
+
+    /// Issue #7: a verification that passed the revocation check just before its session
+    /// ended does not put its success into the cache after the end.
+    #[tokio::test]
+    async fn issue_7_success_verified_before_an_end_is_not_cached_after_it() {
+        let v = verifier();
+        let token = hs_token(json!({}), &access_claims("erin", "sid-e"));
+        let hash = TokenCache::key(&token);
+        let now = now_unix();
+        // The verification reads the generation and passes the revocation check…
+        let generation = v.sessions().revocation_generation();
+        let (verified, key) = v.verify_access(&token, now).await.expect("valid");
+        // …then the session ends (admin revocation, logout, back-channel) before it caches.
+        v.end_sessions(Some("sid-e"), None, EndReason::AdminRevocation, now);
+        let answered = v.remember(hash, verified, key, now, generation);
+        assert_eq!(answered.claims.sub, "erin", "the in-flight answer stands");
+        assert!(v.cache().is_empty(), "but it is not remembered");
+        assert_eq!(v.verify(&token).await.err(), Some(VerifyError::Revoked));
+        assert_eq!(v.verify(&token).await.err(), Some(VerifyError::Revoked));
+
+        // Without an end in between, the same path caches.
+        let other = hs_token(json!({}), &access_claims("fred", "sid-f"));
+        assert!(v.verify(&other).await.is_ok());
+        assert_eq!(v.cache().len(), 1);
+    }
+
+    /// Issue #7: a new login with an existing sid replaces the session and forgets the cached
+    /// verifications of the replaced one, which then link to the new session.
+    #[tokio::test]
+    async fn issue_7_create_session_forgets_the_replaced_sessions_cache_entries() {
+        let v = verifier();
+        let c = access_claims("gina", "sid-g");
+        let token = hs_token(json!({}), &c);
+        let claims = v.verify_uncached(&token).await.expect("valid").claims;
+        let new = |rt: &str| NewSession {
+            claims: &claims,
+            sid: Some("sid-g".into()),
+            id_token: None,
+            refresh_token: Some(tokend_shared::Secret::new(rt)),
+            refresh_expires: now_unix() + 3600,
+            now: now_unix(),
+        };
+        let first = v.create_session(new("rt-1"));
+        let hit = v.verify(&token).await.expect("valid");
+        assert!(hit.session.as_ref().is_some_and(|s| Arc::ptr_eq(s, &first)));
+        assert_eq!(v.cache().len(), 1);
+        let second = v.create_session(new("rt-2"));
+        assert!(first.is_ended());
+        assert!(
+            v.cache().is_empty(),
+            "the replaced session's entries are forgotten"
+        );
+        let again = v
+            .verify(&token)
+            .await
+            .expect("still valid: same sid, new login");
+        assert!(
+            again
+                .session
+                .as_ref()
+                .is_some_and(|s| Arc::ptr_eq(s, &second))
+        );
+        assert!(v.sessions().refresh_token_ended("rt-1"));
+    }
+}
