@@ -5,7 +5,7 @@ use reqwest::Url;
 
 /// How many rounds of percent-decoding the check follows; a target still changing after them
 /// is refused.
-const MAX_DECODE_ROUNDS: usize = 4;
+pub const MAX_DECODE_ROUNDS: usize = 4;
 
 /// A same-site relative redirect target, or `None`. Refuses anything a browser could take to
 /// another origin: `//host`, `/\host`, schemes, control characters, and their percent-encoded
