@@ -79,6 +79,11 @@ async fn whole_flow_login_exchange_verify_refresh_logout() -> R {
     // 2. The provider logs alice in and sends the browser back to tokend's callback.
     let back = browse(&p, &authorize, "alice", "flow").await?;
     let cb = back.trim_start_matches(&t.base_url()?).to_string();
+    // The provider's authorization code and the state are secrets too (issue #8).
+    let cbq = query(&back);
+    secrets.push(cbq.get("code").cloned().unwrap_or_default());
+    secrets.push(cbq.get("state").cloned().unwrap_or_default());
+    secrets.push(binding.split('=').nth(1).unwrap_or("").to_string());
     assert!(cb.starts_with("/auth/callback?"), "{back}");
 
     // 3. The callback redirects to the frontend with only a one-time code, and clears the
@@ -193,6 +198,7 @@ async fn whole_flow_login_exchange_verify_refresh_logout() -> R {
     let lq = query(&logout_url);
     assert!(lq.contains_key("id_token_hint"));
     assert_eq!(lq["post_logout_redirect_uri"], format!("{FRONTEND}/"));
+    assert_eq!(lq["client_id"], p.client_id);
     let cleared = set_cookies(&a);
     for (name, path) in [
         ("ecosire_auth", "Path=/"),
@@ -486,6 +492,8 @@ async fn twenty_concurrent_refreshes_one_upstream_request() -> R {
         19.0
     );
     assert_eq!(t.verify(&accesses[0]).await?.status, 200);
+    // The coalesced path logs no token either (issue #8).
+    t.output.assert_free_of(&[&refresh, &accesses[0]]);
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use crate::verify::now_unix;
 impl Flow {
     /// Redeems a flow code; returns the Set-Cookie values of its tokens.
     pub async fn exchange(&self, code: &str) -> Result<Vec<String>, FlowError> {
+        self.cfg()?;
         let payload = self.codes.redeem(CodeKind::Flow, code, now_unix()).await;
         self.metrics.flow_step("exchange", payload.is_ok());
         let payload = payload?;
