@@ -224,6 +224,21 @@ impl Sessions {
         self.by_key.get(sid).map(|s| s.clone())
     }
 
+    /// The registered sessions a logout naming `sid` (else `sub`) ends: the one with that
+    /// `sid`, or every session of `sub`.
+    pub fn matching(&self, sid: Option<&str>, sub: Option<&str>) -> Vec<Arc<Session>> {
+        match (sid, sub) {
+            (Some(sid), _) => self.by_sid(sid).into_iter().collect(),
+            (None, Some(sub)) => self
+                .by_key
+                .iter()
+                .filter(|s| s.sub == sub)
+                .map(|s| s.clone())
+                .collect(),
+            (None, None) => Vec::new(),
+        }
+    }
+
     /// The session whose current refresh token is `refresh_token`.
     pub fn by_refresh_token(&self, refresh_token: &str) -> Option<Arc<Session>> {
         let key = self.by_refresh.get(&key_of(refresh_token))?.clone();
