@@ -834,10 +834,12 @@ const control = {
   'POST /_test/sign': ({ body }) => {
     const { kid, alg = KEYS[kid]?.alg ?? 'RS256', header = {}, payload = {} } = body;
     if (alg !== 'HS256' && alg !== 'none' && !KEYS[kid]) throw new HttpError(400, `kid must be one of ${KEY_NAMES}`);
-    // HS256 (Authentik without a signing key) has no kid member at all; a header member set to
-    // null is removed, never written as null.
+    // HS256 (Authentik without a signing key) has no kid member at all: the kid argument is
+    // ignored and a `"kid": null` override is dropped, never written (only a string kid in
+    // `header` adds one). Other null members are written as given (e.g. `"crit": null`).
     const defaults = { alg, ...(kid !== undefined && alg !== 'HS256' ? { kid } : {}), typ: 'JWT' };
-    const merged = Object.fromEntries(Object.entries({ ...defaults, ...header }).filter(([, v]) => v !== null));
+    const merged = { ...defaults, ...header };
+    if (alg === 'HS256' && merged.kid === null) delete merged.kid;
     return { token: signJws(merged, payload, alg, KEYS[kid]?.privateKey) };
   },
   'GET /_test/claims-template': ({ query }) => {
