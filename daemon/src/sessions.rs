@@ -224,6 +224,21 @@ impl Sessions {
         self.by_key.get(sid).map(|s| s.clone())
     }
 
+    /// The registered sessions a logout naming `sid` (else `sub`) ends: the one with that
+    /// `sid`, or every session of `sub`.
+    pub fn matching(&self, sid: Option<&str>, sub: Option<&str>) -> Vec<Arc<Session>> {
+        match (sid, sub) {
+            (Some(sid), _) => self.by_sid(sid).into_iter().collect(),
+            (None, Some(sub)) => self
+                .by_key
+                .iter()
+                .filter(|s| s.sub == sub)
+                .map(|s| s.clone())
+                .collect(),
+            (None, None) => Vec::new(),
+        }
+    }
+
     /// The session whose current refresh token is `refresh_token`.
     pub fn by_refresh_token(&self, refresh_token: &str) -> Option<Arc<Session>> {
         let key = self.by_refresh.get(&key_of(refresh_token))?.clone();
@@ -442,6 +457,39 @@ mod tests {
             !s.is_revoked(Some("sid-1"), "alice", 150, 3801),
             "revocation expired"
         );
+    }
+
+    /// Issue #8: the back-channel logout revokes upstream the refresh tokens of exactly the
+    /// sessions it ends: by sid the one session, by sub every session of the user.
+    #[test]
+    fn matching_names_the_sessions_a_logout_ends() {
+        let s = Sessions::new(Duration::from_secs(60), Metrics::new());
+        for (sub, sid) in [("alice", "a1"), ("alice", "a2"), ("bob", "b1")] {
+            let c = claims(sub);
+            s.create(NewSession {
+                claims: &c,
+                sid: Some(sid.into()),
+                id_token: None,
+                refresh_token: Some(Secret::new(format!("rt-{sid}"))),
+                refresh_expires: 5000,
+                now: 100,
+            });
+        }
+        let keys = |v: Vec<Arc<Session>>| {
+            let mut k: Vec<String> = v.iter().map(|s| s.key.clone()).collect();
+            k.sort();
+            k
+        };
+        assert_eq!(keys(s.matching(Some("a2"), Some("alice"))), ["a2"]);
+        assert_eq!(keys(s.matching(None, Some("alice"))), ["a1", "a2"]);
+        assert!(s.matching(Some("zz"), Some("alice")).is_empty(), "sid wins");
+        assert!(s.matching(None, None).is_empty());
+        let rts: Vec<String> = s
+            .matching(Some("b1"), None)
+            .iter()
+            .filter_map(|x| x.refresh_token().map(|r| r.expose().to_string()))
+            .collect();
+        assert_eq!(rts, ["rt-b1"]);
     }
 
     #[test]

@@ -32,6 +32,7 @@ const { values: argv } = parseArgs({
     'redirect-uri': { type: 'string', multiple: true },
     'post-logout-redirect-uri': { type: 'string', multiple: true },
     'public-host': { type: 'string' },
+    'public-scheme': { type: 'string', default: 'http' },
     'access-ttl': { type: 'string', default: '3600' },
     'backchannel-logout-uri': { type: 'string' },
     quiet: { type: 'boolean', default: false },
@@ -57,6 +58,8 @@ const REDIRECT_URIS = argv['redirect-uri'] ?? ['http://127.0.0.1:1/callback'];
 const POST_LOGOUT_URIS = argv['post-logout-redirect-uri'] ?? [];
 const BACKCHANNEL_URI = argv['backchannel-logout-uri'];
 const ACCESS_TTL = Number(argv['access-ttl']);
+const PUBLIC_SCHEME = argv['public-scheme'];
+if (!['http', 'https'].includes(PUBLIC_SCHEME)) throw new Error('--public-scheme must be http or https');
 if (!/^[a-z0-9-_]+$/i.test(SLUG)) throw new Error('--slug must be [A-Za-z0-9_-]+');
 if (!Number.isInteger(ACCESS_TTL) || ACCESS_TTL <= 0) throw new Error('--access-ttl must be a positive integer');
 
@@ -98,18 +101,109 @@ const KEYS = {
   k1: makeKey('k1', 'rsa'), k2: makeKey('k2', 'rsa'),
   e1: makeKey('e1', 'ec', 'P-256'), e3: makeKey('e3', 'ec', 'P-384'), e5: makeKey('e5', 'ec', 'P-521'),
 };
+
+// Authentik publishes each key's certificate: x5c (standard base64 DER), x5t (SHA-1) and
+// x5t#S256 (SHA-256, both base64url). Every key gets a self-signed X.509 v3 certificate, built
+// here in DER by hand (no extra npm package; SubjectPublicKeyInfo from the JWK, so no
+// KeyObject.export is needed — see above).
+const der = {
+  tlv(tag, ...parts) {
+    const body = Buffer.concat(parts);
+    let len;
+    if (body.length < 0x80) len = Buffer.from([body.length]);
+    else {
+      const bytes = [];
+      for (let n = body.length; n > 0; n >>= 8) bytes.unshift(n & 0xff);
+      len = Buffer.from([0x80 | bytes.length, ...bytes]);
+    }
+    return Buffer.concat([Buffer.from([tag]), len, body]);
+  },
+  seq: (...parts) => der.tlv(0x30, ...parts),
+  int(buf) {
+    let i = 0;
+    while (i < buf.length - 1 && buf[i] === 0) i += 1;
+    const v = buf.subarray(i);
+    return der.tlv(0x02, v[0] & 0x80 ? Buffer.from([0]) : Buffer.alloc(0), v);
+  },
+  oid(dotted) {
+    const [a, b, ...rest] = dotted.split('.').map(Number);
+    const out = [40 * a + b];
+    for (const n of rest) {
+      const groups = [n & 0x7f];
+      for (let m = n >>> 7; m > 0; m >>>= 7) groups.unshift(0x80 | (m & 0x7f));
+      out.push(...groups);
+    }
+    return der.tlv(0x06, Buffer.from(out));
+  },
+  null: () => Buffer.from([0x05, 0x00]),
+  bits: (buf) => der.tlv(0x03, Buffer.from([0]), buf),
+  utf8: (text) => der.tlv(0x0c, Buffer.from(text)),
+  time: (date) => der.tlv(0x17, Buffer.from(`${date.toISOString().replace(/[-:T]/g, '').slice(2, 14)}Z`)),
+  name: (cn) => der.seq(der.tlv(0x31, der.seq(der.oid('2.5.4.3'), der.utf8(cn)))),
+};
+const CURVE_OIDS = { 'P-256': '1.2.840.10045.3.1.7', 'P-384': '1.3.132.0.34', 'P-521': '1.3.132.0.35' };
+const EC_SIG_OIDS = { ES256: '1.2.840.10045.4.3.2', ES384: '1.2.840.10045.4.3.3', ES512: '1.2.840.10045.4.3.4' };
+function selfSignedCertificate(key) {
+  const jwk = key.publicJwk;
+  const raw = (x) => Buffer.from(x, 'base64url');
+  const rsa = jwk.kty === 'RSA';
+  const spki = rsa
+    ? der.seq(der.seq(der.oid('1.2.840.113549.1.1.1'), der.null()),
+      der.bits(der.seq(der.int(raw(jwk.n)), der.int(raw(jwk.e)))))
+    : der.seq(der.seq(der.oid('1.2.840.10045.2.1'), der.oid(CURVE_OIDS[jwk.crv])),
+      der.bits(Buffer.concat([Buffer.from([4]), raw(jwk.x), raw(jwk.y)])));
+  const sigAlg = rsa ? der.seq(der.oid('1.2.840.113549.1.1.11'), der.null()) : der.seq(der.oid(EC_SIG_OIDS[key.alg]));
+  const now = Date.now();
+  const subject = der.name(`tokend test provider ${key.kid}`);
+  const tbs = der.seq(
+    der.tlv(0xa0, der.int(Buffer.from([2]))), // v3
+    der.int(crypto.randomBytes(16)),
+    sigAlg, subject,
+    der.seq(der.time(new Date(now - 86400e3)), der.time(new Date(now + 365 * 86400e3))),
+    subject, spki,
+  );
+  const sig = crypto.sign(rsa ? 'sha256' : `sha${key.alg.slice(2)}`, tbs, key.privateKey); // DER ECDSA
+  return der.seq(tbs, sigAlg, der.bits(sig));
+}
+for (const key of Object.values(KEYS)) {
+  const cert = selfSignedCertificate(key);
+  Object.assign(key.publicJwk, {
+    x5c: [cert.toString('base64')],
+    x5t: crypto.createHash('sha1').update(cert).digest('base64url'),
+    'x5t#S256': crypto.createHash('sha256').update(cert).digest('base64url'),
+  });
+}
 const KEY_NAMES = Object.keys(KEYS).join(', ');
-const state = { signing: 'k1', published: ['k1', 'k2'], jwksMode: 'normal', jwksStripAlg: false, tokenDelayMs: 0 };
+const state = {
+  signing: 'k1', published: ['k1', 'k2'], jwksMode: 'normal', jwksStripAlg: false, tokenDelayMs: 0,
+  // Client authentication methods accepted at the token, revocation and introspection endpoints.
+  // Authentik accepts both; we accept only what tokend uses, so a regression to another fails.
+  clientAuth: ['client_secret_basic'],
+  badIdToken: undefined, // 'wrong_nonce' | 'wrong_audience': the next code exchange's ID token
+};
 const COOKIE_KEY = crypto.randomBytes(32).toString('hex');
 
 function freshStats() {
   return {
     jwks_requests: 0, discovery_requests: 0, token_requests: 0, refresh_grants: 0,
-    authorization_code_grants: 0, revocations: 0, hosts_seen: [],
+    authorization_code_grants: 0, revocations: 0, revocation_requests: 0, client_auth_failures: 0,
+    hosts_seen: [], seen: {},
   };
 }
 let stats = freshStats();
 const seeHost = (host) => { if (!stats.hosts_seen.includes(host)) stats.hosts_seen.push(host); };
+// Per endpoint, the distinct (User-Agent, Host, X-Forwarded-Proto, X-Forwarded-Host) of the
+// requests it got: tokend's own (User-Agent tokend/…) can be told from the tests' and ours.
+function seeRequest(endpoint, req) {
+  const entry = {
+    user_agent: req.headers['user-agent'] ?? null,
+    host: req.headers.host ?? null,
+    x_forwarded_proto: req.headers['x-forwarded-proto'] ?? null,
+    x_forwarded_host: req.headers['x-forwarded-host'] ?? null,
+  };
+  const list = (stats.seen[endpoint] ??= []);
+  if (!list.some((e) => JSON.stringify(e) === JSON.stringify(entry))) list.push(entry);
+}
 const backchannelLog = []; // results of back-channel logout deliveries, newest last
 
 // ---------------------------------------------------------------------------------------------
@@ -177,6 +271,11 @@ async function customizeAccessToken(ctx, token, jwt) {
   const src = ctx?.oidc?.entities ?? {};
   const grantSource = src.AuthorizationCode ?? src.RotatedRefreshToken ?? src.RefreshToken;
   const { jti, iat, exp, scope } = jwt.payload;
+  // A refresh after the browser session ended (logout, end-session) mints tokens that are no
+  // longer tied to it: Authentik's refresh token outlives the session (FK SET_DEFAULT), and the
+  // new tokens carry no sid (authentik.md §3.5-3.6).
+  const session = token.sessionUid && await ctx?.oidc?.provider.Session.findByUid(token.sessionUid);
+  const live = session?.authorizations?.[CLIENT_ID]?.sid === token.sid;
   jwt.header = { typ: 'JWT' }; // Authentik: typ JWT (oidc-provider default is at+jwt)
   // Authentik's claim order: ID-token fields, then scope-mapping claims, then azp/uid/scope.
   // No client_id, no nbf.
@@ -189,7 +288,7 @@ async function customizeAccessToken(ctx, token, jwt) {
     auth_time: grantSource?.authTime,
     acr: ACR,
     nonce: grantSource?.nonce,
-    sid: token.sid,
+    sid: live ? token.sid : undefined,
     jti,
     ...scopedClaims(token.accountId, scope),
     azp: CLIENT_ID,
@@ -198,7 +297,6 @@ async function customizeAccessToken(ctx, token, jwt) {
   };
   // Tokens refreshed after the browser session ended are no longer tied to it (Authentik: the
   // refresh token's session is gone, the new access token lives until exp).
-  const live = token.sessionUid && await ctx?.oidc?.provider.Session.findByUid(token.sessionUid);
   accessTokens.set(jti, { claims: jwt.payload, grantId: token.grantId, sessionUid: live ? token.sessionUid : undefined });
 }
 
@@ -238,8 +336,22 @@ async function findRefreshToken(value) {
   return rt;
 }
 
-// Authentik (like RFC 6749 2.3.1) accepts client_secret_basic and client_secret_post.
+// The client authentication method a request uses (RFC 6749 2.3.1 / OIDC Core 9).
+function authMethod(req, form) {
+  if (/^Basic\s/i.test(req.headers.authorization ?? '')) return 'client_secret_basic';
+  if (form.has('client_secret')) return 'client_secret_post';
+  return 'none';
+}
+
+// Authentik accepts client_secret_basic and client_secret_post; we accept what /_test/client-auth
+// allows (start: client_secret_basic only, what tokend sends). A refused method counts in
+// client_auth_failures, like bad credentials.
 function clientAuthenticated(req, form) {
+  const ok = state.clientAuth.includes(authMethod(req, form)) && credentialsMatch(req, form);
+  if (!ok) stats.client_auth_failures += 1;
+  return ok;
+}
+function credentialsMatch(req, form) {
   const basic = /^Basic\s+(.+)$/i.exec(req.headers.authorization ?? '');
   let id = form.get('client_id');
   let secret = form.get('client_secret');
@@ -380,6 +492,7 @@ function buildProvider() {
   for (const ev of ['grant.error', 'authorization.error', 'end_session.error']) {
     p.on(ev, (ctx, err) => log(ev, err.message, err.error_description ?? ''));
   }
+  p.proxy = true; // koa: honour X-Forwarded-Proto/Host (https public origin, http listener)
   provider = p;
   providerHandler = p.callback();
 }
@@ -405,17 +518,37 @@ async function shapeResponses(ctx, next) {
     const {
       iss, sub, aud, exp, iat, auth_time: authTime, acr, amr, nonce, sid, jti, at_hash: atHash, ...claims
     } = decodePart(ctx.body.id_token, 1);
-    ctx.body.id_token = signCurrent({
-      iss, sub, aud, exp: at.exp ?? exp, iat, auth_time: authTime ?? at.auth_time, acr: ACR, amr, nonce, sid, jti: at.jti ?? jti, ...claims,
-    });
+    const shaped = {
+      iss, sub, aud, exp: at.exp ?? exp, iat, auth_time: authTime ?? at.auth_time, acr: ACR, amr, nonce,
+      // After the browser session ended, a refresh mints tokens without sid (like the access token).
+      sid: ctx.body.access_token ? at.sid : sid, jti: at.jti ?? jti, ...claims,
+    };
+    // /_test/bad-id-token: spoil the next code exchange's ID token (still validly signed).
+    if (state.badIdToken && ctx.oidc?.params?.grant_type === 'authorization_code') {
+      if (state.badIdToken === 'wrong_nonce') shaped.nonce = `${nonce ?? ''}-not-the-one-sent`;
+      if (state.badIdToken === 'wrong_audience') shaped.aud = 'some-other-client';
+      log(`bad ID token served: ${state.badIdToken}`);
+      state.badIdToken = undefined;
+    }
+    ctx.body.id_token = signCurrent(shaped);
   }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Authentik-only endpoints served by the wrapper.
-function discoveryDocument(host) {
-  // Authentik computes every URL from the request's Host header.
-  const base = `http://${host}`;
+// The origin a request was made for, as Authentik computes it behind a trusted proxy:
+// X-Forwarded-Proto and X-Forwarded-Host (first value) when present, else http and Host. This
+// provider listens on loopback only, so every peer counts as trusted (Authentik 2026.8 honours
+// them only from AUTHENTIK_LISTEN__TRUSTED_PROXY_CIDRS).
+function requestOrigin(req) {
+  const first = (h) => (req.headers[h] ?? '').split(',')[0].trim();
+  const proto = first('x-forwarded-proto') || 'http';
+  const host = first('x-forwarded-host') || req.headers.host || PUBLIC_HOST;
+  return `${proto}://${host}`;
+}
+
+function discoveryDocument(base) {
+  // Authentik computes every URL from the request (see requestOrigin).
   return {
     issuer: `${base}${APP}/`,
     authorization_endpoint: `${base}${P}/authorize/`,
@@ -476,8 +609,9 @@ async function introspect(req, res) {
 }
 
 // Authentik deletes just that token; oidc-provider would revoke the whole grant.
+// `revocations` counts only authenticated, answered-200 calls; `revocation_requests` all.
 async function revoke(req, res) {
-  stats.revocations += 1;
+  stats.revocation_requests += 1;
   const form = new URLSearchParams((await readBody(req)).toString());
   if (!clientAuthenticated(req, form)) {
     return sendJson(res, 401, { error: 'invalid_client', error_description: 'Client authentication failed' });
@@ -486,6 +620,7 @@ async function revoke(req, res) {
   const at = await findAccessToken(token);
   if (at) accessTokens.delete(at.jti);
   else await (await findRefreshToken(token))?.destroy();
+  stats.revocations += 1;
   return sendJson(res, 200, {});
 }
 
@@ -511,6 +646,12 @@ async function prepareTokenRequest(req, res) {
   const grantType = form.get('grant_type');
   if (grantType === 'refresh_token') stats.refresh_grants += 1;
   if (grantType === 'authorization_code') stats.authorization_code_grants += 1;
+  if (!state.clientAuth.includes(authMethod(req, form))) {
+    stats.client_auth_failures += 1;
+    sendJson(res, 401, { error: 'invalid_client', error_description: `client authentication method ${authMethod(req, form)} not allowed` },
+      { 'cache-control': 'no-store', pragma: 'no-cache' });
+    return false;
+  }
   if (!req.headers.authorization && form.has('client_secret')) {
     const enc = (s) => encodeURIComponent(s ?? '');
     req.headers.authorization = `Basic ${Buffer.from(`${enc(form.get('client_id'))}:${enc(form.get('client_secret'))}`).toString('base64')}`;
@@ -559,18 +700,23 @@ function jarFor(name) {
 }
 
 function isOurs(url) {
-  return url.protocol === 'http:' && url.pathname.startsWith(`${P}/`)
-    && [PUBLIC_HOST, `127.0.0.1:${PORT}`, `localhost:${PORT}`].includes(url.host);
+  if (!url.pathname.startsWith(`${P}/`)) return false;
+  if (url.protocol === `${PUBLIC_SCHEME}:` && url.host === PUBLIC_HOST) return true;
+  return url.protocol === 'http:' && [PUBLIC_HOST, `127.0.0.1:${PORT}`, `localhost:${PORT}`].includes(url.host);
 }
+const PUBLIC_ORIGIN = () => `${PUBLIC_SCHEME}://${PUBLIC_HOST}`;
 
-// Every self-request goes to our socket; the URL's host becomes the Host header.
+// Every self-request goes to our socket; the URL's host becomes the Host header, and an https
+// URL is sent as a TLS-terminating proxy would (X-Forwarded-Proto: https).
 function selfRequest(method, href, { jar, headers = {}, body } = {}) {
   const url = new URL(href);
   return new Promise((resolve, reject) => {
     const req = http.request({
       host: '127.0.0.1', port: PORT, method, path: url.pathname + url.search,
       headers: {
-        host: url.host, ...(jar?.cookies.size ? { cookie: jar.header() } : {}), ...headers,
+        host: url.host, 'user-agent': 'tokend-test-provider',
+        ...(url.protocol === 'https:' ? { 'x-forwarded-proto': 'https' } : {}),
+        ...(jar?.cookies.size ? { cookie: jar.header() } : {}), ...headers,
         ...(body ? { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) } : {}),
       },
     }, (res) => {
@@ -628,7 +774,7 @@ async function browse(startUrl, user, jar) {
 }
 
 const basicAuth = () => `Basic ${Buffer.from(`${encodeURIComponent(CLIENT_ID)}:${encodeURIComponent(CLIENT_SECRET)}`).toString('base64')}`;
-const tokenEndpoint = () => `http://${PUBLIC_HOST}${P}/token/`;
+const tokenEndpoint = () => `${PUBLIC_ORIGIN()}${P}/token/`;
 
 // ---------------------------------------------------------------------------------------------
 // /_test control API
@@ -664,6 +810,22 @@ const control = {
     state.tokenDelayMs = ms;
     return { ms };
   },
+  'GET /_test/client-auth': () => ({ methods: state.clientAuth }),
+  'POST /_test/client-auth': ({ body }) => {
+    const all = ['client_secret_basic', 'client_secret_post'];
+    const { methods } = body;
+    if (!Array.isArray(methods) || !methods.length || methods.some((m) => !all.includes(m))) {
+      throw new HttpError(400, `methods must be a non-empty array of ${all.join(', ')}`);
+    }
+    state.clientAuth = [...new Set(methods)];
+    return { methods: state.clientAuth };
+  },
+  'POST /_test/bad-id-token': ({ body }) => {
+    const kinds = ['wrong_nonce', 'wrong_audience', 'none'];
+    if (!kinds.includes(body.kind)) throw new HttpError(400, `kind must be one of ${kinds.join(', ')}`);
+    state.badIdToken = body.kind === 'none' ? undefined : body.kind;
+    return { kind: body.kind };
+  },
   'POST /_test/jwks-strip-alg': ({ body }) => {
     if (typeof body.strip !== 'boolean') throw new HttpError(400, 'strip must be true or false');
     state.jwksStripAlg = body.strip;
@@ -672,8 +834,13 @@ const control = {
   'POST /_test/sign': ({ body }) => {
     const { kid, alg = KEYS[kid]?.alg ?? 'RS256', header = {}, payload = {} } = body;
     if (alg !== 'HS256' && alg !== 'none' && !KEYS[kid]) throw new HttpError(400, `kid must be one of ${KEY_NAMES}`);
+    // HS256 (Authentik without a signing key) has no kid member at all: the kid argument is
+    // ignored and a `"kid": null` override is dropped, never written (only a string kid in
+    // `header` adds one). Other null members are written as given (e.g. `"crit": null`).
     const defaults = { alg, ...(kid !== undefined && alg !== 'HS256' ? { kid } : {}), typ: 'JWT' };
-    return { token: signJws({ ...defaults, ...header }, payload, alg, KEYS[kid]?.privateKey) };
+    const merged = { ...defaults, ...header };
+    if (alg === 'HS256' && merged.kid === null) delete merged.kid;
+    return { token: signJws(merged, payload, alg, KEYS[kid]?.privateKey) };
   },
   'GET /_test/claims-template': ({ query }) => {
     const user = query.get('user') ?? 'alice';
@@ -692,7 +859,7 @@ const control = {
     const verifier = crypto.randomBytes(32).toString('base64url');
     const nonce = randomId(20);
     const st = randomId(20);
-    const authorize = new URL(`http://${PUBLIC_HOST}${P}/authorize/`);
+    const authorize = new URL(`${PUBLIC_ORIGIN()}${P}/authorize/`);
     for (const [k, v] of Object.entries({
       client_id: CLIENT_ID, response_type: 'code', redirect_uri: REDIRECT_URIS[0], scope, state: st, nonce,
       code_challenge: crypto.hash('sha256', verifier, 'base64url'), code_challenge_method: 'S256',
@@ -732,7 +899,7 @@ const control = {
     const name = requireString(body.session, 'session');
     if (!namedJars.has(name)) throw new HttpError(404, `no browser session named ${name}`);
     const jar = namedJars.get(name);
-    const url = new URL(`http://${PUBLIC_HOST}${APP}/end-session/`);
+    const url = new URL(`${PUBLIC_ORIGIN()}${APP}/end-session/`);
     for (const k of ['id_token_hint', 'post_logout_redirect_uri', 'state']) if (body[k]) url.searchParams.set(k, body[k]);
     const page = await selfRequest('GET', url.href, { jar });
     const form = page.status === 200 && parseForm(page.text);
@@ -787,22 +954,25 @@ async function handle(req, res) {
   if (path === `${APP}/.well-known/openid-configuration` || path === `/.well-known/oauth-authorization-server${APP}/`) {
     stats.discovery_requests += 1;
     seeHost(host);
-    return sendJson(res, 200, discoveryDocument(host));
+    seeRequest('discovery', req);
+    return sendJson(res, 200, discoveryDocument(requestOrigin(req)));
   }
   if (path === `${APP}/jwks/`) {
     stats.jwks_requests += 1;
     seeHost(host);
+    seeRequest('jwks', req);
     return serveJwks(res);
   }
   if (path === `${APP}/`) { // Authentik's provider root redirects to discovery
     res.writeHead(302, { location: `${APP}/.well-known/openid-configuration` });
     return res.end();
   }
-  if (path === `${P}/introspect/` && req.method === 'POST') return introspect(req, res);
-  if (path === `${P}/revoke/` && req.method === 'POST') return revoke(req, res);
-  if (path === `${P}/userinfo/`) return userinfo(req, res);
+  if (path === `${P}/introspect/` && req.method === 'POST') { seeRequest('introspection', req); return introspect(req, res); }
+  if (path === `${P}/revoke/` && req.method === 'POST') { seeRequest('revocation', req); return revoke(req, res); }
+  if (path === `${P}/userinfo/`) { seeRequest('userinfo', req); return userinfo(req, res); }
   if (path === `${P}/token/` && req.method === 'POST') {
     seeHost(host);
+    seeRequest('token', req);
     if (!await prepareTokenRequest(req, res)) return undefined;
     // A slow provider (test control): counted on arrival, answered after the delay.
     if (state.tokenDelayMs > 0) await new Promise((r) => { setTimeout(r, state.tokenDelayMs); });
@@ -837,7 +1007,7 @@ const server = http.createServer((req, res) => {
 server.listen(Number(argv.port), '127.0.0.1', () => {
   PORT = server.address().port;
   PUBLIC_HOST = argv['public-host'] ?? `127.0.0.1:${PORT}`;
-  ISSUER = `http://${PUBLIC_HOST}${APP}/`;
+  ISSUER = `${PUBLIC_SCHEME}://${PUBLIC_HOST}${APP}/`;
   buildProvider();
   process.stdout.write(`${JSON.stringify({ port: PORT, issuer: ISSUER, client_id: CLIENT_ID, client_secret: CLIENT_SECRET })}\n`);
   log(`ready on 127.0.0.1:${PORT}, issuer ${ISSUER}`);

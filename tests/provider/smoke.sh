@@ -84,9 +84,15 @@ assert.deepEqual(d.id_token_signing_alg_values_supported, ['RS256']);
 r = await req('GET', '/application/o/tokend/.well-known/openid-configuration', { host: `internal:${port}` });
 assert.equal(r.json.issuer, `http://internal:${port}/application/o/tokend/`);
 assert.equal(r.json.token_endpoint, `http://internal:${port}/application/o/token/`);
+r = await req('GET', '/application/o/tokend/.well-known/openid-configuration', { host: `internal:${port}`, headers: { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'auth.example.test' } });
+assert.equal(r.json.issuer, 'https://auth.example.test/application/o/tokend/');
+assert.equal(r.json.jwks_uri, 'https://auth.example.test/application/o/tokend/jwks/');
+assert.equal(r.json.revocation_endpoint, 'https://auth.example.test/application/o/revoke/');
+r = await req('GET', '/application/o/tokend/.well-known/openid-configuration', { host: 'authentik.test:9000', headers: { 'x-forwarded-proto': 'https, http' } });
+assert.equal(r.json.issuer, 'https://authentik.test:9000/application/o/tokend/');
 r = await req('GET', '/application/o/tokend/');
 assert.equal(r.status, 302);
-ok('discovery layout + Host-derived issuer');
+ok('discovery layout + Host/X-Forwarded-*-derived issuer');
 
 // JWKS
 r = await req('GET', '/application/o/tokend/jwks/');
@@ -94,13 +100,23 @@ assert.deepEqual(r.json.keys.map((k) => k.kid), ['k1', 'k2']);
 for (const k of r.json.keys) {
   assert.equal(k.alg, 'RS256'); assert.equal(k.use, 'sig'); assert.equal(k.kty, 'RSA');
   for (const p of ['d', 'p', 'q', 'dp', 'dq', 'qi']) assert.equal(k[p], undefined);
+  // x5c: a self-signed certificate of this very key; x5t / x5t#S256 its SHA-1 / SHA-256.
+  assert.equal(k.x5c.length, 1);
+  const certDer = Buffer.from(k.x5c[0], 'base64');
+  const cert = new crypto.X509Certificate(certDer);
+  assert.ok(cert.verify(cert.publicKey), 'self-signed');
+  const certJwk = cert.publicKey.export({ format: 'jwk' });
+  assert.equal(certJwk.n, k.n); assert.equal(certJwk.e, k.e);
+  assert.equal(k.x5t, crypto.createHash('sha1').update(certDer).digest('base64url'));
+  assert.equal(k['x5t#S256'], crypto.createHash('sha256').update(certDer).digest('base64url'));
+  assert.ok(new Date(cert.validTo) > new Date());
 }
 const jwks = Object.fromEntries(r.json.keys.map((k) => [k.kid, crypto.createPublicKey({ key: k, format: 'jwk' })]));
 const verify = (t) => {
   const [h, p, s] = t.split('.');
   return crypto.verify('sha256', Buffer.from(`${h}.${p}`), jwks[decode(t, 0).kid], Buffer.from(s, 'base64url'));
 };
-ok('jwks publishes k1,k2 public RS256 keys');
+ok('jwks publishes k1,k2 public RS256 keys with x5c/x5t/x5t#S256');
 
 // login + token shapes
 await ctl('POST', 'stats/reset');
@@ -159,31 +175,57 @@ assert.equal(r.status, 400); assert.equal(r.json.error, 'invalid_grant');
 r = await ctl('POST', 'refresh', { refresh_token: refreshed.refresh_token });
 assert.equal(r.status, 200, r.text);
 const latestRefresh = r.json.refresh_token;
-// client_secret_post also accepted
-r = await req('POST', '/application/o/token/', { body: new URLSearchParams({ grant_type: 'refresh_token', refresh_token: latestRefresh, client_id: clientId, client_secret: secret }).toString() });
+// client_secret_post only when a test allows it (start: client_secret_basic only)
+const postForm = () => new URLSearchParams({ grant_type: 'refresh_token', refresh_token: latestRefresh, client_id: clientId, client_secret: secret }).toString();
+r = await req('POST', '/application/o/token/', { body: postForm() });
+assert.equal(r.status, 401, r.text); assert.equal(r.json.error, 'invalid_client');
+assert.deepEqual((await ctl('GET', 'client-auth')).json, { methods: ['client_secret_basic'] });
+r = await ctl('POST', 'client-auth', { methods: ['client_secret_basic', 'client_secret_post'] });
+assert.deepEqual(r.json, { methods: ['client_secret_basic', 'client_secret_post'] });
+r = await req('POST', '/application/o/token/', { body: postForm() });
 assert.equal(r.status, 200, r.text);
 const survivingRefresh = r.json.refresh_token;
-ok('refresh rotation (old refused, new works), client_secret_post');
+assert.equal((await ctl('POST', 'client-auth', { methods: ['client_secret_jwt'] })).status, 400);
+assert.equal((await ctl('POST', 'client-auth', { methods: [] })).status, 400);
+await ctl('POST', 'client-auth', { methods: ['client_secret_basic'] });
+ok('refresh rotation (old refused, new works), client_secret_post only when allowed');
 
-// revocation of a JWT access token
-r = await req('POST', '/application/o/revoke/', { body: new URLSearchParams({ token: refreshed.access_token }).toString(), headers: { authorization: basic } });
+// revocation of a JWT access token; client_secret_post and bad clients are refused (401) and
+// not counted as revocations
+const revokeForm = (extra = {}) => new URLSearchParams({ token: refreshed.access_token, ...extra }).toString();
+r = await req('POST', '/application/o/revoke/', { body: revokeForm({ client_id: clientId, client_secret: secret }) });
+assert.equal(r.status, 401); assert.equal(r.json.error, 'invalid_client');
+r = await req('POST', '/application/o/revoke/', { body: revokeForm(), headers: { authorization: 'Basic Zm9vOmJhcg==' } });
+assert.equal(r.status, 401);
+assert.equal((await introspect(refreshed.access_token)).json.active, true, 'refused revocations revoke nothing');
+r = await req('POST', '/application/o/introspect/', { body: new URLSearchParams({ token: refreshed.access_token, client_id: clientId, client_secret: secret }).toString() });
+assert.deepEqual(r.json, { active: false }, 'introspection: client_secret_post refused');
+r = await req('POST', '/application/o/revoke/', { body: revokeForm(), headers: { authorization: basic } });
 assert.equal(r.status, 200);
 assert.equal((await introspect(refreshed.access_token)).json.active, false);
-ok('revocation');
+ok('revocation (client_secret_basic only)');
 
 // stats
 r = await ctl('GET', 'stats');
 assert.ok(r.json.token_requests >= 6); assert.ok(r.json.refresh_grants >= 4);
-assert.ok(r.json.authorization_code_grants >= 3); assert.equal(r.json.revocations, 1);
+assert.ok(r.json.authorization_code_grants >= 3);
+assert.equal(r.json.revocations, 1); assert.equal(r.json.revocation_requests, 3);
+assert.ok(r.json.client_auth_failures >= 5, JSON.stringify(r.json));
 assert.ok(r.json.hosts_seen.includes('authentik.test:9000'));
+assert.ok(r.json.seen.token.some((e) => e.user_agent === 'tokend-test-provider' && e.host === 'authentik.test:9000'));
 r = await ctl('POST', 'stats/reset');
-assert.deepEqual(r.json, { jwks_requests: 0, discovery_requests: 0, token_requests: 0, refresh_grants: 0, authorization_code_grants: 0, revocations: 0, hosts_seen: [] });
-await req('GET', '/application/o/tokend/jwks/', { host: 'jwks-host:1' });
+assert.deepEqual(r.json, { jwks_requests: 0, discovery_requests: 0, token_requests: 0, refresh_grants: 0, authorization_code_grants: 0, revocations: 0, revocation_requests: 0, client_auth_failures: 0, hosts_seen: [], seen: {} });
+await req('GET', '/application/o/tokend/jwks/', { host: 'jwks-host:1', headers: { 'user-agent': 'tokend/9', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'jwks-host' } });
+await req('GET', '/application/o/tokend/jwks/', { host: 'jwks-host:1', headers: { 'user-agent': 'tokend/9', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'jwks-host' } });
 await req('GET', '/application/o/tokend/.well-known/openid-configuration', { host: 'disc-host:1' });
 r = await ctl('GET', 'stats');
-assert.equal(r.json.jwks_requests, 1); assert.equal(r.json.discovery_requests, 1);
+assert.equal(r.json.jwks_requests, 2); assert.equal(r.json.discovery_requests, 1);
 assert.deepEqual(r.json.hosts_seen, ['jwks-host:1', 'disc-host:1']);
-ok('stats + reset');
+assert.deepEqual(r.json.seen, {
+  jwks: [{ user_agent: 'tokend/9', host: 'jwks-host:1', x_forwarded_proto: 'https', x_forwarded_host: 'jwks-host' }],
+  discovery: [{ user_agent: null, host: 'disc-host:1', x_forwarded_proto: null, x_forwarded_host: null }],
+});
+ok('stats (per-endpoint request origins) + reset');
 
 // key rotation
 r = await ctl('POST', 'keys', { signing: 'k2', published: ['k2'] });
@@ -204,6 +246,10 @@ assert.deepEqual(decode(r.json.access_token, 0), { alg: 'ES256', typ: 'JWT', kid
 assert.equal(decode(r.json.id_token, 0).alg, 'ES256');
 r = await req('GET', '/application/o/tokend/jwks/');
 assert.deepEqual(r.json.keys.map((k) => [k.kid, k.kty, k.alg]), [['e1', 'EC', 'ES256'], ['k1', 'RSA', 'RS256']]);
+for (const k of r.json.keys) { // EC keys have certificates too
+  const cert = new crypto.X509Certificate(Buffer.from(k.x5c[0], 'base64'));
+  assert.ok(cert.verify(cert.publicKey)); assert.equal(cert.publicKey.export({ format: 'jwk' }).x ?? k.x, k.x);
+}
 r = await ctl('POST', 'keys', { signing: 'k1', published: ['k1', 'k2'] });
 r = await ctl('POST', 'keys', { signing: 'nope' });
 assert.equal(r.status, 400); assert.ok(r.json.error);
@@ -239,6 +285,14 @@ assert.equal(decode(r.json.token, 0).kid, 'e1'); assert.equal(Buffer.from(r.json
 r = await ctl('POST', 'sign', { alg: 'HS256', payload: tpl });
 t = r.json.token;
 assert.deepEqual(decode(t, 0), { alg: 'HS256', typ: 'JWT' });
+// Authentik's HS256 header has no kid member at all: a kid given, or a null header member,
+// never shows up (not even as "kid": null).
+for (const body of [{ kid: 'k1', alg: 'HS256', payload: tpl }, { kid: 'k1', alg: 'HS256', header: { kid: null }, payload: tpl }]) {
+  const h = JSON.parse(Buffer.from((await ctl('POST', 'sign', body)).json.token.split('.')[0], 'base64url').toString());
+  assert.deepEqual(h, { alg: 'HS256', typ: 'JWT' }); assert.ok(!('kid' in h));
+}
+r = await ctl('POST', 'sign', { kid: 'k1', alg: 'RS256', header: { crit: null }, payload: tpl });
+assert.deepEqual(decode(r.json.token, 0), { alg: 'RS256', kid: 'k1', typ: 'JWT', crit: null }, 'other nulls are literal');
 assert.equal(t.split('.')[2], crypto.createHmac('sha256', secret).update(t.split('.').slice(0, 2).join('.')).digest('base64url'));
 r = await ctl('POST', 'sign', { alg: 'none', payload: tpl });
 assert.ok(r.json.token.endsWith('.')); assert.equal(decode(r.json.token, 0).alg, 'none');
@@ -281,8 +335,29 @@ assert.equal((await introspect(bobLogin.access_token)).json.active, false, 'logo
 r = await ctl('POST', 'refresh', { refresh_token: bobLogin.refresh_token });
 assert.equal(r.status, 200, 'refresh tokens survive logout (Authentik)');
 assert.equal((await introspect(r.json.access_token)).json.active, true);
+// ... and what they mint is no longer tied to the ended session: no sid (authentik.md §3.5-3.6)
+assert.ok(decode(bobLogin.access_token, 1).sid && decode(bobLogin.id_token, 1).sid);
+assert.equal(decode(r.json.access_token, 1).sid, undefined, 'refreshed access token has no sid');
+assert.equal(decode(r.json.id_token, 1).sid, undefined, 'refreshed ID token has no sid');
+assert.equal(decode(r.json.access_token, 1).sub, 'bob');
 assert.equal((await ctl('POST', 'end-session', { session: 'nope' })).status, 404);
 ok('end-session + back-channel logout token');
+
+// bad ID token for the next code exchange only (the access token is untouched)
+for (const [kind, check] of [['wrong_nonce', (id, l) => assert.notEqual(id.nonce, l.nonce)], ['wrong_audience', (id) => assert.equal(id.aud, 'some-other-client')]]) {
+  assert.deepEqual((await ctl('POST', 'bad-id-token', { kind })).json, { kind });
+  r = await ctl('POST', 'login', { user: 'alice' });
+  const id = decode(r.json.id_token, 1);
+  check(id, r.json); assert.ok(verify(r.json.id_token));
+  assert.equal(decode(r.json.access_token, 1).aud, clientId);
+  r = await ctl('POST', 'refresh', { refresh_token: r.json.refresh_token });
+  assert.equal(decode(r.json.id_token, 1).aud, clientId, 'refresh grants unaffected');
+  r = await ctl('POST', 'login', { user: 'alice' });
+  assert.equal(decode(r.json.id_token, 1).nonce, r.json.nonce, 'one exchange only');
+  assert.equal(decode(r.json.id_token, 1).aud, clientId);
+}
+assert.equal((await ctl('POST', 'bad-id-token', { kind: 'nope' })).status, 400);
+ok('bad-id-token (wrong nonce, wrong audience) for the next code exchange');
 
 // control API errors never crash the process
 assert.equal((await ctl('POST', 'login', {})).status, 400);

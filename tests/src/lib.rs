@@ -121,6 +121,9 @@ pub struct ProviderOptions {
     /// Fixed port (default: any free one).
     pub port: Option<u16>,
     pub public_host: Option<String>,
+    /// `http` (default) or `https`: the scheme of the public issuer (`--public-scheme`); the
+    /// provider itself always listens on plain HTTP, as Authentik does behind a TLS proxy.
+    pub public_scheme: Option<String>,
     pub access_ttl: Option<u64>,
     pub redirect_uris: Vec<String>,
     pub backchannel_logout_uri: Option<String>,
@@ -182,6 +185,9 @@ impl Provider {
         }
         if let Some(h) = &opts.public_host {
             cmd.args(["--public-host", h]);
+        }
+        if let Some(s) = &opts.public_scheme {
+            cmd.args(["--public-scheme", s]);
         }
         if let Some(t) = opts.access_ttl {
             cmd.args(["--access-ttl", &t.to_string()]);
@@ -342,6 +348,70 @@ impl Provider {
 
     pub async fn stats(&self) -> Result<Value> {
         self.control("stats", None).await
+    }
+
+    /// The distinct request origins (`{"user_agent","host","x_forwarded_proto",
+    /// "x_forwarded_host"}`) tokend's own requests (User-Agent `tokend/…`) brought to
+    /// `endpoint` (`discovery`, `jwks`, `token`, `revocation`, `introspection`, `userinfo`).
+    pub async fn seen_from_tokend(&self, endpoint: &str) -> Result<Vec<Value>> {
+        let stats = self.stats().await?;
+        Ok(stats["seen"][endpoint]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|e| {
+                        e["user_agent"]
+                            .as_str()
+                            .is_some_and(|ua| ua.starts_with("tokend/"))
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// A counter of `/_test/stats` (0 when absent).
+    pub async fn stat(&self, name: &str) -> Result<u64> {
+        Ok(self.stats().await?[name].as_u64().unwrap_or(0))
+    }
+
+    /// The client authentication methods the token, revocation and introspection endpoints
+    /// accept (start: `client_secret_basic` only).
+    pub async fn client_auth(&self, methods: &[&str]) -> Result<()> {
+        self.control("client-auth", Some(json!({"methods": methods})))
+            .await
+            .map(drop)
+    }
+
+    /// Spoils the ID token of the next authorization-code exchange: `wrong_nonce`,
+    /// `wrong_audience` (`none`: don't).
+    pub async fn bad_id_token(&self, kind: &str) -> Result<()> {
+        self.control("bad-id-token", Some(json!({"kind": kind})))
+            .await
+            .map(drop)
+    }
+
+    /// A real login in browser cookie jar `jar` (so `end_session(jar)` can end it).
+    pub async fn login_in(&self, user: &str, jar: &str) -> Result<TokenSet> {
+        let v = self
+            .control("login", Some(json!({"user": user, "session": jar})))
+            .await?;
+        Ok(TokenSet {
+            access_token: v["access_token"]
+                .as_str()
+                .context("access_token")?
+                .to_string(),
+            id_token: v["id_token"].as_str().context("id_token")?.to_string(),
+            refresh_token: v["refresh_token"].as_str().map(str::to_string),
+            raw: v,
+        })
+    }
+
+    /// RP-initiated logout of browser jar `jar` at the provider; its back-channel logout is
+    /// delivered before this returns. The provider's answer (`backchannel`: the deliveries).
+    pub async fn end_session(&self, jar: &str) -> Result<Value> {
+        self.control("end-session", Some(json!({"session": jar})))
+            .await
     }
 
     pub async fn jwks_requests(&self) -> Result<u64> {

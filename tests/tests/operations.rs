@@ -328,12 +328,8 @@ async fn sighup_rereads_the_secret_file() -> R {
     let t = Tokend::start(&cfg).await?;
     t.wait_ready().await?;
     let claims = p.claims_template("alice").await?;
-    let old_secret_token = p
-        .sign("k1", "HS256", json!({"kid": null}), claims.clone())
-        .await?;
-    let new_secret_token = other
-        .sign("k1", "HS256", json!({"kid": null}), claims)
-        .await?;
+    let old_secret_token = p.sign("k1", "HS256", json!({}), claims.clone()).await?;
+    let new_secret_token = other.sign("k1", "HS256", json!({}), claims).await?;
     assert_eq!(t.verify(&old_secret_token).await?.status, 200);
     assert_eq!(t.verify(&new_secret_token).await?.reason(), "bad_signature");
 
