@@ -15,7 +15,6 @@ use crate::extract::parse_json;
 use crate::listen::Via;
 use crate::respond::json_headers;
 use crate::sessions::EndReason;
-use crate::verify::now_unix;
 
 fn only_on_the_socket(ext: &Extensions) -> Result<(), ApiError> {
     match ext.get::<Via>() {
@@ -62,15 +61,16 @@ pub async fn revoke(
             ));
         }
     };
-    let ended =
-        state
-            .runtime()
-            .verifier
-            .end_sessions(sid, sub, EndReason::AdminRevocation, now_unix());
+    let (ended, revoked) = state
+        .runtime()
+        .flow
+        .end_sessions(sid, sub, EndReason::AdminRevocation)
+        .await;
     tracing::info!(
         sid = sid.unwrap_or("-"),
         sub = sub.unwrap_or("-"),
         ended,
+        revoked,
         "sessions revoked by an administrator"
     );
     let body = RevokeResponse { ended };

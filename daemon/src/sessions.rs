@@ -246,6 +246,9 @@ impl Sessions {
     }
 
     /// After a refresh: the new refresh token (Authentik rotates it) and access expiry.
+    /// Returns false, changing nothing, when the session ended meanwhile: checked under the
+    /// lock that an ending reads the refresh token under, so either the ending sees the new
+    /// token (and refuses it) or this call sees the end (and the caller revokes the token).
     pub fn refreshed(
         &self,
         session: &Session,
@@ -254,8 +257,11 @@ impl Sessions {
         new_id_token: Option<Secret>,
         access_expires: i64,
         now: i64,
-    ) {
+    ) -> bool {
         let mut secrets = lock(&session.secrets);
+        if session.is_ended() {
+            return false;
+        }
         if let Some(rt) = &new_refresh {
             self.by_refresh.remove(&key_of(old_refresh));
             self.by_refresh
@@ -269,6 +275,7 @@ impl Sessions {
             .access_expires
             .store(access_expires, Ordering::Relaxed);
         session.touch(now);
+        true
     }
 
     /// Ends the sessions with this `sid` and refuses tokens of it issued until now.

@@ -153,8 +153,9 @@ async fn refresh_grace_and_a_refused_refresh_token() -> R {
 async fn admin_revokes_every_session_of_a_user() -> R {
     let (p, t) = flow_setup("").await?;
     // Two browsers, two sessions of alice; one of bob.
-    let a1 = log_in(&p, &t, "alice", "laptop").await?.access;
-    let a2 = log_in(&p, &t, "alice", "phone").await?.access;
+    let laptop = log_in(&p, &t, "alice", "laptop").await?;
+    let phone = log_in(&p, &t, "alice", "phone").await?;
+    let (a1, a2) = (laptop.access.clone(), phone.access.clone());
     let b = log_in(&p, &t, "bob", "bob").await?.access;
     let a = t
         .unix(
@@ -170,6 +171,15 @@ async fn admin_revokes_every_session_of_a_user() -> R {
         assert_eq!(t.verify(token).await?.reason(), "token_revoked");
     }
     assert_eq!(t.verify(&b).await?.status, 200, "bob is still logged in");
+    // Their refresh tokens are dead at the provider too (what a refresh mints after a session
+    // ended carries no sid, so only revoking them keeps the sessions ended).
+    for rt in [&laptop.refresh, &phone.refresh] {
+        let (status, body) = p.refresh_grant(rt).await?;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant"))
+        );
+    }
     let a = t
         .unix(
             "POST",

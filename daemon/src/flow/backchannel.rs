@@ -6,7 +6,7 @@
 
 use super::Flow;
 use crate::sessions::EndReason;
-use crate::verify::{VerifyError, now_unix};
+use crate::verify::VerifyError;
 
 impl Flow {
     /// Handles one logout token; returns how many registered sessions ended.
@@ -31,29 +31,13 @@ impl Flow {
                 "this logout token was already used (jti replayed)".into(),
             ));
         }
-        let sessions = self
-            .verifier
-            .sessions()
-            .matching(claims.sid.as_deref(), claims.sub.as_deref());
-        let ended = self.verifier.end_sessions(
-            claims.sid.as_deref(),
-            claims.sub.as_deref(),
-            EndReason::BackchannelLogout,
-            now_unix(),
-        );
-        // Ended first, revoked then: the refresh tokens are refused locally from now on, even if
-        // the provider cannot be reached. Each is read after the end, so a refresh that finished
-        // in between is covered (and one still in flight revokes the token it gets).
-        let mut revoked = 0;
-        for rt in sessions.iter().filter_map(|s| s.refresh_token()) {
-            if self
-                .provider
-                .revoke_refresh_token(&rt, &self.client_id, self.client_secret.as_ref())
-                .await
-            {
-                revoked += 1;
-            }
-        }
+        let (ended, revoked) = self
+            .end_sessions(
+                claims.sid.as_deref(),
+                claims.sub.as_deref(),
+                EndReason::BackchannelLogout,
+            )
+            .await;
         tracing::info!(
             sid = claims.sid.as_deref().unwrap_or("-"),
             sub = claims.sub.as_deref().unwrap_or("-"),

@@ -28,8 +28,9 @@ use crate::codes::{CodeError, Codes};
 use crate::config::{Config, CookiesConfig, FlowConfig};
 use crate::metrics::Metrics;
 use crate::provider::{Provider, ProviderMetadata};
+use crate::sessions::EndReason;
 use crate::store::{Key, Store};
-use crate::verify::{Verifier, VerifyError};
+use crate::verify::{Verifier, VerifyError, now_unix};
 
 pub use redirect::safe_redirect;
 
@@ -280,6 +281,46 @@ impl Flow {
         self.metadata()
             .and_then(|meta| self.client(&meta))
             .map_err(|_| LoginError::ProviderUnavailable)
+    }
+
+    /// Ends the sessions named by `sid` (else every session of `sub`) and revokes their refresh
+    /// tokens at the provider: Authentik keeps refresh tokens alive when a session ends, and
+    /// what a refresh with them mints carries no `sid`. Ended first, revoked then: the refresh
+    /// tokens are refused locally at once, even if the provider cannot be reached; each is read
+    /// after the end, so a refresh that finished in between is covered (one still in flight
+    /// revokes the token it gets). Returns (sessions ended, revocations confirmed).
+    pub async fn end_sessions(
+        &self,
+        sid: Option<&str>,
+        sub: Option<&str>,
+        reason: EndReason,
+    ) -> (usize, usize) {
+        let sessions = self.verifier.sessions().matching(sid, sub);
+        let ended = self.verifier.end_sessions(sid, sub, reason, now_unix());
+        let tokens = sessions.iter().filter_map(|s| s.refresh_token()).collect();
+        (ended, self.revoke_refresh_tokens(tokens).await)
+    }
+
+    /// Revokes refresh tokens at the provider (RFC 7009), all at once; returns how many the
+    /// provider confirmed. Used when sessions end: by logout, back-channel logout, an
+    /// administrator, or while their refresh was in flight.
+    pub async fn revoke_refresh_tokens(&self, tokens: Vec<Secret>) -> usize {
+        let mut revocations = tokio::task::JoinSet::new();
+        for rt in tokens {
+            let provider = self.provider.clone();
+            let client_id = self.client_id.clone();
+            let secret = self.client_secret.clone();
+            revocations.spawn(async move {
+                provider
+                    .revoke_refresh_token(&rt, &client_id, secret.as_ref())
+                    .await
+            });
+        }
+        let mut confirmed = 0;
+        while let Some(done) = revocations.join_next().await {
+            confirmed += usize::from(matches!(done, Ok(true)));
+        }
+        confirmed
     }
 
     /// Drops refresh results older than the grace window (refreshes always finish: the

@@ -216,17 +216,7 @@ impl Flow {
             .map(|r| Secret::new(r.secret().clone()));
         let id_token = response.id_token().map(|t| Secret::new(t.to_string()));
         let verified = self.verifier.verify_uncached(access_token.expose()).await?;
-        if session.is_ended() {
-            // Logged out while the refresh was in flight: the rotated refresh token must not
-            // outlive the session.
-            if let Some(rt) = &new_refresh {
-                self.provider
-                    .revoke_refresh_token(rt, &self.client_id, self.client_secret.as_ref())
-                    .await;
-            }
-            return Err(FlowError::NoRefreshToken);
-        }
-        self.verifier.sessions().refreshed(
+        let installed = self.verifier.sessions().refreshed(
             session,
             refresh_token.expose(),
             new_refresh.clone(),
@@ -234,6 +224,14 @@ impl Flow {
             verified.claims.exp,
             now_unix(),
         );
+        if !installed {
+            // Logged out while the refresh was in flight: the rotated refresh token must not
+            // outlive the session.
+            if let Some(rt) = new_refresh {
+                self.revoke_refresh_tokens(vec![rt]).await;
+            }
+            return Err(FlowError::NoRefreshToken);
+        }
         Ok(Arc::new(Tokens {
             access_token,
             refresh_token: new_refresh,

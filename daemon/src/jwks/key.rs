@@ -190,7 +190,15 @@ impl VerifyKey {
                 Alg::parse(a).ok_or_else(|| format!("alg {a:?} cannot be verified by tokend"))?,
             ),
         };
-        let jwk: Jwk = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
+        // Certificate members are not used for verification; a malformed one must not cost the
+        // key (issue #8: an `x5c` of the wrong shape dropped the whole entry).
+        let mut bare = value.clone();
+        if let Some(members) = bare.as_object_mut() {
+            for unused in ["x5c", "x5t", "x5t#S256", "x5u"] {
+                members.remove(unused);
+            }
+        }
+        let jwk: Jwk = serde_json::from_value(bare).map_err(|e| e.to_string())?;
         let kind = match &jwk.algorithm {
             AlgorithmParameters::RSA(_) => KeyKind::Rsa,
             AlgorithmParameters::EllipticCurve(p) => match &p.curve {
@@ -251,6 +259,9 @@ pub struct KeySet {
     /// Bumped on every install, so waiters can tell that a refetch happened.
     pub generation: u64,
     pub source: KeySource,
+    /// JWKS entries that could not be used, and why the first one could not: readiness tells
+    /// "none usable" apart from "none published".
+    pub(super) skipped: Option<(usize, String)>,
 }
 
 impl KeySet {
@@ -261,6 +272,7 @@ impl KeySet {
             fetched_at: None,
             generation,
             source: KeySource::None,
+            skipped: None,
         }
     }
 

@@ -79,6 +79,7 @@ impl Jwks {
                     fetched_at: Some(SystemTime::now()),
                     generation: 1,
                     source: KeySource::ClientSecret,
+                    skipped: None,
                 }
             }
             None => KeySet::empty(0),
@@ -160,6 +161,7 @@ impl Jwks {
         let old = self.keys.load_full();
         let mut by_kid = HashMap::new();
         let mut without_kid = Vec::new();
+        let mut skipped: Option<(usize, String)> = None;
         for entry in entries {
             let key = match VerifyKey::from_jwk_value(entry, self.cfg.rsa_without_alg) {
                 Ok(Some(k)) => k,
@@ -167,6 +169,10 @@ impl Jwks {
                 Err(message) => {
                     let kid = entry.get("kid").and_then(|k| k.as_str()).unwrap_or("-");
                     tracing::warn!(kid, %message, "JWKS entry skipped");
+                    match &mut skipped {
+                        Some((n, _)) => *n += 1,
+                        None => skipped = Some((1, format!("kid {kid:?}: {message}"))),
+                    }
                     continue;
                 }
             };
@@ -191,6 +197,7 @@ impl Jwks {
             fetched_at: Some(fetched_at),
             generation: old.generation + 1,
             source,
+            skipped,
         };
         let kids: Vec<&str> = set.by_kid.keys().map(String::as_str).collect();
         let before: Vec<&str> = old.by_kid.keys().map(String::as_str).collect();
@@ -301,6 +308,10 @@ impl Jwks {
         let keys_age_seconds = keys.age().map(|a| a.as_secs());
         let reason = if !keys.is_empty() {
             None
+        } else if let Some((n, first)) = &keys.skipped {
+            Some(format!(
+                "the provider's JWKS has {n} signing key(s), none usable by tokend (first: {first})"
+            ))
         } else if keys.fetched_at.is_some() {
             Some(
                 "the provider's JWKS has no signing keys (Authentik without a signing key serves \
@@ -378,6 +389,27 @@ pub(super) mod tests {
         assert!(keys.by_kid("k2").is_none());
         assert_eq!(keys.generation, 2);
         assert!(j.readiness().ready);
+    }
+
+    #[test]
+    fn certificate_members_do_not_cost_the_key_and_unusable_sets_say_so() {
+        // Issue #8: a malformed `x5c` dropped the key, and readiness then blamed HS256 mode.
+        let j = jwks();
+        let mut with_cert = rsa("k1");
+        with_cert["x5c"] = json!("not-an-array");
+        with_cert["x5t"] = json!(42);
+        j.install(&[with_cert], SystemTime::now(), KeySource::Provider);
+        assert!(j.keys().by_kid("k1").is_some());
+        let mut bad = rsa("k2");
+        bad["n"] = json!("!!!");
+        j.install(&[bad], SystemTime::now(), KeySource::Provider);
+        let r = j.readiness();
+        assert!(!r.ready);
+        let reason = r.reason.unwrap_or_default();
+        assert!(
+            reason.contains("none usable") && reason.contains("k2"),
+            "{reason}"
+        );
     }
 
     #[test]
