@@ -346,6 +346,11 @@ impl Provider {
         Ok((status, resp.json().await?))
     }
 
+    /// Zeroes the provider's counters and request records.
+    pub async fn reset_stats(&self) -> Result<()> {
+        self.control("stats/reset", Some(json!({}))).await.map(drop)
+    }
+
     pub async fn stats(&self) -> Result<Value> {
         self.control("stats", None).await
     }

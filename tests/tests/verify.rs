@@ -618,19 +618,35 @@ async fn internal_url_sends_the_public_host() -> R {
     let token = p.login("alice").await?.access_token;
     assert_eq!(t.verify(&token).await?.reason(), "wrong_issuer");
     drop(t);
+    p.reset_stats().await?;
 
     let mut cfg = TokendConfig::for_provider(&p);
     cfg.internal_url = Some(format!("http://127.0.0.1:{}/", p.port));
     let t = Tokend::start(&cfg).await?;
     t.wait_ready().await?;
     assert_eq!(t.verify(&token).await?.status, 200);
-    let hosts = p.stats().await?["hosts_seen"].clone();
-    assert!(
-        hosts
+    // tokend's own discovery and JWKS requests carried the public host (issue #8: the old
+    // check also counted the test's own token request, so it could not fail).
+    let seen = p.stats().await?["seen"].clone();
+    for endpoint in ["discovery", "jwks"] {
+        let ours: Vec<&serde_json::Value> = seen[endpoint]
             .as_array()
-            .is_some_and(|h| h.iter().any(|x| x == public.as_str())),
-        "provider saw {hosts}"
-    );
+            .into_iter()
+            .flatten()
+            .filter(|r| {
+                r["user_agent"]
+                    .as_str()
+                    .is_some_and(|ua| ua.starts_with("tokend/"))
+            })
+            .collect();
+        assert!(
+            !ours.is_empty(),
+            "no {endpoint} request from tokend: {seen}"
+        );
+        for r in ours {
+            assert_eq!(r["host"], public.as_str(), "{endpoint}: {r}");
+        }
+    }
     Ok(())
 }
 
