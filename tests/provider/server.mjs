@@ -179,7 +179,7 @@ const state = {
   // Client authentication methods accepted at the token, revocation and introspection endpoints.
   // Authentik accepts both; we accept only what tokend uses, so a regression to another fails.
   clientAuth: ['client_secret_basic'],
-  badIdToken: undefined, // 'wrong_nonce' | 'wrong_audience': the next code exchange's ID token
+  badIdToken: undefined, // 'wrong_nonce' | 'wrong_audience' | 'access_wrong_audience': the next code exchange's ID (or access) token
 };
 const COOKIE_KEY = crypto.randomBytes(32).toString('hex');
 
@@ -527,7 +527,11 @@ async function shapeResponses(ctx, next) {
     if (state.badIdToken && ctx.oidc?.params?.grant_type === 'authorization_code') {
       if (state.badIdToken === 'wrong_nonce') shaped.nonce = `${nonce ?? ''}-not-the-one-sent`;
       if (state.badIdToken === 'wrong_audience') shaped.aud = 'some-other-client';
-      log(`bad ID token served: ${state.badIdToken}`);
+      // The ID token stays good; the access token is for another client.
+      if (state.badIdToken === 'access_wrong_audience') {
+        ctx.body.access_token = signCurrent({ ...at, aud: 'some-other-client' });
+      }
+      log(`bad token served: ${state.badIdToken}`);
       state.badIdToken = undefined;
     }
     ctx.body.id_token = signCurrent(shaped);
@@ -821,7 +825,7 @@ const control = {
     return { methods: state.clientAuth };
   },
   'POST /_test/bad-id-token': ({ body }) => {
-    const kinds = ['wrong_nonce', 'wrong_audience', 'none'];
+    const kinds = ['wrong_nonce', 'wrong_audience', 'access_wrong_audience', 'none'];
     if (!kinds.includes(body.kind)) throw new HttpError(400, `kind must be one of ${kinds.join(', ')}`);
     state.badIdToken = body.kind === 'none' ? undefined : body.kind;
     return { kind: body.kind };

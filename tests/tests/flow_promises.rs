@@ -58,6 +58,13 @@ async fn callback_errors_carry_their_documented_names() -> R {
         .await?;
     assert_eq!(login_error(&location(&a)), "exchange_failed");
 
+    // invalid_access_token: the ID token is good, the access token is for another client.
+    p.bad_id_token("access_wrong_audience").await?;
+    let started = start_login(&t, "/").await?;
+    let cb = at_provider(&p, &t, &started, "alice", "errors").await?;
+    let a = t.get(&cb, &[("cookie", &started.cookie)]).await?;
+    assert_eq!(login_error(&location(&a)), "invalid_access_token");
+
     // capacity_exceeded: the code store is full (one outstanding code, parked by an app).
     let tokens = p.login("bob").await?;
     let a = t
@@ -80,7 +87,7 @@ async fn callback_errors_carry_their_documented_names() -> R {
             &m0,
             "tokend_login_flow_steps_total{result=\"failure\",step=\"callback\"}"
         ),
-        3.0
+        4.0
     );
     Ok(())
 }
