@@ -364,7 +364,6 @@ async fn auth_logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     let access = cookie_value(&headers, &rt.config.cookies.access_name);
     let refresh = cookie_value(&headers, &rt.config.cookies.refresh_name);
     let logout_url = rt.flow.logout(access.as_ref(), refresh.as_ref()).await;
-    state.metrics.flow_step("logout", true);
     with_cookies(
         respond::json(StatusCode::OK, &LogoutResponse { logout_url }),
         rt.flow.clear_cookies(),

@@ -68,6 +68,7 @@ impl Flow {
             "logout"
         );
         self.metrics.logouts.inc();
+        self.metrics.flow_step("logout", true);
         self.logout_url(id_token.as_ref())
     }
 
