@@ -6,7 +6,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokend_e2e::flow::{flow_setup, flow_setup_with, log_in};
+use tokend_e2e::flow::{
+    browse, cookie_value, flow_setup, flow_setup_with, location, log_in, query, set_cookies,
+};
 use tokend_e2e::{Answer, Provider, Tokend, TokendConfig, check_config, now};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
@@ -291,6 +293,100 @@ async fn issue_8_every_answer_is_no_store() -> R {
     }
     assert!(table.len() >= 30, "the table ran");
     t.output.assert_free_of(&[&token]);
+    Ok(())
+}
+
+/// The login flow's answers — redirects, cookies, errors — are not cached either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_8_every_login_flow_answer_is_no_store() -> R {
+    let (p, t) = flow_setup("").await?;
+    let mut table: Vec<(&str, Answer, u16)> = Vec::new();
+
+    let login = t.get("/auth/login?redirect=/app", &[]).await?;
+    let binding = set_cookies(&login)
+        .iter()
+        .find(|c| c.contains("tokend_login_"))
+        .and_then(|c| c.split(';').next())
+        .map(str::to_string)
+        .unwrap_or_default();
+    let authorize = location(&login);
+    table.push(("login", login, 302));
+    let back = browse(&p, &authorize, "alice", "no-store").await?;
+    let callback_path = back.trim_start_matches(&t.base_url()?).to_string();
+    let callback = t.get(&callback_path, &[("cookie", &binding)]).await?;
+    let code = query(&location(&callback))
+        .get("exchange")
+        .cloned()
+        .unwrap_or_default();
+    table.push(("callback", callback, 302));
+    let exchange = t
+        .post("/auth/exchange", json!({"code": code}).to_string())
+        .await?;
+    let cookies = set_cookies(&exchange);
+    let access = cookie_value(&cookies, "ecosire_auth").unwrap_or_default();
+    let refresh = cookie_value(&cookies, "ecosire_refresh").unwrap_or_default();
+    table.push(("exchange", exchange, 200));
+    let access_cookie = format!("ecosire_auth={access}");
+    table.push((
+        "session",
+        t.get("/auth/session", &[("cookie", &access_cookie)])
+            .await?,
+        200,
+    ));
+    table.push((
+        "refresh",
+        t.post_cookie("/auth/refresh", "ecosire_refresh", &refresh)
+            .await?,
+        200,
+    ));
+    table.push((
+        "logout",
+        t.post_cookie("/auth/logout", "ecosire_auth", &access)
+            .await?,
+        200,
+    ));
+    // Errors.
+    table.push((
+        "callback without state",
+        t.get("/auth/callback?code=x", &[]).await?,
+        302,
+    ));
+    table.push((
+        "exchange replayed",
+        t.post("/auth/exchange", json!({"code": code}).to_string())
+            .await?,
+        410,
+    ));
+    table.push((
+        "refresh without cookie",
+        t.post_with("/auth/refresh", &[], "").await?,
+        401,
+    ));
+    table.push((
+        "session without cookie",
+        t.get("/auth/session", &[]).await?,
+        401,
+    ));
+    table.push((
+        "back-channel logout without token",
+        t.post_with(
+            "/auth/backchannel-logout",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            "logout_token=",
+        )
+        .await?,
+        400,
+    ));
+    for (what, a, status) in &table {
+        assert_eq!(
+            a.status,
+            *status,
+            "{what}: {}",
+            String::from_utf8_lossy(&a.body)
+        );
+        assert_eq!(header(a, "cache-control"), "no-store", "{what}");
+    }
+    t.output.assert_free_of(&[&access, &refresh, &code]);
     Ok(())
 }
 
