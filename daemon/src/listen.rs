@@ -454,7 +454,11 @@ impl AcceptContext {
                     continue;
                 }
             };
+            // A free slot wins over a shutdown that began meanwhile: a connection accepted
+            // is served (graceful shutdown then lets its request finish), unless it would
+            // have to wait for a slot.
             let permit = tokio::select! {
+                biased;
                 p = self.permits.clone().acquire_owned() => match p {
                     Ok(p) => p,
                     Err(_) => return,
