@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Query, RawQuery, State};
+use axum::extract::{Extension, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -24,7 +24,7 @@ use crate::extract::{cookie_value, parse_json, strip_bearer, token_from_headers}
 use crate::flow::LoginError;
 use crate::respond::{self, found, json_headers, no_store, success, with_cookies};
 use crate::verify::now_unix;
-use crate::{AppState, admin};
+use crate::{AppState, Runtime, admin};
 
 /// The router; `listen` settings (body limit, timeouts) are fixed at start.
 pub fn router(state: Arc<AppState>, listen: &crate::config::ListenConfig) -> Router {
@@ -46,6 +46,10 @@ pub fn router(state: Arc<AppState>, listen: &crate::config::ListenConfig) -> Rou
         .route("/v1/admin/sessions/revoke", post(admin::revoke))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            pin_runtime,
+        ))
         // Outermost last: `normalize` sees the bare 408/413 answers of the inner layers.
         .layer(RequestBodyLimitLayer::new(listen.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
@@ -60,6 +64,21 @@ pub fn router(state: Arc<AppState>, listen: &crate::config::ListenConfig) -> Rou
         .layer(axum::middleware::from_fn(log_request))
         .with_state(state)
 }
+
+/// Pins the runtime in force when the request arrives (once its headers are read): handlers
+/// take it from the request's extensions, so a request finishes under the configuration it
+/// started with even when a reload swaps it while the body is still arriving.
+async fn pin_runtime(
+    State(state): State<Arc<AppState>>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    req.extensions_mut().insert(state.runtime());
+    next.run(req).await
+}
+
+/// The runtime pinned by [`pin_runtime`].
+type Pinned = Extension<Arc<Runtime>>;
 
 /// Per-process prefix of generated request ids, so ids from restarts do not collide.
 static REQUEST_PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -167,10 +186,13 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .metrics
         .render(state.runtime().codes.outstanding(), state.sessions.active());
     (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        )],
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
         text,
     )
         .into_response()
@@ -188,30 +210,24 @@ async fn method_not_allowed() -> ApiError {
 }
 
 /// `POST /v1/verify {"token": "…"}`.
-async fn verify_post(
-    State(state): State<Arc<AppState>>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
+async fn verify_post(Extension(rt): Pinned, body: Bytes) -> Result<Response, ApiError> {
     let req: VerifyRequest = parse_json(&body)?;
     let token = strip_bearer(req.token.expose());
     if token.is_empty() {
         return Err(ApiError::inactive(Reason::MissingToken, "`token` is empty"));
     }
-    verify(&state, token).await
+    verify(&rt, token).await
 }
 
 /// `GET /v1/verify`: the token from the access cookie, else `Authorization: Bearer`; never
 /// from the query string.
-async fn verify_get(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let token = token_from_headers(&headers, &state.config().cookies.access_name)?;
-    verify(&state, token.expose()).await
+async fn verify_get(Extension(rt): Pinned, headers: HeaderMap) -> Result<Response, ApiError> {
+    let token = token_from_headers(&headers, &rt.config.cookies.access_name)?;
+    verify(&rt, token.expose()).await
 }
 
-async fn verify(state: &AppState, token: &str) -> Result<Response, ApiError> {
-    let verified = state.runtime().verifier.verify(token).await.map_err(|e| {
+async fn verify(rt: &Runtime, token: &str) -> Result<Response, ApiError> {
+    let verified = rt.verifier.verify(token).await.map_err(|e| {
         tracing::debug!(reason = %e.reason(), message = %e, "token refused");
         ApiError::from(e)
     })?;
@@ -220,12 +236,8 @@ async fn verify(state: &AppState, token: &str) -> Result<Response, ApiError> {
 
 /// `POST /v1/codes`: parks verified tokens under a one-time code (for apps that run their own
 /// callback).
-async fn codes_issue(
-    State(state): State<Arc<AppState>>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
+async fn codes_issue(Extension(rt): Pinned, body: Bytes) -> Result<Response, ApiError> {
     let req: IssueCodeRequest = parse_json(&body)?;
-    let rt = state.runtime();
     let verified = rt
         .verifier
         .verify(req.access_token.expose())
@@ -254,12 +266,8 @@ async fn codes_issue(
 }
 
 /// `POST /v1/codes/redeem`: the parked tokens, once.
-async fn codes_redeem(
-    State(state): State<Arc<AppState>>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
+async fn codes_redeem(Extension(rt): Pinned, body: Bytes) -> Result<Response, ApiError> {
     let req: RedeemRequest = parse_json(&body)?;
-    let rt = state.runtime();
     let payload = rt
         .codes
         .redeem(CodeKind::Api, req.code.expose(), now_unix())
@@ -285,14 +293,14 @@ struct LoginQuery {
 
 /// `GET /auth/login?redirect=/path` → 302 to the provider's authorization endpoint, setting
 /// the login's browser-binding cookie.
-async fn auth_login(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery) -> Response {
+async fn auth_login(Extension(rt): Pinned, RawQuery(raw): RawQuery) -> Response {
     // Parsed by hand so that a malformed query is a flow error, not a bare 400.
     let redirect = raw.as_deref().and_then(|q| {
         serde_urlencoded::from_str::<LoginQuery>(q)
             .ok()
             .and_then(|l| l.redirect)
     });
-    let flow = state.runtime().flow.clone();
+    let flow = rt.flow.clone();
     match flow.login(redirect.as_deref()).await {
         Ok(start) => with_cookies(found(&start.location), [start.cookie]),
         Err(LoginError::NotConfigured) => ApiError::new(
@@ -306,30 +314,26 @@ async fn auth_login(State(state): State<Arc<AppState>>, RawQuery(raw): RawQuery)
 
 /// `GET /auth/callback?code&state` → 302 to the frontend with an exchange code (never tokens).
 async fn auth_callback(
-    State(state): State<Arc<AppState>>,
+    Extension(rt): Pinned,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let outcome = state.runtime().flow.callback(&params, &headers).await;
+    let outcome = rt.flow.callback(&params, &headers).await;
     with_cookies(found(&outcome.location), outcome.clear_cookie)
 }
 
 /// `POST /auth/exchange {"code"}` → HttpOnly cookies; tokens never in the body.
-async fn auth_exchange(
-    State(state): State<Arc<AppState>>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
+async fn auth_exchange(Extension(rt): Pinned, body: Bytes) -> Result<Response, ApiError> {
     let req: RedeemRequest = parse_json(&body)?;
-    let cookies = state.runtime().flow.exchange(req.code.expose()).await?;
+    let cookies = rt.flow.exchange(req.code.expose()).await?;
     Ok(with_cookies(success(), cookies))
 }
 
 /// `POST /auth/refresh` (refresh cookie) → new cookies.
 async fn auth_refresh(
-    State(state): State<Arc<AppState>>,
+    Extension(runtime): Pinned,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let runtime = state.runtime();
     let refresh_name = &runtime.config.cookies.refresh_name;
     let Some(rt) = cookie_value(&headers, refresh_name) else {
         return Err(ApiError::new(
@@ -359,8 +363,11 @@ async fn auth_refresh(
 
 /// `POST /auth/logout` → session ended, refresh token revoked, cookies cleared,
 /// `{"logout_url"}`.
-async fn auth_logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    let rt = state.runtime();
+async fn auth_logout(
+    State(state): State<Arc<AppState>>,
+    Extension(rt): Pinned,
+    headers: HeaderMap,
+) -> Response {
     let access = cookie_value(&headers, &rt.config.cookies.access_name);
     let refresh = cookie_value(&headers, &rt.config.cookies.refresh_name);
     let logout_url = rt.flow.logout(access.as_ref(), refresh.as_ref()).await;
@@ -371,28 +378,24 @@ async fn auth_logout(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
 }
 
 /// `GET /auth/session` → the verified claims of the access cookie.
-async fn auth_session(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let config = state.config();
-    let name = &config.cookies.access_name;
+async fn auth_session(Extension(rt): Pinned, headers: HeaderMap) -> Result<Response, ApiError> {
+    let name = &rt.config.cookies.access_name;
     let Some(token) = cookie_value(&headers, name) else {
         return Err(ApiError::inactive(
             Reason::NoSession,
             format!("no `{name}` cookie"),
         ));
     };
-    verify(&state, token.expose()).await
+    verify(&rt, token.expose()).await
 }
 
 /// `POST /auth/backchannel-logout` (form field `logout_token`), OpenID Connect Back-Channel
 /// Logout 1.0: 200 on success, 400 `{"error": "invalid_request", …}` otherwise.
-async fn auth_backchannel_logout(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+async fn auth_backchannel_logout(Extension(rt): Pinned, body: Bytes) -> Response {
     let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
     let description = match form.get("logout_token").filter(|t| !t.is_empty()) {
         None => "the form field `logout_token` is missing".to_string(),
-        Some(token) => match state.runtime().flow.backchannel_logout(token).await {
+        Some(token) => match rt.flow.backchannel_logout(token).await {
             Ok(_) => return no_store(StatusCode::OK.into_response()),
             Err(e) => e.to_string(),
         },

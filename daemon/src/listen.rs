@@ -437,15 +437,10 @@ impl AcceptContext {
             if *self.shutdown.borrow() {
                 return;
             }
-            // Wait for a free connection slot before accepting: excess clients queue in the
-            // kernel's backlog instead of being served half-way.
-            let permit = tokio::select! {
-                p = self.permits.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => return,
-                },
-                _ = self.shutdown.changed() => return,
-            };
+            // Accept, then wait for a free connection slot before serving. (Taking the slot
+            // first would let an idle listener hold one while it waits for a client, so with
+            // two listeners the other could serve only `max_connections - 1`.) Excess clients
+            // queue in the kernel's backlog, one per listener here, connected but not served.
             let stream = tokio::select! {
                 s = listener.accept() => s,
                 _ = self.shutdown.changed() => return,
@@ -458,6 +453,17 @@ impl AcceptContext {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
+            };
+            // A free slot wins over a shutdown that began meanwhile: a connection accepted
+            // is served (graceful shutdown then lets its request finish), unless it would
+            // have to wait for a slot.
+            let permit = tokio::select! {
+                biased;
+                p = self.permits.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+                _ = self.shutdown.changed() => return,
             };
             let service = TowerToHyperService::new(self.router.clone().map_request(
                 |mut req: http::Request<Incoming>| {

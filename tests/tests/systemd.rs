@@ -295,6 +295,61 @@ async fn sd_notify_ready_status_watchdog_stopping_in_order() -> R {
     Ok(())
 }
 
+/// Issue #8: `systemctl status` shows a `STATUS=` line refreshed every 10 s, with nothing
+/// happening in between (no reload, no request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_8_status_is_refreshed_every_10_seconds() -> R {
+    let notify = NotifySocket::bind()?;
+    let mut cfg = TokendConfig::hs256(SECRET);
+    cfg.env = vec![notify.env()];
+    let t = Tokend::start(&cfg).await?;
+    notify
+        .wait_for("READY=1", Duration::from_secs(10), |m| has(m, "READY=1"))
+        .await?;
+    let ready_at = notify
+        .messages()
+        .iter()
+        .find(|(_, x)| x.contains("READY=1"))
+        .map(|(at, _)| *at)
+        .context("READY=1")?;
+    // Refreshes: messages that are a STATUS= line alone, from 1 s after READY=1 (one may
+    // follow READY=1 at once).
+    let refreshes = || -> Vec<(Instant, String)> {
+        notify
+            .messages()
+            .into_iter()
+            .filter(|(at, x)| {
+                *at >= ready_at + Duration::from_secs(1)
+                    && x.starts_with("STATUS=")
+                    && x.lines().count() == 1
+            })
+            .collect()
+    };
+    notify
+        .wait_for("two STATUS= refreshes", Duration::from_secs(30), |_| {
+            refreshes().len() >= 2
+        })
+        .await?;
+    let got = refreshes();
+    let mut last = ready_at;
+    for (at, text) in &got[..2] {
+        let gap = *at - last;
+        assert!(
+            gap >= Duration::from_secs(9) && gap < Duration::from_secs(13),
+            "STATUS= refreshed after {gap:?}, expected every 10 s: {got:?}"
+        );
+        assert!(
+            text.starts_with("STATUS=ready; keys: 1") && text.contains("; sessions: 0"),
+            "{text:?}"
+        );
+        last = *at;
+    }
+    // Refreshed, not repeated: the keys' age moved on.
+    assert_ne!(got[0].1, got[1].1, "{got:?}");
+    t.output.assert_free_of(&[SECRET]);
+    Ok(())
+}
+
 /// `MONOTONIC_USEC=` of a `RELOADING=1` message.
 fn monotonic_usec(message: &str) -> Option<u64> {
     message
