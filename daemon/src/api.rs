@@ -363,11 +363,7 @@ async fn auth_refresh(
 
 /// `POST /auth/logout` → session ended, refresh token revoked, cookies cleared,
 /// `{"logout_url"}`.
-async fn auth_logout(
-    State(state): State<Arc<AppState>>,
-    Extension(rt): Pinned,
-    headers: HeaderMap,
-) -> Response {
+async fn auth_logout(Extension(rt): Pinned, headers: HeaderMap) -> Response {
     let access = cookie_value(&headers, &rt.config.cookies.access_name);
     let refresh = cookie_value(&headers, &rt.config.cookies.refresh_name);
     let logout_url = rt.flow.logout(access.as_ref(), refresh.as_ref()).await;

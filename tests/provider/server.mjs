@@ -75,7 +75,8 @@ let ISSUER;
 
 // ---------------------------------------------------------------------------------------------
 // Keys: two RSA keys (k1, k2) the provider can sign with, EC keys e1 (P-256, ES256), e3 (P-384,
-// ES384) and e5 (P-521, ES512) for /_test/sign and optional EC signing. Generated per run, never
+// ES384) and e5 (P-521, ES512), and an Ed25519 key o1 (EdDSA) for /_test/sign and optional
+// signing. Generated per run, never
 // written anywhere.
 // Keys are generated straight to JWK and re-imported. Calling KeyObject.export() on a freshly
 // generated key can hang Node 20 for good: export holds the key's mutex while allocating, a GC
@@ -84,11 +85,12 @@ let ISSUER;
 const EC_ALGS = { 'P-256': 'ES256', 'P-384': 'ES384', 'P-521': 'ES512' };
 function makeKey(kid, kind, curve = 'P-256') {
   const { publicKey: pub, privateKey: jwk } = crypto.generateKeyPairSync(kind, {
-    ...(kind === 'rsa' ? { modulusLength: 2048 } : { namedCurve: curve }),
+    ...(kind === 'rsa' ? { modulusLength: 2048 } : {}),
+    ...(kind === 'ec' ? { namedCurve: curve } : {}),
     publicKeyEncoding: { format: 'jwk' },
     privateKeyEncoding: { format: 'jwk' },
   });
-  const alg = kind === 'rsa' ? 'RS256' : EC_ALGS[curve];
+  const alg = { rsa: 'RS256', ec: EC_ALGS[curve], ed25519: 'EdDSA' }[kind];
   return {
     kid, alg,
     privateKey: crypto.createPrivateKey({ key: jwk, format: 'jwk' }),
@@ -100,6 +102,7 @@ function makeKey(kid, kind, curve = 'P-256') {
 const KEYS = {
   k1: makeKey('k1', 'rsa'), k2: makeKey('k2', 'rsa'),
   e1: makeKey('e1', 'ec', 'P-256'), e3: makeKey('e3', 'ec', 'P-384'), e5: makeKey('e5', 'ec', 'P-521'),
+  o1: makeKey('o1', 'ed25519'),
 };
 
 // Authentik publishes each key's certificate: x5c (standard base64 DER), x5t (SHA-1) and
@@ -147,12 +150,21 @@ function selfSignedCertificate(key) {
   const jwk = key.publicJwk;
   const raw = (x) => Buffer.from(x, 'base64url');
   const rsa = jwk.kty === 'RSA';
-  const spki = rsa
-    ? der.seq(der.seq(der.oid('1.2.840.113549.1.1.1'), der.null()),
-      der.bits(der.seq(der.int(raw(jwk.n)), der.int(raw(jwk.e)))))
-    : der.seq(der.seq(der.oid('1.2.840.10045.2.1'), der.oid(CURVE_OIDS[jwk.crv])),
+  const okp = jwk.kty === 'OKP'; // Ed25519: id-Ed25519 is both the key and the signature OID
+  let spki;
+  if (rsa) {
+    spki = der.seq(der.seq(der.oid('1.2.840.113549.1.1.1'), der.null()),
+      der.bits(der.seq(der.int(raw(jwk.n)), der.int(raw(jwk.e)))));
+  } else if (okp) {
+    spki = der.seq(der.seq(der.oid('1.3.101.112')), der.bits(raw(jwk.x)));
+  } else {
+    spki = der.seq(der.seq(der.oid('1.2.840.10045.2.1'), der.oid(CURVE_OIDS[jwk.crv])),
       der.bits(Buffer.concat([Buffer.from([4]), raw(jwk.x), raw(jwk.y)])));
-  const sigAlg = rsa ? der.seq(der.oid('1.2.840.113549.1.1.11'), der.null()) : der.seq(der.oid(EC_SIG_OIDS[key.alg]));
+  }
+  let sigAlg;
+  if (rsa) sigAlg = der.seq(der.oid('1.2.840.113549.1.1.11'), der.null());
+  else if (okp) sigAlg = der.seq(der.oid('1.3.101.112'));
+  else sigAlg = der.seq(der.oid(EC_SIG_OIDS[key.alg]));
   const now = Date.now();
   const subject = der.name(`tokend test provider ${key.kid}`);
   const tbs = der.seq(
@@ -162,7 +174,10 @@ function selfSignedCertificate(key) {
     der.seq(der.time(new Date(now - 86400e3)), der.time(new Date(now + 365 * 86400e3))),
     subject, spki,
   );
-  const sig = crypto.sign(rsa ? 'sha256' : `sha${key.alg.slice(2)}`, tbs, key.privateKey); // DER ECDSA
+  let digest = `sha${key.alg.slice(2)}`; // DER ECDSA
+  if (rsa) digest = 'sha256';
+  else if (okp) digest = null;
+  const sig = crypto.sign(digest, tbs, key.privateKey);
   return der.seq(tbs, sigAlg, der.bits(sig));
 }
 for (const key of Object.values(KEYS)) {
@@ -250,6 +265,8 @@ function signJws(header, payload, alg, key) {
     }
     case 'ES256': case 'ES384': case 'ES512':
       need('ec'); sig = crypto.sign(`sha${alg.slice(2)}`, data, { key, dsaEncoding: 'ieee-p1363' }); break;
+    case 'EdDSA':
+      need('ed25519'); sig = crypto.sign(null, data, key); break;
     default: throw new HttpError(400, `unsupported alg ${alg}`);
   }
   return `${input}.${sig.toString('base64url')}`;

@@ -550,6 +550,38 @@ async fn issue_8_rsa_and_pss_algorithms_verify_only_when_allowed() -> R {
     Ok(())
 }
 
+/// EdDSA (Ed25519) tokens verify with the default algorithms, and are refused when
+/// `provider.algorithms` leaves EdDSA out or when the `kid` names a key of another type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_8_eddsa_verifies_only_when_allowed() -> R {
+    let p = Provider::start().await?;
+    p.set_keys("k1", &["k1", "o1"]).await?;
+    let claims = p.claims_template("alice").await?;
+    let ed = p.sign("o1", "EdDSA", json!({}), claims.clone()).await?;
+    let on_rsa_kid = p.sign("o1", "EdDSA", json!({"kid": "k1"}), claims).await?;
+
+    let default = Tokend::start(&TokendConfig::for_provider(&p)).await?;
+    default.wait_ready().await?;
+    let a = default.verify(&ed).await?;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(a.json()["claims"]["sub"], "alice");
+    assert_eq!(
+        default.verify(&on_rsa_kid).await?.reason(),
+        "unsupported_alg",
+        "EdDSA does not fit an RSA key"
+    );
+
+    let mut cfg = TokendConfig::for_provider(&p);
+    cfg.algorithms = Some(vec!["RS256".into()]);
+    let rs_only = Tokend::start(&cfg).await?;
+    rs_only.wait_ready().await?;
+    assert_eq!(rs_only.verify(&ed).await?.reason(), "unsupported_alg");
+    for t in [&default, &rs_only] {
+        t.output.assert_free_of(&[&ed, &on_rsa_kid]);
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------------------------
 // 6. jwks.max_stale.
 
