@@ -318,7 +318,10 @@ async fn auth_callback(
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let outcome = rt.flow.callback(&params, &headers).await;
+    let binding = params
+        .get("state")
+        .and_then(|state| cookie_value(&headers, &rt.flow.login_cookie_name(state)));
+    let outcome = rt.flow.callback(&params, binding.as_ref()).await;
     with_cookies(found(&outcome.location), outcome.clear_cookie)
 }
 

@@ -6,13 +6,11 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use http::HeaderMap;
 use openidconnect::{AuthorizationCode, OAuth2TokenResponse, PkceCodeVerifier, TokenResponse};
 use tokend_shared::Secret;
 
 use super::{Flow, LoginError, describe_token_error, frontend_url};
 use crate::codes::{CodeError, CodeKind, NewCode};
-use crate::extract::cookie_value;
 use crate::sessions::NewSession;
 use crate::store::{Kind, LoginState, Record, StoreError, TakeError, key_of};
 use crate::verify::{constant_time_eq, now_unix};
@@ -43,18 +41,19 @@ pub struct CallbackOutcome {
 }
 
 impl Flow {
-    /// Always answers with a redirect.
+    /// Always answers with a redirect. `binding` is the value of the cookie named
+    /// [`Flow::login_cookie_name`] of the callback's `state`, if the browser sent it.
     pub async fn callback(
         &self,
         params: &HashMap<String, String>,
-        headers: &HeaderMap,
+        binding: Option<&Secret>,
     ) -> CallbackOutcome {
         // The binding cookie is useless once the state is consumed, whatever the outcome.
         let clear_cookie = params
             .get("state")
             .filter(|s| !s.is_empty())
             .map(|state| self.clear_login_cookie(&self.login_cookie_name(state)));
-        let location = match self.try_callback(params, headers).await {
+        let location = match self.try_callback(params, binding).await {
             Ok(url) => {
                 self.metrics.flow_step("callback", true);
                 url
@@ -74,7 +73,7 @@ impl Flow {
     async fn try_callback(
         &self,
         params: &HashMap<String, String>,
-        headers: &HeaderMap,
+        binding: Option<&Secret>,
     ) -> Result<String, LoginError> {
         let cfg = self.cfg.as_ref().ok_or(LoginError::NotConfigured)?;
         let now = now_unix();
@@ -101,7 +100,7 @@ impl Flow {
             TakeError::Expired | TakeError::ExpiredSwept => LoginError::StateExpired,
             TakeError::AlreadyUsed => LoginError::StateReplayed,
         })?;
-        self.check_browser(state.map_or("", String::as_str), &login, headers)?;
+        check_browser(&login, binding)?;
         let code = params
             .get("code")
             .filter(|c| !c.is_empty())
@@ -183,18 +182,12 @@ impl Flow {
             .append_pair("redirect", &login.redirect);
         Ok(url.to_string())
     }
+}
 
-    /// The request must carry the binding cookie of this login (compared in constant time).
-    fn check_browser(
-        &self,
-        state: &str,
-        login: &LoginState,
-        headers: &HeaderMap,
-    ) -> Result<(), LoginError> {
-        let name = self.login_cookie_name(state);
-        match cookie_value(headers, &name) {
-            Some(value) if constant_time_eq(&key_of(value.expose()), &login.browser) => Ok(()),
-            _ => Err(LoginError::BrowserMismatch),
-        }
+/// The request must carry the binding cookie of this login (compared in constant time).
+fn check_browser(login: &LoginState, binding: Option<&Secret>) -> Result<(), LoginError> {
+    match binding {
+        Some(value) if constant_time_eq(&key_of(value.expose()), &login.browser) => Ok(()),
+        _ => Err(LoginError::BrowserMismatch),
     }
 }
