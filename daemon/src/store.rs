@@ -429,6 +429,54 @@ mod tests {
     }
 
     #[test]
+    fn sweeping_keeps_tombstones_until_they_lapse_and_capacity_follows_reloads() {
+        // Issue #8 (mutation testing): tombstone lifetimes, eviction counts and set_capacity
+        // were untested.
+        let s = MemoryStore::new(1, 1);
+        let k = key_of("used");
+        s.put_now(Kind::ExchangeCode, k, code(100)).expect("stored");
+        assert!(s.take_now(Kind::ExchangeCode, k, 10).is_ok());
+        s.sweep(99);
+        assert_eq!(
+            s.take_now(Kind::ExchangeCode, k, 99).err(),
+            Some(TakeError::AlreadyUsed),
+            "a used code is remembered until it would have expired"
+        );
+        s.sweep(100);
+        assert_eq!(
+            s.take_now(Kind::ExchangeCode, k, 100).err(),
+            Some(TakeError::Unknown)
+        );
+        let e = key_of("expired");
+        s.put_now(Kind::ExchangeCode, e, code(100)).expect("stored");
+        assert_eq!(s.sweep(100), 1);
+        s.sweep(100 + EXPIRED_MEMORY - 1);
+        assert_eq!(
+            s.take_now(Kind::ExchangeCode, e, 100 + EXPIRED_MEMORY - 1)
+                .err(),
+            Some(TakeError::ExpiredSwept),
+            "kept until EXPIRED_MEMORY has passed"
+        );
+
+        s.set_capacity(Kind::ExchangeCode, 2);
+        s.put_now(Kind::ExchangeCode, key_of("a"), code(500))
+            .expect("a");
+        s.put_now(Kind::ExchangeCode, key_of("b"), code(500))
+            .expect("room for a second after the reload");
+        for n in 0..3 {
+            s.put_now(Kind::LoginState, key_of(&format!("l{n}")), login(n))
+                .expect("evicting");
+        }
+        assert_eq!(s.evicted(Kind::LoginState), 2);
+        assert_eq!(s.evicted(Kind::ExchangeCode), 0);
+        let debug = format!("{s:?}");
+        assert!(
+            debug.contains("codes: 2") && debug.contains("logins: 1"),
+            "{debug}"
+        );
+    }
+
+    #[test]
     fn code_keys_depend_on_the_kind() {
         assert_ne!(
             code_key(CodeKind::Flow, "abc"),
