@@ -8,6 +8,8 @@ mod cache;
 mod claims;
 mod jws;
 mod logout;
+#[cfg(test)]
+mod properties;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
