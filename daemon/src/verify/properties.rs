@@ -96,7 +96,10 @@ proptest! {
         tamper in tamper(),
     ) {
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
-        let v = verifier();
+        // One verifier for all cases (building one costs milliseconds): a token accepted
+        // is cached, which the property must hold through as well.
+        static VERIFIER: std::sync::OnceLock<super::Verifier> = std::sync::OnceLock::new();
+        let v = VERIFIER.get_or_init(verifier);
         let now = now_unix();
         let mut claims = json!({"sub": "alice", "sid": "s1", "azp": "shop", "uid": "u"});
         let mut times = [None, None, None];
