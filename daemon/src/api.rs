@@ -291,15 +291,24 @@ struct LoginQuery {
     redirect: Option<String>,
 }
 
+/// The `redirect` of `/auth/login`'s query string, unchecked (the flow checks it). Parsed by
+/// hand so that a malformed query is a flow error, not a bare 400.
+pub(crate) fn login_redirect(query: &str) -> Option<String> {
+    serde_urlencoded::from_str::<LoginQuery>(query)
+        .ok()
+        .and_then(|l| l.redirect)
+}
+
+/// The `logout_token` form field of a back-channel logout request, if present and not empty.
+pub(crate) fn logout_token_field(body: &[u8]) -> Option<String> {
+    let mut form: HashMap<String, String> = serde_urlencoded::from_bytes(body).unwrap_or_default();
+    form.remove("logout_token").filter(|t| !t.is_empty())
+}
+
 /// `GET /auth/login?redirect=/path` → 302 to the provider's authorization endpoint, setting
 /// the login's browser-binding cookie.
 async fn auth_login(Extension(rt): Pinned, RawQuery(raw): RawQuery) -> Response {
-    // Parsed by hand so that a malformed query is a flow error, not a bare 400.
-    let redirect = raw.as_deref().and_then(|q| {
-        serde_urlencoded::from_str::<LoginQuery>(q)
-            .ok()
-            .and_then(|l| l.redirect)
-    });
+    let redirect = raw.as_deref().and_then(login_redirect);
     let flow = rt.flow.clone();
     match flow.login(redirect.as_deref()).await {
         Ok(start) => with_cookies(found(&start.location), [start.cookie]),
@@ -391,10 +400,9 @@ async fn auth_session(Extension(rt): Pinned, headers: HeaderMap) -> Result<Respo
 /// `POST /auth/backchannel-logout` (form field `logout_token`), OpenID Connect Back-Channel
 /// Logout 1.0: 200 on success, 400 `{"error": "invalid_request", …}` otherwise.
 async fn auth_backchannel_logout(Extension(rt): Pinned, body: Bytes) -> Response {
-    let form: HashMap<String, String> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    let description = match form.get("logout_token").filter(|t| !t.is_empty()) {
+    let description = match logout_token_field(&body) {
         None => "the form field `logout_token` is missing".to_string(),
-        Some(token) => match rt.flow.backchannel_logout(token).await {
+        Some(token) => match rt.flow.backchannel_logout(&token).await {
             Ok(_) => return no_store(StatusCode::OK.into_response()),
             Err(e) => e.to_string(),
         },

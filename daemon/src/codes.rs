@@ -234,4 +234,117 @@ mod tests {
         let b = random_handle().expect("random");
         assert_ne!(a.expose(), b.expose());
     }
+
+    /// One step of a generated schedule.
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Redeem code `n` (modulo the codes issued) at the endpoint of this kind.
+        Redeem(usize, bool),
+        /// Let the clock run `n` seconds.
+        Tick(i64),
+        /// Run the sweeper.
+        Sweep,
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            8 => (0usize..8, any::<bool>()).prop_map(|(n, api)| Op::Redeem(n, api)),
+            1 => (0i64..40).prop_map(Op::Tick),
+            1 => Just(Op::Sweep),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 256, ..Default::default() })]
+
+        /// Issue #9: under any interleaving of redemptions (either endpoint), clock steps and
+        /// sweeps, each code is handed to at most one redeemer, only at its own endpoint and
+        /// only before it expires; and one redemption at the right endpoint in time succeeds.
+        #[test]
+        fn issue_9_each_code_is_redeemed_at_most_once_sequentially(
+            ops in proptest::collection::vec(op(), 1..60),
+            issued in 1usize..8,
+        ) {
+            let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            rt.block_on(async {
+                let c = codes(16);
+                let start = 1_000;
+                let mut handles = Vec::new();
+                for i in 0..issued {
+                    let mut new = new_code();
+                    new.kind = if i % 2 == 0 { CodeKind::Api } else { CodeKind::Flow };
+                    let kind = new.kind;
+                    handles.push((c.issue(new, start).await.expect("issued"), kind));
+                }
+                let mut now = start;
+                let mut redeemed = vec![false; issued];
+                for op in ops {
+                    match op {
+                        Op::Tick(s) => now += s,
+                        Op::Sweep => {
+                            c.store.sweep(now);
+                        }
+                        Op::Redeem(n, api) => {
+                            let i = n % issued;
+                            let (code, kind) = &handles[i];
+                            let at = if api { CodeKind::Api } else { CodeKind::Flow };
+                            let result = c.redeem(at, code.expose(), now).await;
+                            let expected_ok = at == *kind && !redeemed[i] && now < start + 60;
+                            proptest::prop_assert_eq!(
+                                result.is_ok(), expected_ok,
+                                "code {} ({:?}) at {:?}, t+{}: {:?}", i, kind, at, now - start, result.err()
+                            );
+                            if result.is_ok() {
+                                redeemed[i] = true;
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            })?;
+        }
+
+        /// Issue #9: threads racing to redeem the same codes (each in its own order): every
+        /// code goes to exactly one of them.
+        #[test]
+        fn issue_9_each_code_is_redeemed_at_most_once_concurrently(
+            orders in proptest::collection::vec(
+                proptest::collection::vec(0usize..6, 1..24), 2..5),
+        ) {
+            let c = Arc::new(codes(16));
+            let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            let handles: Vec<Secret> = (0..6)
+                .map(|_| rt.block_on(c.issue(new_code(), 1_000)).expect("issued"))
+                .collect();
+            let wins: Vec<Vec<usize>> = std::thread::scope(|s| {
+                let threads: Vec<_> = orders
+                    .iter()
+                    .map(|order| {
+                        let c = c.clone();
+                        let handles = &handles;
+                        s.spawn(move || {
+                            let rt = tokio::runtime::Builder::new_current_thread()
+                                .build()
+                                .expect("runtime");
+                            order
+                                .iter()
+                                .filter(|&&i| {
+                                    rt.block_on(c.redeem(CodeKind::Api, handles[i].expose(), 1_001))
+                                        .is_ok()
+                                })
+                                .copied()
+                                .collect::<Vec<usize>>()
+                        })
+                    })
+                    .collect();
+                threads.into_iter().map(|t| t.join().expect("thread")).collect()
+            });
+            for i in 0..6 {
+                let tried = orders.iter().any(|o| o.contains(&i));
+                let won = wins.iter().flatten().filter(|&&w| w == i).count();
+                proptest::prop_assert_eq!(won, usize::from(tried), "code {} won {} times", i, won);
+            }
+        }
+    }
 }

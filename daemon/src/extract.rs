@@ -23,9 +23,7 @@ pub fn token_from_headers(headers: &HeaderMap, cookie_name: &str) -> Result<Secr
         return Ok(token);
     }
     match headers.get(header::AUTHORIZATION).map(|v| v.to_str()) {
-        Some(Ok(v)) if v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer ") => {
-            Ok(Secret::new(v[7..].trim()))
-        }
+        Some(Ok(v)) if v.len() > 7 && has_bearer_prefix(v) => Ok(Secret::new(v[7..].trim())),
         Some(_) => Err(ApiError::inactive(
             Reason::MissingToken,
             "the Authorization header is not a Bearer token",
@@ -37,10 +35,17 @@ pub fn token_from_headers(headers: &HeaderMap, cookie_name: &str) -> Result<Secr
     }
 }
 
+/// Whether `s` starts with `Bearer ` (any case). Never slices inside a character: the token
+/// of a JSON body may be any text (issue #9: `{"token": "ééééé"}` panicked).
+fn has_bearer_prefix(s: &str) -> bool {
+    s.get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("bearer "))
+}
+
 /// A token with an optional `Bearer ` prefix, without it.
 pub fn strip_bearer(token: &str) -> &str {
     let token = token.trim();
-    if token.len() > 7 && token[..7].eq_ignore_ascii_case("bearer ") {
+    if token.len() > 7 && has_bearer_prefix(token) {
         token[7..].trim_start()
     } else {
         token
@@ -105,6 +110,19 @@ mod tests {
             HeaderValue::from_static("Basic dXNlcjpwYXNz"),
         );
         assert!(token_from_headers(&h, "ecosire_auth").is_err());
+    }
+
+    /// Issue #9 (found by the request_bodies fuzz target): a token whose 7th byte is inside
+    /// a multibyte character made `strip_bearer` panic (`POST /v1/verify`).
+    #[test]
+    fn issue_9_strip_bearer_does_not_split_a_character() {
+        assert_eq!(strip_bearer("ééééé"), "ééééé");
+        assert_eq!(strip_bearer("abcdeéfg"), "abcdeéfg");
+        assert_eq!(strip_bearer("beareré x"), "beareré x");
+        assert_eq!(strip_bearer("Bearer ééé"), "ééé");
+        assert_eq!(strip_bearer("  bEaReR  tok "), "tok");
+        let req = parse_json::<VerifyRequest>("{\"token\": \"ééééé\"}".as_bytes()).expect("ok");
+        assert_eq!(strip_bearer(req.token.expose()), "ééééé");
     }
 
     #[test]

@@ -11,6 +11,10 @@ pub mod config;
 pub mod error;
 pub mod extract;
 pub mod flow;
+/// Entry points for the fuzz targets (`fuzz/`), with the `fuzzing` feature only.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod jwks;
 pub mod listen;
 pub mod metrics;

@@ -134,4 +134,44 @@ mod tests {
             assert_eq!(safe_redirect(ok).as_deref(), Some(ok), "{ok:?} refused");
         }
     }
+
+    /// Pieces open redirects are made of, percent-encoded ones included.
+    fn piece() -> impl proptest::strategy::Strategy<Value = &'static str> {
+        proptest::sample::select(vec![
+            "/", "/", "a", "evil.com", "\\", "%2F", "%2f", "%5C", "%25", "%2e", ".", "..", "?",
+            "#", "@", ":", "%09", "\t", "%00", "%3F", "%23", "%", "2", "F", "https:", "\u{3002}",
+            " ", "%20", "=",
+        ])
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 4096, ..Default::default() })]
+
+        /// Issue #9: whatever the check accepts is returned unchanged and, joined to a
+        /// frontend origin — as given and after each round of percent-decoding — stays on it.
+        #[test]
+        fn issue_9_accepted_redirects_stay_on_the_frontend_origin(
+            pieces in proptest::collection::vec(piece(), 1..12),
+        ) {
+            let candidate: String = pieces.concat();
+            if let Some(accepted) = safe_redirect(&candidate) {
+                proptest::prop_assert_eq!(&accepted, &candidate);
+                for base in ["https://frontend.invalid/", "https://app.example.com:8443/a/b?x#y"] {
+                    let base = Url::parse(base).expect("base");
+                    let mut form = accepted.clone();
+                    for _ in 0..8 {
+                        if let Ok(joined) = base.join(&form) {
+                            proptest::prop_assert_eq!(
+                                joined.origin(), base.origin(), "{:?} as {:?}", candidate, form
+                            );
+                        }
+                        match percent_decode(&form) {
+                            Some(next) if next != form => form = next,
+                            _ => break,
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

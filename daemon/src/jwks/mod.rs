@@ -142,18 +142,28 @@ impl Jwks {
         let body = self.provider.upstream().get_bytes(&meta.jwks_uri).await;
         self.metrics.upstream("jwks", started.elapsed());
         let body = body?;
-        let parse_err = |message: String| JwksError::Parse {
-            url: meta.jwks_uri.clone(),
-            message,
-        };
-        let value: serde_json::Value =
-            serde_json::from_slice(&body).map_err(|e| parse_err(e.to_string()))?;
-        let raw: RawJwks =
-            serde_json::from_value(value.clone()).map_err(|e| parse_err(e.to_string()))?;
         let now = SystemTime::now();
-        self.install(&raw.keys, now, KeySource::Provider);
+        let value = self
+            .install_body(&body, now)
+            .map_err(|message| JwksError::Parse {
+                url: meta.jwks_uri.clone(),
+                message,
+            })?;
         self.write_disk_cache(&meta, value, now).await;
         Ok(())
+    }
+
+    /// Parses a JWKS document served by the provider and installs its keys; returns the
+    /// document (for the disk cache). The fuzz targets reach it through `crate::fuzzing`.
+    pub(crate) fn install_body(
+        &self,
+        body: &[u8],
+        fetched_at: SystemTime,
+    ) -> Result<serde_json::Value, String> {
+        let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+        let raw: RawJwks = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
+        self.install(&raw.keys, fetched_at, KeySource::Provider);
+        Ok(value)
     }
 
     /// Replaces the key set, keeping the `Arc` of every key whose JWK is unchanged.

@@ -37,7 +37,7 @@ impl Verifier {
         let now = now_unix();
         let exp = numeric(c, "exp")?.ok_or(VerifyError::MissingClaim("exp"))?;
         if now > exp.saturating_add(self.leeway).saturating_add(max_expired) {
-            return Err(VerifyError::Expired(now - exp));
+            return Err(VerifyError::Expired(now.saturating_sub(exp)));
         }
         self.check_iss_aud(c, &self.audience)?;
         if c.contains_key("events") {
@@ -74,10 +74,20 @@ impl Verifier {
         if iat > now.saturating_add(self.leeway) {
             return Err(VerifyError::NotYetValid("iat lies in the future".into()));
         }
+        // RFC 7519 §4.1.5, as for access tokens (issue #9: a logout token valid only in the
+        // future was accepted).
+        if let Some(nbf) = numeric(c, "nbf")?
+            && nbf > now.saturating_add(self.leeway)
+        {
+            return Err(VerifyError::NotYetValid(format!(
+                "not valid before {nbf} (nbf), {}s from now",
+                nbf.saturating_sub(now)
+            )));
+        }
         // Back-Channel Logout 1.0 §2.4 requires `exp`; a token without it is refused.
         let exp = numeric(c, "exp")?.ok_or(VerifyError::MissingClaim("exp"))?;
         if now > exp.saturating_add(self.leeway) {
-            return Err(VerifyError::Expired(now - exp));
+            return Err(VerifyError::Expired(now.saturating_sub(exp)));
         }
         self.check_iss_aud(c, &self.client_id)?;
         let event_ok = c
@@ -109,7 +119,7 @@ impl Verifier {
             sub,
             jti,
             valid_until: exp
-                .max(iat.saturating_add(self.leeway * 10))
+                .max(iat.saturating_add(self.leeway.saturating_mul(10)))
                 .saturating_add(self.leeway),
         })
     }
@@ -129,6 +139,73 @@ mod tests {
             "sid": sid,
             "events": {"http://schemas.openid.net/event/backchannel-logout": {}}
         })
+    }
+
+    /// Issue #9 (found by the verify_token and logout_token fuzz targets): an `exp` far in
+    /// the past (i64::MIN, or a float below it) overflowed `now - exp` — a panic in debug
+    /// builds, a nonsense age in release ones. Now plainly expired, on every path.
+    #[tokio::test]
+    async fn issue_9_extreme_exp_is_expired_not_an_overflow() {
+        let v = verifier();
+        for exp in [json!(i64::MIN), json!(-1e300), json!(-9.3e18)] {
+            let mut access = crate::verify::tests::access_claims("alice", "s1");
+            access["exp"] = exp.clone();
+            let token = hs_token(json!({}), &access);
+            assert_eq!(
+                v.verify(&token).await.err(),
+                Some(VerifyError::Expired(i64::MAX)),
+                "{exp}"
+            );
+            assert_eq!(
+                v.logout_subject(&token, 3600).await.err(),
+                Some(VerifyError::Expired(i64::MAX)),
+                "{exp}"
+            );
+            let mut logout = logout_claims("s9");
+            logout["exp"] = exp.clone();
+            assert_eq!(
+                v.verify_logout_token(&hs_token(json!({}), &logout))
+                    .await
+                    .err(),
+                Some(VerifyError::Expired(i64::MAX)),
+                "{exp}"
+            );
+        }
+    }
+
+    /// Issue #9 (found by the logout_token fuzz target's property check): a logout token
+    /// whose `nbf` lies in the future was accepted; access tokens were already refused.
+    #[tokio::test]
+    async fn issue_9_logout_token_not_yet_valid_is_refused() {
+        let v = verifier();
+        for nbf in [json!(now_unix() + 3600), json!(1e300), json!(i64::MAX)] {
+            let mut c = logout_claims("s11");
+            c["nbf"] = nbf.clone();
+            let err = v.verify_logout_token(&hs_token(json!({}), &c)).await.err();
+            assert!(
+                matches!(err, Some(VerifyError::NotYetValid(_))),
+                "{nbf}: {err:?}"
+            );
+        }
+        let mut c = logout_claims("s12");
+        c["nbf"] = json!(now_unix() - 10);
+        assert!(
+            v.verify_logout_token(&hs_token(json!({}), &c))
+                .await
+                .is_ok()
+        );
+    }
+
+    /// Issue #9: a leeway near the largest duration does not overflow the jti memory time.
+    #[tokio::test]
+    async fn issue_9_huge_leeway_does_not_overflow_the_jti_memory() {
+        let v =
+            crate::verify::tests::verifier_with("[verify]\nleeway = \"18446744073709551615s\"\n");
+        let claims = v
+            .verify_logout_token(&hs_token(json!({}), &logout_claims("s10")))
+            .await
+            .expect("valid");
+        assert_eq!(claims.valid_until, i64::MAX);
     }
 
     /// Issue #7: Back-Channel Logout 1.0 requires `exp` in a logout token.

@@ -8,6 +8,8 @@ mod cache;
 mod claims;
 mod jws;
 mod logout;
+#[cfg(test)]
+mod properties;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -349,21 +351,21 @@ impl Verifier {
     ) -> Result<(i64, i64), VerifyError> {
         let exp = numeric(c, "exp")?.ok_or(VerifyError::MissingClaim("exp"))?;
         if now > exp.saturating_add(self.leeway) {
-            return Err(VerifyError::Expired(now - exp));
+            return Err(VerifyError::Expired(now.saturating_sub(exp)));
         }
         if let Some(nbf) = numeric(c, "nbf")?
             && nbf > now.saturating_add(self.leeway)
         {
             return Err(VerifyError::NotYetValid(format!(
                 "not valid before {nbf} (nbf), {}s from now",
-                nbf - now
+                nbf.saturating_sub(now)
             )));
         }
         let iat = numeric(c, "iat")?.ok_or(VerifyError::MissingClaim("iat"))?;
         if iat > now.saturating_add(self.leeway) {
             return Err(VerifyError::NotYetValid(format!(
                 "issued {}s in the future (iat); check the clocks",
-                iat - now
+                iat.saturating_sub(now)
             )));
         }
         self.check_iss_aud(c, audience)?;
