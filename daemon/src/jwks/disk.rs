@@ -10,6 +10,9 @@ use super::key::{KeySource, RawJwks};
 use super::{Jwks, JwksError};
 use crate::provider::{ProviderMetadata, check_issuer};
 
+/// How far in the future a disk cache may be dated (clock skew) before it is refused.
+const FUTURE_SKEW: Duration = Duration::from_secs(300);
+
 /// The disk cache file: enough to start verifying without the provider.
 #[derive(Debug, Serialize, Deserialize)]
 struct DiskCache {
@@ -45,10 +48,19 @@ impl Jwks {
             )));
         }
         check_issuer(self.provider.issuer(), &cache.discovery).map_err(|e| err(e.to_string()))?;
-        let fetched_at = UNIX_EPOCH + Duration::from_secs(cache.fetched_at);
-        let age = SystemTime::now()
-            .duration_since(fetched_at)
-            .unwrap_or_default();
+        // A corrupted file must not panic the start (`UNIX_EPOCH + huge` overflows), nor stay
+        // fresh for ever by being dated in the future.
+        let fetched_at = UNIX_EPOCH
+            .checked_add(Duration::from_secs(cache.fetched_at))
+            .ok_or_else(|| err("fetched_at is out of range; ignored".into()))?;
+        let now = SystemTime::now();
+        if fetched_at > now + FUTURE_SKEW {
+            return Err(err(
+                "fetched_at lies in the future (clock moved back, or a corrupted file); ignored"
+                    .into(),
+            ));
+        }
+        let age = now.duration_since(fetched_at).unwrap_or_default();
         if age > self.cfg.max_stale {
             return Err(err(format!(
                 "{}s old, beyond jwks.max_stale; ignored",
@@ -108,6 +120,37 @@ mod tests {
     use serde_json::json;
 
     use crate::jwks::tests::{jwks, rsa};
+
+    #[test]
+    fn a_corrupted_or_future_fetched_at_is_refused_not_a_panic() {
+        // Issue #9 (read in review of the fuzz targets): `UNIX_EPOCH + from_secs(u64::MAX)`
+        // panicked, and a cache dated in the future never went stale.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("jwks.json");
+        let meta = ProviderMetadata {
+            issuer: "http://127.0.0.1:1/application/o/x/".into(),
+            jwks_uri: "http://127.0.0.1:1/application/o/x/jwks/".into(),
+            ..Default::default()
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("after epoch")
+            .as_secs();
+        for fetched_at in [u64::MAX, now + 3600] {
+            let cache = DiskCache {
+                version: 1,
+                issuer: meta.issuer.clone(),
+                fetched_at,
+                discovery: meta.clone(),
+                jwks: json!({"keys": [rsa("k1")]}),
+            };
+            write_atomically(&path, &cache).expect("written");
+            let mut j = jwks();
+            j.cfg.cache_file = Some(path.clone());
+            assert!(j.load_disk_cache().is_err(), "fetched_at {fetched_at}");
+            assert!(j.keys().is_empty());
+        }
+    }
 
     #[test]
     fn disk_cache_round_trip() {
