@@ -1,11 +1,16 @@
 //! The client secret's sources: `client_secret`, else `client_secret_file`, else the systemd
 //! credential `client_secret` in `$CREDENTIALS_DIRECTORY`.
 
+use std::io::Read;
 use std::path::Path;
 
 use tokend_shared::Secret;
 
 use super::{Config, ConfigError, invalid};
+
+/// Longest secret file read: a client secret is short; a path to a device or a huge file is a
+/// mistake that must not exhaust memory (issue #9).
+const MAX_SECRET_FILE: u64 = 64 * 1024;
 
 impl Config {
     /// The secret comes from `client_secret`, else `client_secret_file`, else the systemd
@@ -30,17 +35,31 @@ impl Config {
             }
             _ => return Ok(()),
         };
-        let mut text =
-            std::fs::read_to_string(&path).map_err(|source| ConfigError::SecretFile {
-                key,
-                path: path.clone(),
-                source,
-            })?;
+        let mut text = read_bounded(&path).map_err(|source| ConfigError::SecretFile {
+            key,
+            path: path.clone(),
+            source,
+        })?;
         let trimmed = text.trim_end_matches(['\r', '\n']).len();
         text.truncate(trimmed);
         self.provider.client_secret = Some(Secret::new(text));
         Ok(())
     }
+}
+
+/// The file's text, refusing more than [`MAX_SECRET_FILE`] bytes.
+fn read_bounded(path: &Path) -> std::io::Result<String> {
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(MAX_SECRET_FILE + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_SECRET_FILE {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("longer than {MAX_SECRET_FILE} bytes; not a client secret"),
+        ));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]
@@ -68,5 +87,19 @@ mod tests {
         assert!(!shown.contains("from-credential"), "{shown}");
         assert!(shown.contains("[redacted]"), "{shown}");
         assert!(!format!("{c:?}").contains("from-credential"));
+    }
+
+    #[test]
+    fn an_endless_secret_file_is_refused() {
+        // Issue #9: a secret file was read whole, whatever its size (/dev/zero never ends).
+        let err = load(
+            &MINIMAL.replace(
+                "client_id = \"shop\"",
+                "client_id = \"shop\"\nclient_secret_file = \"/dev/zero\"",
+            ),
+            &[],
+        )
+        .expect_err("refused");
+        assert!(err.to_string().contains("longer than"), "{err}");
     }
 }
