@@ -4,13 +4,13 @@
 
 use std::time::SystemTime;
 
-use crate::jwks::Jwks;
+use crate::jwks::{Jwks, JwksError};
 
 /// Parses a JWKS document as if the provider had served it and installs its keys into `jwks`
 /// (the path of a background refresh, without the network). Returns how many keys are
 /// usable afterwards.
-pub fn install_jwks(jwks: &Jwks, body: &[u8]) -> Result<usize, String> {
-    jwks.install_body(body, SystemTime::now())?;
+pub fn install_jwks(jwks: &Jwks, body: &[u8]) -> Result<usize, JwksError> {
+    jwks.install_body("fuzz input", body, SystemTime::now())?;
     Ok(jwks.keys().len())
 }
 

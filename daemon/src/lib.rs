@@ -160,8 +160,9 @@ fn max_logins(config: &Config) -> usize {
     config.flow.as_ref().map_or(1, |f| f.max_pending_logins)
 }
 
-/// A key cache for `config`'s provider (HS mode: the client secret is the key).
-pub(crate) fn build_jwks(config: &Config, metrics: &Arc<Metrics>) -> Result<Arc<Jwks>, Error> {
+/// A key cache for `config`'s provider (HS mode: the client secret is the key). Public for
+/// the fuzz harness, which builds its verifiers the way the daemon does.
+pub fn build_jwks(config: &Config, metrics: &Arc<Metrics>) -> Result<Arc<Jwks>, Error> {
     let provider = Arc::new(Provider::new(&config.provider, metrics.clone())?);
     let hmac_secret = config
         .provider

@@ -23,7 +23,6 @@ use serde_json::{Map, Value};
 use tokend::config::Config;
 use tokend::jwks::Jwks;
 use tokend::metrics::Metrics;
-use tokend::provider::Provider;
 use tokend::sessions::Sessions;
 use tokend::verify::Verifier;
 
@@ -74,23 +73,10 @@ fn config(extra: &str) -> Config {
 
 fn verifier(config: &Config, jwks_body: Option<&[u8]>) -> (Verifier, Arc<Jwks>) {
     let metrics = Metrics::new();
-    let provider = match Provider::new(&config.provider, metrics.clone()) {
-        Ok(p) => Arc::new(p),
-        Err(e) => panic!("provider: {e}"),
+    let jwks = match tokend::build_jwks(config, &metrics) {
+        Ok(j) => j,
+        Err(e) => panic!("key cache: {e}"),
     };
-    let secret = config
-        .provider
-        .algorithms
-        .iter()
-        .any(|a| a.is_hmac())
-        .then_some(config.provider.client_secret.as_ref())
-        .flatten();
-    let jwks = Arc::new(Jwks::new(
-        provider,
-        config.jwks.clone(),
-        secret,
-        metrics.clone(),
-    ));
     if let Some(body) = jwks_body {
         if let Err(e) = tokend::fuzzing::install_jwks(&jwks, body) {
             panic!("fixed JWKS: {e}");

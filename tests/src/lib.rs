@@ -151,6 +151,21 @@ pub struct TokenSet {
     pub raw: Value,
 }
 
+impl TokenSet {
+    /// The tokens of a `/_test/login` answer (the token endpoint's JSON).
+    fn from_answer(v: Value) -> Result<Self> {
+        Ok(TokenSet {
+            access_token: v["access_token"]
+                .as_str()
+                .context("access_token")?
+                .to_string(),
+            id_token: v["id_token"].as_str().context("id_token")?.to_string(),
+            refresh_token: v["refresh_token"].as_str().map(str::to_string),
+            raw: v,
+        })
+    }
+}
+
 impl Provider {
     pub async fn start() -> Result<Self> {
         Self::start_with(ProviderOptions::default()).await
@@ -270,15 +285,7 @@ impl Provider {
         let v = self
             .control("login", Some(json!({"user": user, "scope": scope})))
             .await?;
-        Ok(TokenSet {
-            access_token: v["access_token"]
-                .as_str()
-                .context("access_token")?
-                .to_string(),
-            id_token: v["id_token"].as_str().context("id_token")?.to_string(),
-            refresh_token: v["refresh_token"].as_str().map(str::to_string),
-            raw: v,
-        })
+        TokenSet::from_answer(v)
     }
 
     /// Signs `payload` with a provider key (`k1`, `k2`, `e1`), or HS256 with the client secret.
@@ -401,15 +408,7 @@ impl Provider {
         let v = self
             .control("login", Some(json!({"user": user, "session": jar})))
             .await?;
-        Ok(TokenSet {
-            access_token: v["access_token"]
-                .as_str()
-                .context("access_token")?
-                .to_string(),
-            id_token: v["id_token"].as_str().context("id_token")?.to_string(),
-            refresh_token: v["refresh_token"].as_str().map(str::to_string),
-            raw: v,
-        })
+        TokenSet::from_answer(v)
     }
 
     /// RP-initiated logout of browser jar `jar` at the provider; its back-channel logout is

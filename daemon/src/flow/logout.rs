@@ -53,14 +53,10 @@ impl Flow {
             }
             (None, None) => {}
         }
-        let revoked = match &refresh_token {
-            Some(rt) => {
-                self.provider
-                    .revoke_refresh_token(rt, &self.client_id, self.client_secret.as_ref())
-                    .await
-            }
-            None => false,
-        };
+        let revoked = self
+            .revoke_refresh_tokens(refresh_token.into_iter().collect())
+            .await
+            > 0;
         tracing::info!(
             session = session.is_some(),
             sid = sid.is_some(),

@@ -121,41 +121,17 @@ mod tests {
 
     use crate::jwks::tests::{jwks, rsa};
 
-    #[test]
-    fn a_corrupted_or_future_fetched_at_is_refused_not_a_panic() {
-        // Issue #9 (read in review of the fuzz targets): `UNIX_EPOCH + from_secs(u64::MAX)`
-        // panicked, and a cache dated in the future never went stale.
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("jwks.json");
-        let meta = ProviderMetadata {
-            issuer: "http://127.0.0.1:1/application/o/x/".into(),
-            jwks_uri: "http://127.0.0.1:1/application/o/x/jwks/".into(),
-            ..Default::default()
-        };
-        let now = SystemTime::now()
+    /// Now, in the disk cache's unit.
+    fn now_secs() -> u64 {
+        SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .expect("after epoch")
-            .as_secs();
-        for fetched_at in [u64::MAX, now + 3600] {
-            let cache = DiskCache {
-                version: 1,
-                issuer: meta.issuer.clone(),
-                fetched_at,
-                discovery: meta.clone(),
-                jwks: json!({"keys": [rsa("k1")]}),
-            };
-            write_atomically(&path, &cache).expect("written");
-            let mut j = jwks();
-            j.cfg.cache_file = Some(path.clone());
-            assert!(j.load_disk_cache().is_err(), "fetched_at {fetched_at}");
-            assert!(j.keys().is_empty());
-        }
+            .as_secs()
     }
 
-    #[test]
-    fn disk_cache_round_trip() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("jwks.json");
+    /// A key cache whose disk cache file (in `dir`) says it was fetched at `fetched_at`.
+    fn jwks_with_disk_cache(dir: &Path, fetched_at: u64) -> Jwks {
+        let path = dir.join("jwks.json");
         let meta = ProviderMetadata {
             issuer: "http://127.0.0.1:1/application/o/x/".into(),
             jwks_uri: "http://127.0.0.1:1/application/o/x/jwks/".into(),
@@ -164,16 +140,32 @@ mod tests {
         let cache = DiskCache {
             version: 1,
             issuer: meta.issuer.clone(),
-            fetched_at: SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .expect("after epoch")
-                .as_secs(),
+            fetched_at,
             discovery: meta,
             jwks: json!({"keys": [rsa("k1")]}),
         };
         write_atomically(&path, &cache).expect("written");
         let mut j = jwks();
         j.cfg.cache_file = Some(path);
+        j
+    }
+
+    #[test]
+    fn a_corrupted_or_future_fetched_at_is_refused_not_a_panic() {
+        // Issue #9 (read in review of the fuzz targets): `UNIX_EPOCH + from_secs(u64::MAX)`
+        // panicked, and a cache dated in the future never went stale.
+        let dir = tempfile::tempdir().expect("tempdir");
+        for fetched_at in [u64::MAX, now_secs() + 3600] {
+            let j = jwks_with_disk_cache(dir.path(), fetched_at);
+            assert!(j.load_disk_cache().is_err(), "fetched_at {fetched_at}");
+            assert!(j.keys().is_empty());
+        }
+    }
+
+    #[test]
+    fn disk_cache_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let j = jwks_with_disk_cache(dir.path(), now_secs());
         assert!(j.load_disk_cache().expect("loads"));
         assert_eq!(j.keys().source, KeySource::DiskCache);
         assert!(j.keys().by_kid("k1").is_some());

@@ -143,25 +143,25 @@ impl Jwks {
         self.metrics.upstream("jwks", started.elapsed());
         let body = body?;
         let now = SystemTime::now();
-        let value = self
-            .install_body(&body, now)
-            .map_err(|message| JwksError::Parse {
-                url: meta.jwks_uri.clone(),
-                message,
-            })?;
+        let value = self.install_body(&meta.jwks_uri, &body, now)?;
         self.write_disk_cache(&meta, value, now).await;
         Ok(())
     }
 
-    /// Parses a JWKS document served by the provider and installs its keys; returns the
-    /// document (for the disk cache). The fuzz targets reach it through `crate::fuzzing`.
+    /// Parses a JWKS document served from `url` and installs its keys; returns the document
+    /// (for the disk cache). The fuzz targets reach it through `crate::fuzzing`.
     pub(crate) fn install_body(
         &self,
+        url: &str,
         body: &[u8],
         fetched_at: SystemTime,
-    ) -> Result<serde_json::Value, String> {
-        let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-        let raw: RawJwks = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
+    ) -> Result<serde_json::Value, JwksError> {
+        let parse_err = |e: serde_json::Error| JwksError::Parse {
+            url: url.to_string(),
+            message: e.to_string(),
+        };
+        let value: serde_json::Value = serde_json::from_slice(body).map_err(parse_err)?;
+        let raw: RawJwks = serde_json::from_value(value.clone()).map_err(parse_err)?;
         self.install(&raw.keys, fetched_at, KeySource::Provider);
         Ok(value)
     }
