@@ -281,3 +281,30 @@ write(d, "id-token-jwe", js({"access_token": "x", "token_type": "Bearer", "id_to
 write(d, "error", js({"error": "invalid_grant", "error_description": "The provided authorization grant is invalid", "request_id": "abc"}))
 write(d, "error-unknown", js({"error": "slow_down"}))
 write(d, "scope-array", js({"access_token": "x", "token_type": "Bearer", "scope": ["openid"]}))
+
+# The JWKS disk cache file (jwks/disk.rs), as the daemon writes it, and its corruptions. Dated
+# at generation: the target's century-long max_stale keeps these loadable, its 24 h one not.
+import time
+d = reset("disk_cache")
+now = int(time.time())
+fuzz_disc = {"issuer": ISSUER, "jwks_uri": ISSUER + "jwks/",
+             "token_endpoint": "http://127.0.0.1:1/application/o/token/",
+             "revocation_endpoint": "http://127.0.0.1:1/application/o/revoke/"}
+cache = {"version": 1, "issuer": ISSUER, "fetched_at": now, "discovery": fuzz_disc,
+         "jwks": {"keys": [dict(rsa_jwk, **x5), ec_jwk]}}
+write(d, "daemon-written", js(cache))
+write(d, "no-keys", js(dict(cache, jwks={})))
+write(d, "other-issuer", js(dict(cache, issuer="https://auth.example.com/application/o/shop/")))
+write(d, "issuer-no-slash", js(dict(cache, issuer=ISSUER.rstrip("/"))))
+write(d, "discovery-other-issuer", js(dict(cache, discovery=dict(fuzz_disc, issuer=ISSUER + "x/"))))
+for name, t in [("zero", 0), ("u64-max", 18446744073709551615), ("i64-max", 9223372036854775807),
+                ("future", now + 3600), ("skew", now + 200), ("stale", now - 2 * 86400),
+                ("negative", -1), ("float", now + 0.5), ("string", str(now)), ("huge", 1e300)]:
+    write(d, f"fetched-at-{name}", js(dict(cache, fetched_at=t)))
+write(d, "jwks-not-object", js(dict(cache, jwks=[rsa_jwk])))
+write(d, "keys-bad-entries", js(dict(cache, jwks={"keys": [1, None, dict(rsa_jwk, n="AQAB")]})))
+write(d, "missing-discovery", js({k: v for k, v in cache.items() if k != "discovery"}))
+write(d, "version-2", js(dict(cache, version=2)))
+write(d, "duplicate-issuer", js(cache)[:-1] + b',"issuer":"https://evil.example/"}')
+write(d, "truncated", js(cache)[:100])
+write(d, "empty", b"")
