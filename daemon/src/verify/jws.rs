@@ -228,7 +228,11 @@ fn parse_header(encoded: &str) -> Result<Header, VerifyError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(encoded)
         .map_err(|_| VerifyError::Malformed("header is not base64url".into()))?;
-    serde_json::from_slice(&bytes).map_err(|_| {
+    // RFC 7515 §5.2: the header must be UTF-8 throughout. serde_json checks only the members
+    // it keeps, so a member tokend ignores could otherwise carry any bytes (issue #9).
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| VerifyError::Malformed("header is not UTF-8".into()))?;
+    serde_json::from_str(text).map_err(|_| {
         VerifyError::Malformed("header is not a JSON object with a string `alg`".into())
     })
 }
@@ -323,5 +327,35 @@ mod tests {
             .err()
             .map(|e| e.reason());
         assert_eq!(err, Some(Reason::UnsupportedHeader));
+    }
+
+    /// Issue #9 (found by the `verify_token` fuzz target): a header whose ignored member holds
+    /// bytes that are not UTF-8 was accepted; RFC 7515 §5.2 wants UTF-8 JSON.
+    #[tokio::test]
+    async fn issue_9_header_that_is_not_utf8_is_malformed() {
+        let v = verifier();
+        let claims = access_claims("alice", "s1");
+        let sign = |header: &[u8]| {
+            let message = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(header),
+                URL_SAFE_NO_PAD.encode(claims.to_string())
+            );
+            let sig = jsonwebtoken::crypto::sign(
+                message.as_bytes(),
+                &jsonwebtoken::EncodingKey::from_secret(crate::verify::tests::SECRET.as_bytes()),
+                jsonwebtoken::Algorithm::HS256,
+            )
+            .expect("signed");
+            format!("{message}.{sig}")
+        };
+        let good = v.verify(&sign(br#"{"alg":"HS256","x":"ok"}"#)).await;
+        assert!(good.is_ok(), "{good:?}");
+        let bad = v
+            .verify(&sign(b"{\"alg\":\"HS256\",\"x\":\"\xff\xfe\"}"))
+            .await
+            .err()
+            .map(|e| e.reason());
+        assert_eq!(bad, Some(Reason::Malformed));
     }
 }

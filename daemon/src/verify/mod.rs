@@ -397,7 +397,7 @@ pub(super) mod tests {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use serde_json::json;
 
-    const SECRET: &str = "unit-test-client-secret";
+    pub(in crate::verify) const SECRET: &str = "unit-test-client-secret";
     pub(in crate::verify) const ISSUER: &str = "https://auth.example.com/application/o/shop/";
 
     /// A verifier in HS256 mode (the client secret is the key): no provider needed.
