@@ -8,6 +8,7 @@ pub mod alg;
 pub mod api;
 pub mod codes;
 pub mod config;
+pub mod doctor;
 pub mod error;
 pub mod extract;
 pub mod flow;

@@ -24,10 +24,20 @@ enum Command {
     Run,
     /// Validate the configuration, print it with secrets redacted, exit non-zero on error.
     CheckConfig,
+    /// Check a deployment: config, provider, issuer, keys, client secret, clock, socket
+    /// directory; one line per check with the fix, exit non-zero when one fails.
+    Doctor {
+        /// Print a JSON array of {check, ok, detail, fix}.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Doctor { json }) = cli.command {
+        return doctor(&cli.config, json);
+    }
     let config = match Config::load(&cli.config, Config::process_env()) {
         Ok(c) => c,
         Err(e) => {
@@ -41,6 +51,7 @@ fn main() -> ExitCode {
             eprintln!("tokend: {} is valid", cli.config.display());
             ExitCode::SUCCESS
         }
+        Command::Doctor { json } => doctor(&cli.config, json),
         Command::Run => match run(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -49,6 +60,32 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+fn doctor(path: &std::path::Path, json: bool) -> ExitCode {
+    let report = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(tokend::doctor::run(path, Config::process_env())),
+        Err(e) => {
+            eprintln!("tokend: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!(
+        "{}",
+        if json {
+            report.to_json() + "\n"
+        } else {
+            report.to_text()
+        }
+    );
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
