@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokend::Config;
-use tokend::config::LogFormat;
+use tokend::config::{ConfigError, LogFormat};
 
 #[derive(Parser)]
 #[command(version, about = "Token-verification sidecar for Authentik")]
@@ -40,6 +40,10 @@ fn main() -> ExitCode {
     }
     let config = match Config::load(&cli.config, Config::process_env()) {
         Ok(c) => c,
+        Err(e @ ConfigError::Missing { .. }) => {
+            eprintln!("tokend: {e}");
+            return ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!("tokend: invalid configuration: {e}");
             return ExitCode::from(2);
@@ -52,14 +56,21 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Doctor { json } => doctor(&cli.config, json),
-        Command::Run => match run(config) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!("{e:#}");
-                eprintln!("tokend: {e:#}");
-                ExitCode::FAILURE
+        Command::Run => {
+            let json_log = matches!(config.log.format, LogFormat::Json);
+            match run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                // Said once: in the log's own format when that is JSON, else plainly.
+                Err(e) if json_log => {
+                    tracing::error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("tokend: {e:#}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
     }
 }
 
