@@ -33,8 +33,8 @@ pub enum ProviderError {
     #[error("{url} sent invalid JSON: {message}")]
     Json { url: String, message: String },
     #[error(
-        "discovery issuer mismatch: configured {expected:?}, provider says {actual:?} (Authentik \
-         derives its issuer from the Host header; check provider.issuer and internal_url)"
+        "issuer mismatch: configured {expected:?}, provider says {actual:?}{}",
+        issuer_hint(expected, actual)
     )]
     IssuerMismatch { expected: String, actual: String },
 }
@@ -290,6 +290,10 @@ pub struct Provider {
     live: std::sync::atomic::AtomicBool,
     /// Discovery request durations.
     metrics: Arc<Metrics>,
+    /// Set when the provider refused the client's credentials (`invalid_client`) at the token
+    /// or revocation endpoint, cleared when it accepts them again (issue #10): said once in
+    /// the log, and by `/readyz` while it lasts.
+    client_refused: std::sync::atomic::AtomicBool,
 }
 
 impl Provider {
@@ -299,6 +303,7 @@ impl Provider {
             metadata: ArcSwapOption::empty(),
             live: std::sync::atomic::AtomicBool::new(false),
             metrics,
+            client_refused: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -313,6 +318,45 @@ impl Provider {
     /// The discovery document, once read (from the provider or the disk cache).
     pub fn metadata(&self) -> Option<Arc<ProviderMetadata>> {
         self.metadata.load_full()
+    }
+
+    /// Records that the provider refused the client's credentials (`invalid_client`) at
+    /// `endpoint`; logged the first time only, not per request.
+    pub fn note_client_refused(&self, endpoint: &'static str) {
+        if !self
+            .client_refused
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            tracing::error!(
+                endpoint,
+                "the provider refused this client's credentials (invalid_client): \
+                 provider.client_secret does not match the provider's (copied from another \
+                 environment?); logins fail with exchange_failed until it is fixed \
+                 (`tokend doctor` checks it)"
+            );
+        }
+    }
+
+    /// Records that the provider accepted the client's credentials.
+    pub fn note_client_accepted(&self) {
+        if self
+            .client_refused
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            tracing::info!("the provider accepts this client's credentials again");
+        }
+    }
+
+    /// `/readyz`'s warning while the provider refuses the client's credentials.
+    pub fn client_warning(&self) -> Option<String> {
+        self.client_refused
+            .load(std::sync::atomic::Ordering::Acquire)
+            .then(|| {
+                "the provider refused this client's credentials (invalid_client): \
+                 provider.client_secret does not match the provider's; logins fail with \
+                 exchange_failed"
+                    .to_string()
+            })
     }
 
     /// Installs a discovery document read from the disk cache (replaced by a live one later).
@@ -364,8 +408,14 @@ impl Provider {
             .await;
         self.metrics.upstream("revocation", started.elapsed());
         match answer {
-            Ok(a) if (200..300).contains(&a.status) => true,
+            Ok(a) if (200..300).contains(&a.status) => {
+                self.note_client_accepted();
+                true
+            }
             Ok(a) => {
+                if a.invalid_client() {
+                    self.note_client_refused("revocation");
+                }
                 tracing::warn!(
                     status = a.status,
                     error = a.error.as_deref().unwrap_or("-"),
@@ -420,6 +470,19 @@ impl Provider {
                 out.body(bytes).map_err(|e| failed(&e))
             })
         }
+    }
+}
+
+/// Why the provider's issuer differs from the configured one, as far as can be told.
+fn issuer_hint(expected: &str, actual: &str) -> &'static str {
+    let origin = |u: &str| Url::parse(u).ok().map(|u| u.origin());
+    if expected.trim_end_matches('/') == actual.trim_end_matches('/') {
+        " (trailing slash?): set provider.issuer to the provider's value exactly"
+    } else if origin(expected) != origin(actual) {
+        " (Authentik derives its issuer's origin from the Host and X-Forwarded-Proto headers: \
+         check provider.issuer and provider.internal_url)"
+    } else {
+        " (another application slug?): set provider.issuer to the provider's value"
     }
 }
 
@@ -511,5 +574,28 @@ mod tests {
         assert!(
             check_issuer(expected, &meta("http://authentik:9000/application/o/shop/")).is_err()
         );
+    }
+
+    /// Issue #10: a missing trailing slash is named as such, not blamed on the Host header.
+    #[test]
+    fn issue_10_issuer_mismatch_names_the_trailing_slash() {
+        let meta = ProviderMetadata {
+            issuer: "https://auth.example.com/application/o/shop/".into(),
+            ..Default::default()
+        };
+        let msg = check_issuer("https://auth.example.com/application/o/shop", &meta)
+            .expect_err("mismatch")
+            .to_string();
+        assert_eq!(
+            msg,
+            "issuer mismatch: configured \"https://auth.example.com/application/o/shop\", \
+             provider says \"https://auth.example.com/application/o/shop/\" (trailing slash?): \
+             set provider.issuer to the provider's value exactly"
+        );
+        let msg = check_issuer("https://other.example.com/application/o/shop/", &meta)
+            .expect_err("mismatch")
+            .to_string();
+        assert!(msg.contains("Host"), "{msg}");
+        assert!(!msg.contains("trailing slash"), "{msg}");
     }
 }

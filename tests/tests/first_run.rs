@@ -1,11 +1,18 @@
 //! What a newcomer tripped over on a first run (issue #10), through the binary: a missing
 //! socket directory said once with the fix, a failed start that leaves no socket file behind,
 //! a missing config file that points at the example and `tokend dev`, duration errors with an
-//! example, and `check-config` printing durations in one unit.
+//! example, `check-config` printing durations in one unit, an issuer without its trailing
+//! slash named as such at run time, and a wrong client secret noticed once it is refused.
 
 use std::path::PathBuf;
 
-use tokend_e2e::{TokendConfig, check_config, run_tokend, tokend_bin};
+use std::time::Duration;
+
+use tokend_e2e::flow::{FRONTEND, login_through_tokend};
+use tokend_e2e::{
+    Provider, ProviderOptions, Tokend, TokendConfig, check_config, free_port, run_tokend,
+    tokend_bin,
+};
 
 type R = anyhow::Result<()>;
 
@@ -113,5 +120,98 @@ fn issue_10_durations_errors_give_an_example_and_check_config_prints_seconds() -
         !stdout.contains("1day") && !stdout.contains("\"1m\""),
         "{stdout}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_10_issuer_without_trailing_slash_is_named_in_log_readiness_and_verify() -> R {
+    let p = Provider::start().await?;
+    let mut cfg = TokendConfig::for_provider(&p);
+    let configured = p.issuer.trim_end_matches('/').to_string();
+    cfg.issuer = configured.clone();
+    let t = Tokend::start(&cfg).await?;
+    let said = format!(
+        "issuer mismatch: configured {configured:?}, provider says {:?} (trailing slash?)",
+        p.issuer
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let reason = loop {
+        let a = t.get("/readyz", &[]).await?;
+        assert_eq!(a.status, 503);
+        let reason = a.json()["reason"].as_str().unwrap_or("").to_string();
+        if reason.contains("issuer mismatch") {
+            break reason;
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "readiness: {reason}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(reason.contains(&said), "{reason}");
+    assert!(
+        !reason.contains("Host"),
+        "not blamed on the Host header: {reason}"
+    );
+
+    let token = p.login("alice").await?.access_token;
+    let a = t.verify(&token).await?;
+    assert_eq!(
+        (a.status, a.reason()),
+        (503, "keys_unavailable".to_string())
+    );
+    let message = a.json()["message"].as_str().unwrap_or("").to_string();
+    assert!(message.contains(&said), "{message}");
+    assert!(!message.contains("unreachable"), "{message}");
+
+    let log = t.output.text();
+    assert!(log.contains(&said), "{log}");
+    assert!(
+        !log.contains("keeping the last good keys"),
+        "no keys were ever loaded:\n{log}"
+    );
+    t.output.assert_free_of(&[&token, &p.client_secret]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_10_wrong_client_secret_is_said_once_and_shown_by_readiness() -> R {
+    let port = free_port()?;
+    let p = Provider::start_with(ProviderOptions {
+        redirect_uris: vec![format!("http://127.0.0.1:{port}/auth/callback")],
+        ..Default::default()
+    })
+    .await?;
+    let wrong = "wrong-secret-copied-from-staging-0123456789";
+    let mut cfg = TokendConfig::for_provider(&p);
+    cfg.client_secret = Some(wrong.into());
+    cfg.http_port = Some(port);
+    cfg.tail = format!(
+        "\n[flow]\nredirect_uri = \"http://127.0.0.1:{port}/auth/callback\"\nfrontend_url = \"{FRONTEND}\"\n"
+    );
+    let t = Tokend::start(&cfg).await?;
+    t.wait_ready().await?;
+    let ready = t.get("/readyz", &[]).await?.json();
+    assert!(
+        ready.get("warning").is_none(),
+        "nothing refused yet: {ready}"
+    );
+
+    for (i, user) in ["alice", "bob"].iter().enumerate() {
+        let reached = login_through_tokend(&p, &t, user, "/", &format!("jar{i}")).await?;
+        assert_eq!(
+            reached,
+            format!("{FRONTEND}/auth/login?error=exchange_failed")
+        );
+    }
+    let a = t.get("/readyz", &[]).await?;
+    assert_eq!(a.status, 200, "verification still works");
+    let warning = a.json()["warning"].as_str().unwrap_or("").to_string();
+    assert!(warning.contains("invalid_client"), "{warning}");
+    assert!(warning.contains("client_secret"), "{warning}");
+    let log = t.output.text();
+    assert_eq!(
+        count(&log, "refused this client's credentials"),
+        1,
+        "said once, not per request:\n{log}"
+    );
+    t.output.assert_free_of(&[wrong, &p.client_secret]);
     Ok(())
 }
