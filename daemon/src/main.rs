@@ -52,6 +52,9 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig => {
             print!("{}", config.to_redacted_toml());
+            for w in config.warnings() {
+                eprintln!("tokend: warning: {w}");
+            }
             eprintln!("tokend: {} is valid", cli.config.display());
             ExitCode::SUCCESS
         }

@@ -215,3 +215,41 @@ async fn issue_10_wrong_client_secret_is_said_once_and_shown_by_readiness() -> R
     t.output.assert_free_of(&[wrong, &p.client_secret]);
     Ok(())
 }
+
+#[test]
+fn issue_10_check_config_warns_about_an_issuer_without_trailing_slash() -> R {
+    let (_dir, path) = hs256_config(|c| c.issuer = "http://127.0.0.1:9/application/o/x".into())?;
+    let (code, _, stderr) = check_config(&path)?;
+    assert_eq!(code, 0, "still valid: {stderr}");
+    assert!(stderr.contains("warning: provider.issuer"), "{stderr}");
+    assert!(stderr.contains("does not end with `/`"), "{stderr}");
+    let (_dir, path) = hs256_config(|_| {})?;
+    let (code, _, stderr) = check_config(&path)?;
+    assert_eq!(code, 0);
+    assert!(!stderr.contains("warning"), "{stderr}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_10_auth_session_without_cookie_says_no_session() -> R {
+    let cfg = TokendConfig::hs256("first-run-hs256-secret-0123456789abcdef");
+    let t = Tokend::start(&cfg).await?;
+    for (method, path) in [("GET", "/auth/session"), ("POST", "/auth/refresh")] {
+        let a = if method == "GET" {
+            t.get(path, &[]).await?
+        } else {
+            t.post(path, "").await?
+        };
+        assert_eq!(
+            (a.status, a.reason()),
+            (401, "no_session".to_string()),
+            "{path}"
+        );
+        let message = a.json()["message"].as_str().unwrap_or("").to_string();
+        assert!(
+            message.starts_with("no session: no `ecosire_"),
+            "{path}: {message}"
+        );
+    }
+    Ok(())
+}

@@ -529,6 +529,20 @@ impl Config {
             .unwrap_or(&self.provider.client_id)
     }
 
+    /// What is valid but probably a mistake; `check-config` prints these, the daemon logs them.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.provider.issuer.ends_with('/') {
+            out.push(format!(
+                "provider.issuer {:?} does not end with `/`; Authentik's issuers do \
+                 (…/application/o/<slug>/) and must match exactly (`tokend doctor` compares it \
+                 with the provider's)",
+                self.provider.issuer
+            ));
+        }
+        out
+    }
+
     /// The effective configuration as TOML, secrets shown as `[redacted]`.
     pub fn to_redacted_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
@@ -570,6 +584,17 @@ client_id = "shop"
         assert!(!c.listen.allow_non_loopback);
         assert_eq!(c.audience(), "shop");
         assert!(c.provider.algorithms.iter().all(|a| !a.is_hmac()));
+    }
+
+    /// Issue #10: an issuer without its trailing slash is valid but warned about.
+    #[test]
+    fn issue_10_issuer_without_trailing_slash_is_warned_about() {
+        let c = load(MINIMAL, &[]).expect("valid");
+        assert!(c.warnings().is_empty());
+        let c = load(&MINIMAL.replace("shop/\"", "shop\""), &[]).expect("valid");
+        let w = c.warnings();
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("does not end with `/`"), "{w:?}");
     }
 
     #[test]
