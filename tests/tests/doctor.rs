@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
-use tokend_e2e::{Finished, Provider, TokendConfig, free_port, run_tokend};
+use tokend_e2e::{Finished, Provider, ProviderOptions, TokendConfig, free_port, run_tokend};
 
 type R = anyhow::Result<()>;
 
@@ -210,5 +210,38 @@ async fn missing_socket_directory_and_invalid_config_are_reported() -> R {
     assert_eq!(run.code, 1);
     assert!(run.stdout.starts_with("✗ config "), "{}", run.stdout);
     assert!(run.stdout.contains("fix: "), "{}", run.stdout);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deployment_behind_an_internal_url_passes_with_the_public_issuer() -> R {
+    // Authentik behind TLS at https://auth.test, reached by tokend at its plain-HTTP address.
+    let p = Provider::start_with(ProviderOptions {
+        public_host: Some("auth.test".into()),
+        public_scheme: Some("https".into()),
+        ..Default::default()
+    })
+    .await?;
+    assert!(p.issuer.starts_with("https://auth.test/"), "{}", p.issuer);
+    let mut cfg = TokendConfig::for_provider(&p);
+    cfg.internal_url = Some(format!("http://127.0.0.1:{}", p.port));
+    let (run, checks) = doctor_json(&cfg).await?;
+    assert_eq!(run.code, 0, "{checks:#?}");
+    let detail = check(&checks, "public_issuer")["detail"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        detail.contains("through internal_url") && detail.contains("https://auth.test"),
+        "{detail}"
+    );
+    assert!(
+        check(&checks, "discovery")["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&format!("http://127.0.0.1:{}/", p.port)),
+        "discovery went to the internal URL: {checks:#?}"
+    );
+    assert_secret_free(&run, &[&p.client_secret]);
     Ok(())
 }
