@@ -176,6 +176,23 @@ async fn each_broken_deployment_fails_its_check_with_the_fix() -> R {
     assert!(text.stdout.contains("✗ discovery"), "{}", text.stdout);
     assert!(text.stdout.contains("fix: "), "{}", text.stdout);
 
+    // A provider without a signing key: `{}` as JWKS, tokens signed HS256 with the secret.
+    p.jwks_mode("empty").await?;
+    let (run, checks) = doctor_json(&good).await?;
+    only_failure(&run, &checks, "jwks", "no signing keys", "[\"HS256\"]");
+    let mut hs = good.clone();
+    hs.algorithms = Some(vec!["HS256".into()]);
+    let (run, checks) = doctor_json(&hs).await?;
+    assert_eq!(run.code, 0, "HS256 mode: {checks:#?}");
+    assert!(
+        check(&checks, "jwks")["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("HS256 mode"),
+        "{checks:#?}"
+    );
+    p.jwks_mode("normal").await?;
+
     // A provider whose clock is an hour ahead.
     p.date_skew(3600).await?;
     let (run, checks) = doctor_json(&good).await?;
