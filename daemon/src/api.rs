@@ -350,7 +350,7 @@ async fn auth_refresh(
     let Some(rt) = cookie_value(&headers, refresh_name) else {
         return Err(ApiError::new(
             Reason::NoSession,
-            format!("no `{refresh_name}` cookie"),
+            format!("no session: no `{refresh_name}` cookie"),
         ));
     };
     match runtime.flow.refresh(&rt).await {
@@ -391,7 +391,7 @@ async fn auth_session(Extension(rt): Pinned, headers: HeaderMap) -> Result<Respo
     let Some(token) = cookie_value(&headers, name) else {
         return Err(ApiError::inactive(
             Reason::NoSession,
-            format!("no `{name}` cookie"),
+            format!("no session: no `{name}` cookie (not logged in)"),
         ));
     };
     verify(&rt, token.expose()).await

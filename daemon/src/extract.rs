@@ -17,7 +17,8 @@ pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<Secret> {
         .map(|c| Secret::new(c.value()))
 }
 
-/// The reference design's order: cookie first, then the Bearer header.
+/// The reference design's order: the cookie when there is one (it decides, even when its token
+/// is invalid), else the Bearer header.
 pub fn token_from_headers(headers: &HeaderMap, cookie_name: &str) -> Result<Secret, ApiError> {
     if let Some(token) = cookie_value(headers, cookie_name) {
         return Ok(token);

@@ -8,6 +8,7 @@ pub mod alg;
 pub mod api;
 pub mod codes;
 pub mod config;
+pub mod doctor;
 pub mod error;
 pub mod extract;
 pub mod flow;
@@ -249,6 +250,9 @@ pub(crate) fn build_runtime(
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let listen_cfg = config.listen.clone();
+    for w in config.warnings() {
+        tracing::warn!("{w}");
+    }
     let state = AppState::new(config, stop_rx.clone())?;
     let bound = listen::bind_all(&listen_cfg)?;
 

@@ -27,23 +27,31 @@ pub enum ListenError {
     SocketInUse { path: PathBuf },
     #[error("socket {path}: exists and is not a socket; not removing it")]
     NotASocket { path: PathBuf },
-    #[error("socket {path}: {source}")]
-    Socket { path: PathBuf, source: io::Error },
+    /// `error` is shown in the message and deliberately not a `source`: printed with its
+    /// chain, the OS error would appear twice (issue #10).
+    #[error("socket {path}: {error}")]
+    Socket { path: PathBuf, error: io::Error },
+    #[error(
+        "socket {path}: the directory {dir} does not exist; create it, owned by the user tokend \
+         runs as (`install -d -m 0755 -o <user> {dir}`), or run tokend from \
+         systemd/tokend.service, whose RuntimeDirectory=tokend creates /run/tokend"
+    )]
+    SocketDirectoryMissing { path: PathBuf, dir: PathBuf },
     #[error("socket_group {group:?}: no such group")]
     NoSuchGroup { group: String },
-    #[error("http {addr}: {source}")]
+    #[error("http {addr}: {error}")]
     Tcp {
         addr: std::net::SocketAddr,
-        source: io::Error,
+        error: io::Error,
     },
-    #[error("socket activation: passed socket #{index} (name {name:?}): {source}")]
+    #[error("socket activation: passed socket #{index} (name {name:?}): {error}")]
     Activation {
         index: usize,
         name: String,
-        source: io::Error,
+        error: io::Error,
     },
-    #[error("socket activation: passed TCP socket (name {name:?}): {source}")]
-    ActivatedAddress { name: String, source: io::Error },
+    #[error("socket activation: passed TCP socket (name {name:?}): {error}")]
+    ActivatedAddress { name: String, error: io::Error },
     #[error(
         "socket activation: passed TCP socket {addr} is not a loopback address; tokend is a \
          local sidecar. Set `allow_non_loopback = true` if you really mean it"
@@ -124,10 +132,10 @@ impl Activated {
         let mut out = Self::default();
         for index in 0..fds.len() {
             let name = names.get(index).copied().unwrap_or("");
-            let err = |source| ListenError::Activation {
+            let err = |error| ListenError::Activation {
                 index,
                 name: name.to_string(),
-                source,
+                error,
             };
             match name {
                 "unix" => {
@@ -168,6 +176,30 @@ impl Activated {
 /// asked for them); they are never chmod/chown'ed or removed.
 pub fn bind_with(cfg: &ListenConfig, activated: Activated) -> Result<Vec<Bound>, ListenError> {
     let mut bound = Vec::new();
+    match bind_into(cfg, activated, &mut bound) {
+        Ok(()) => Ok(bound),
+        Err(e) => {
+            // A failed start leaves no socket file of ours behind (issue #10).
+            for b in bound {
+                if let Bound::Unix {
+                    path,
+                    identity: Some(identity),
+                    ..
+                } = b
+                {
+                    remove_own_socket(&path, identity);
+                }
+            }
+            Err(e)
+        }
+    }
+}
+
+fn bind_into(
+    cfg: &ListenConfig,
+    activated: Activated,
+    bound: &mut Vec<Bound>,
+) -> Result<(), ListenError> {
     let have_unix = !activated.unix.is_empty();
     let have_tcp = !activated.tcp.is_empty();
     if !activated.is_empty() {
@@ -179,9 +211,9 @@ pub fn bind_with(cfg: &ListenConfig, activated: Activated) -> Result<Vec<Bound>,
     }
     for (std_listener, name) in activated.unix {
         let path = unix_listener_name(&std_listener);
-        let err = |source| ListenError::Socket {
+        let err = |error| ListenError::Socket {
             path: path.clone(),
-            source,
+            error,
         };
         std_listener.set_nonblocking(true).map_err(err)?;
         let listener = UnixListener::from_std(std_listener).map_err(err)?;
@@ -207,14 +239,14 @@ pub fn bind_with(cfg: &ListenConfig, activated: Activated) -> Result<Vec<Bound>,
     for (std_listener, name) in activated.tcp {
         let addr = std_listener
             .local_addr()
-            .map_err(|source| ListenError::ActivatedAddress {
+            .map_err(|error| ListenError::ActivatedAddress {
                 name: name.clone(),
-                source,
+                error,
             })?;
         if !addr.ip().is_loopback() && !cfg.allow_non_loopback {
             return Err(ListenError::ActivatedNonLoopback { addr });
         }
-        let err = |source| ListenError::Tcp { addr, source };
+        let err = |error| ListenError::Tcp { addr, error };
         std_listener.set_nonblocking(true).map_err(err)?;
         let listener = TcpListener::from_std(std_listener).map_err(err)?;
         tracing::info!(listener = %format!("http://{addr}"), fd_name = %name, "adopted socket");
@@ -232,12 +264,12 @@ pub fn bind_with(cfg: &ListenConfig, activated: Activated) -> Result<Vec<Bound>,
     if !have_tcp && let Some(addr) = cfg.http {
         let std_listener = std::net::TcpListener::bind(addr)
             .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .map_err(|source| ListenError::Tcp { addr, source })?;
+            .map_err(|error| ListenError::Tcp { addr, error })?;
         let listener = TcpListener::from_std(std_listener)
-            .map_err(|source| ListenError::Tcp { addr, source })?;
+            .map_err(|error| ListenError::Tcp { addr, error })?;
         bound.push(Bound::Tcp(listener));
     }
-    Ok(bound)
+    Ok(())
 }
 
 /// A passed Unix socket's address, for logs: its path, `@name` if abstract, `?` if unnamed.
@@ -259,9 +291,9 @@ fn unix_listener_name(l: &std::os::unix::net::UnixListener) -> PathBuf {
 }
 
 fn bind_unix(path: &Path, mode: u32, group: Option<&GroupSpec>) -> Result<Bound, ListenError> {
-    let sock_err = |source| ListenError::Socket {
+    let sock_err = |error| ListenError::Socket {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     match std::fs::symlink_metadata(path) {
         Ok(meta) if !meta.file_type().is_socket() => {
@@ -284,8 +316,23 @@ fn bind_unix(path: &Path, mode: u32, group: Option<&GroupSpec>) -> Result<Bound,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(sock_err(e)),
     }
-    let listener = UnixListener::bind(path).map_err(sock_err)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(sock_err)?;
+    let listener = UnixListener::bind(path).map_err(|e| match path.parent() {
+        Some(dir) if e.kind() == io::ErrorKind::NotFound && !dir.is_dir() => {
+            ListenError::SocketDirectoryMissing {
+                path: path.to_path_buf(),
+                dir: dir.to_path_buf(),
+            }
+        }
+        _ => sock_err(e),
+    })?;
+    // From here on the file is ours: a failure removes it again.
+    let created = |e: ListenError| {
+        let _ = std::fs::remove_file(path);
+        e
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(sock_err)
+        .map_err(created)?;
     if let Some(group) = group {
         let gid = match group {
             GroupSpec::Id(gid) => *gid,
@@ -295,11 +342,14 @@ fn bind_unix(path: &Path, mode: u32, group: Option<&GroupSpec>) -> Result<Bound,
                 .map(|g| g.gid.as_raw())
                 .ok_or_else(|| ListenError::NoSuchGroup {
                     group: name.clone(),
-                })?,
+                })
+                .map_err(created)?,
         };
-        std::os::unix::fs::chown(path, None, Some(gid)).map_err(sock_err)?;
+        std::os::unix::fs::chown(path, None, Some(gid))
+            .map_err(sock_err)
+            .map_err(created)?;
     }
-    let meta = std::fs::metadata(path).map_err(sock_err)?;
+    let meta = std::fs::metadata(path).map_err(sock_err).map_err(created)?;
     Ok(Bound::Unix {
         listener,
         path: path.to_path_buf(),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tokend::Config;
-use tokend::config::LogFormat;
+use tokend::config::{ConfigError, LogFormat};
 
 #[derive(Parser)]
 #[command(version, about = "Token-verification sidecar for Authentik")]
@@ -24,12 +24,26 @@ enum Command {
     Run,
     /// Validate the configuration, print it with secrets redacted, exit non-zero on error.
     CheckConfig,
+    /// Check a deployment: config, provider, issuer, keys, client secret, clock, socket
+    /// directory; one line per check with the fix, exit non-zero when one fails.
+    Doctor {
+        /// Print a JSON array of {check, ok, detail, fix}.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Doctor { json }) = cli.command {
+        return doctor(&cli.config, json);
+    }
     let config = match Config::load(&cli.config, Config::process_env()) {
         Ok(c) => c,
+        Err(e @ ConfigError::Missing { .. }) => {
+            eprintln!("tokend: {e}");
+            return ExitCode::from(2);
+        }
         Err(e) => {
             eprintln!("tokend: invalid configuration: {e}");
             return ExitCode::from(2);
@@ -38,17 +52,54 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig => {
             print!("{}", config.to_redacted_toml());
+            for w in config.warnings() {
+                eprintln!("tokend: warning: {w}");
+            }
             eprintln!("tokend: {} is valid", cli.config.display());
             ExitCode::SUCCESS
         }
-        Command::Run => match run(config) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                tracing::error!("{e:#}");
-                eprintln!("tokend: {e:#}");
-                ExitCode::FAILURE
+        Command::Doctor { json } => doctor(&cli.config, json),
+        Command::Run => {
+            let json_log = matches!(config.log.format, LogFormat::Json);
+            match run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                // Said once: in the log's own format when that is JSON, else plainly.
+                Err(e) if json_log => {
+                    tracing::error!("{e:#}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("tokend: {e:#}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
+    }
+}
+
+fn doctor(path: &std::path::Path, json: bool) -> ExitCode {
+    let report = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(tokend::doctor::run(path, Config::process_env())),
+        Err(e) => {
+            eprintln!("tokend: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    print!(
+        "{}",
+        if json {
+            report.to_json() + "\n"
+        } else {
+            report.to_text()
+        }
+    );
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -33,8 +33,8 @@ pub enum ProviderError {
     #[error("{url} sent invalid JSON: {message}")]
     Json { url: String, message: String },
     #[error(
-        "discovery issuer mismatch: configured {expected:?}, provider says {actual:?} (Authentik \
-         derives its issuer from the Host header; check provider.issuer and internal_url)"
+        "issuer mismatch: configured {expected:?}, provider says {actual:?}{}",
+        issuer_hint(expected, actual)
     )]
     IssuerMismatch { expected: String, actual: String },
 }
@@ -190,16 +190,91 @@ impl Upstream {
         })
     }
 
-    /// Reads the issuer's discovery document and checks its `issuer` exactly.
-    pub async fn discover(&self) -> Result<ProviderMetadata, ProviderError> {
-        let url = format!(
+    /// The issuer's discovery document URL (public; [`Upstream::request`] rewrites it).
+    pub fn discovery_url(&self) -> String {
+        format!(
             "{}/.well-known/openid-configuration",
             self.issuer.trim_end_matches('/')
-        );
-        let meta: ProviderMetadata = self.get_json(&url).await?;
+        )
+    }
+
+    /// Reads the issuer's discovery document and checks its `issuer` exactly.
+    pub async fn discover(&self) -> Result<ProviderMetadata, ProviderError> {
+        let meta: ProviderMetadata = self.get_json(&self.discovery_url()).await?;
         check_issuer(&self.issuer, &meta)?;
         Ok(meta)
     }
+
+    /// RFC 7009 revocation of `token` at `url`, authenticated with client_secret_basic: the
+    /// provider's status and, for a refusal, its `error` code. (openidconnect refuses
+    /// non-HTTPS revocation URLs, which an internal or development provider may well have, so
+    /// this is a plain form POST.)
+    pub async fn revoke(
+        &self,
+        url: &str,
+        token: &Secret,
+        token_type_hint: &str,
+        client_id: &str,
+        client_secret: Option<&Secret>,
+    ) -> Result<RevocationAnswer, ProviderError> {
+        let form = [
+            ("token", token.expose()),
+            ("token_type_hint", token_type_hint),
+        ];
+        let body = serde_urlencoded::to_string(form).map_err(|e| ProviderError::Request {
+            url: url.to_string(),
+            message: e.to_string(),
+        })?;
+        // RFC 6749 §2.3.1: client id and secret are form-encoded before Basic encoding.
+        let enc = |s: &str| {
+            serde_urlencoded::to_string([("", s)])
+                .map(|x| x.trim_start_matches('=').to_string())
+                .unwrap_or_default()
+        };
+        let resp = self
+            .request(reqwest::Method::POST, url)?
+            .basic_auth(enc(client_id), client_secret.map(|s| enc(s.expose())))
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| ProviderError::Request {
+                url: url.to_string(),
+                message: error_chain(&e),
+            })?;
+        let status = resp.status().as_u16();
+        let error = if resp.status().is_success() {
+            None
+        } else {
+            // Only the error code is kept: a provider's description could quote the request.
+            let body = resp.bytes().await.unwrap_or_default();
+            serde_json::from_slice::<OAuthError>(&body)
+                .ok()
+                .map(|e| e.error)
+        };
+        Ok(RevocationAnswer { status, error })
+    }
+}
+
+/// The provider's answer to a revocation request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevocationAnswer {
+    pub status: u16,
+    /// The OAuth `error` code of a refusal (`invalid_client`: the client secret is wrong).
+    pub error: Option<String>,
+}
+
+impl RevocationAnswer {
+    /// Whether the provider refused the client's credentials.
+    pub fn invalid_client(&self) -> bool {
+        self.status == 401 || self.error.as_deref() == Some("invalid_client")
+    }
+}
+
+/// An OAuth 2.0 error body (RFC 6749 §5.2); only the code is read.
+#[derive(Deserialize)]
+struct OAuthError {
+    error: String,
 }
 
 /// The identity provider as tokend knows it: the upstream client and the discovery document
@@ -215,6 +290,10 @@ pub struct Provider {
     live: std::sync::atomic::AtomicBool,
     /// Discovery request durations.
     metrics: Arc<Metrics>,
+    /// Set when the provider refused the client's credentials (`invalid_client`) at the token
+    /// or revocation endpoint, cleared when it accepts them again (issue #10): said once in
+    /// the log, and by `/readyz` while it lasts.
+    client_refused: std::sync::atomic::AtomicBool,
 }
 
 impl Provider {
@@ -224,6 +303,7 @@ impl Provider {
             metadata: ArcSwapOption::empty(),
             live: std::sync::atomic::AtomicBool::new(false),
             metrics,
+            client_refused: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -238,6 +318,45 @@ impl Provider {
     /// The discovery document, once read (from the provider or the disk cache).
     pub fn metadata(&self) -> Option<Arc<ProviderMetadata>> {
         self.metadata.load_full()
+    }
+
+    /// Records that the provider refused the client's credentials (`invalid_client`) at
+    /// `endpoint`; logged the first time only, not per request.
+    pub fn note_client_refused(&self, endpoint: &'static str) {
+        if !self
+            .client_refused
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            tracing::error!(
+                endpoint,
+                "the provider refused this client's credentials (invalid_client): \
+                 provider.client_secret does not match the provider's (copied from another \
+                 environment?); logins fail with exchange_failed until it is fixed \
+                 (`tokend doctor` checks it)"
+            );
+        }
+    }
+
+    /// Records that the provider accepted the client's credentials.
+    pub fn note_client_accepted(&self) {
+        if self
+            .client_refused
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            tracing::info!("the provider accepts this client's credentials again");
+        }
+    }
+
+    /// `/readyz`'s warning while the provider refuses the client's credentials.
+    pub fn client_warning(&self) -> Option<String> {
+        self.client_refused
+            .load(std::sync::atomic::Ordering::Acquire)
+            .then(|| {
+                "the provider refused this client's credentials (invalid_client): \
+                 provider.client_secret does not match the provider's; logins fail with \
+                 exchange_failed"
+                    .to_string()
+            })
     }
 
     /// Installs a discovery document read from the disk cache (replaced by a live one later).
@@ -265,9 +384,7 @@ impl Provider {
 
 impl Provider {
     /// RFC 7009 revocation of a refresh token (client_secret_basic). Returns whether the
-    /// provider confirmed it; failures are logged without the token. (openidconnect refuses
-    /// non-HTTPS revocation URLs, which an internal or development provider may well have, so
-    /// this is a plain form POST.)
+    /// provider confirmed it; failures are logged without the token.
     pub async fn revoke_refresh_token(
         &self,
         refresh_token: &Secret,
@@ -278,48 +395,36 @@ impl Provider {
             tracing::warn!("the provider has no revocation endpoint; refresh token not revoked");
             return false;
         };
-        let form = [
-            ("token", refresh_token.expose()),
-            ("token_type_hint", "refresh_token"),
-        ];
-        let body = match serde_urlencoded::to_string(form) {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(error = %e, "refresh token not revoked");
-                return false;
-            }
-        };
-        let request = match self.upstream.request(reqwest::Method::POST, &url) {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "refresh token not revoked");
-                return false;
-            }
-        };
-        // RFC 6749 §2.3.1: client id and secret are form-encoded before Basic encoding.
-        let enc = |s: &str| {
-            serde_urlencoded::to_string([("", s)])
-                .map(|x| x.trim_start_matches('=').to_string())
-                .unwrap_or_default()
-        };
-        let request = request
-            .basic_auth(enc(client_id), client_secret.map(|s| enc(s.expose())))
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(body);
         let started = Instant::now();
-        let sent = request.send().await;
+        let answer = self
+            .upstream
+            .revoke(
+                &url,
+                refresh_token,
+                "refresh_token",
+                client_id,
+                client_secret,
+            )
+            .await;
         self.metrics.upstream("revocation", started.elapsed());
-        match sent {
-            Ok(r) if r.status().is_success() => true,
-            Ok(r) => {
+        match answer {
+            Ok(a) if (200..300).contains(&a.status) => {
+                self.note_client_accepted();
+                true
+            }
+            Ok(a) => {
+                if a.invalid_client() {
+                    self.note_client_refused("revocation");
+                }
                 tracing::warn!(
-                    status = r.status().as_u16(),
+                    status = a.status,
+                    error = a.error.as_deref().unwrap_or("-"),
                     "refresh token revocation refused"
                 );
                 false
             }
             Err(e) => {
-                tracing::warn!(error = %error_chain(&e), "refresh token revocation failed");
+                tracing::warn!(error = %e, "refresh token revocation failed");
                 false
             }
         }
@@ -365,6 +470,19 @@ impl Provider {
                 out.body(bytes).map_err(|e| failed(&e))
             })
         }
+    }
+}
+
+/// Why the provider's issuer differs from the configured one, as far as can be told.
+fn issuer_hint(expected: &str, actual: &str) -> &'static str {
+    let origin = |u: &str| Url::parse(u).ok().map(|u| u.origin());
+    if expected.trim_end_matches('/') == actual.trim_end_matches('/') {
+        " (trailing slash?): set provider.issuer to the provider's value exactly"
+    } else if origin(expected) != origin(actual) {
+        " (Authentik derives its issuer's origin from the Host and X-Forwarded-Proto headers: \
+         check provider.issuer and provider.internal_url)"
+    } else {
+        " (another application slug?): set provider.issuer to the provider's value"
     }
 }
 
@@ -456,5 +574,28 @@ mod tests {
         assert!(
             check_issuer(expected, &meta("http://authentik:9000/application/o/shop/")).is_err()
         );
+    }
+
+    /// Issue #10: a missing trailing slash is named as such, not blamed on the Host header.
+    #[test]
+    fn issue_10_issuer_mismatch_names_the_trailing_slash() {
+        let meta = ProviderMetadata {
+            issuer: "https://auth.example.com/application/o/shop/".into(),
+            ..Default::default()
+        };
+        let msg = check_issuer("https://auth.example.com/application/o/shop", &meta)
+            .expect_err("mismatch")
+            .to_string();
+        assert_eq!(
+            msg,
+            "issuer mismatch: configured \"https://auth.example.com/application/o/shop\", \
+             provider says \"https://auth.example.com/application/o/shop/\" (trailing slash?): \
+             set provider.issuer to the provider's value exactly"
+        );
+        let msg = check_issuer("https://other.example.com/application/o/shop/", &meta)
+            .expect_err("mismatch")
+            .to_string();
+        assert!(msg.contains("Host"), "{msg}");
+        assert!(!msg.contains("trailing slash"), "{msg}");
     }
 }

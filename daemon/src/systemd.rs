@@ -402,6 +402,7 @@ mod tests {
             reason: None,
             keys: 2,
             keys_age_seconds: Some(12),
+            warning: None,
         }
     }
 
@@ -514,6 +515,7 @@ mod tests {
             reason: Some("no verification keys loaded yet".into()),
             keys: 0,
             keys_age_seconds: None,
+            warning: None,
         };
         assert_eq!(
             n.status_line(&waiting),

@@ -197,6 +197,10 @@ pub struct Readiness {
     /// Seconds since the keys were last fetched from the provider (or written to the disk cache).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keys_age_seconds: Option<u64>,
+    /// What works but needs an operator, ready or not: e.g. the provider refused the client's
+    /// credentials (`invalid_client`), so logins and refreshes fail while verification works.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// Stable, machine-readable failure reasons. New reasons may be added; clients should treat

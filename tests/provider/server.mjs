@@ -191,6 +191,7 @@ for (const key of Object.values(KEYS)) {
 const KEY_NAMES = Object.keys(KEYS).join(', ');
 const state = {
   signing: 'k1', published: ['k1', 'k2'], jwksMode: 'normal', jwksStripAlg: false, tokenDelayMs: 0,
+  dateSkewS: 0, // seconds added to the Date header of every answer (a provider whose clock is off)
   // Client authentication methods accepted at the token, revocation and introspection endpoints.
   // Authentik accepts both; we accept only what tokend uses, so a regression to another fails.
   clientAuth: ['client_secret_basic'],
@@ -831,6 +832,12 @@ const control = {
     state.tokenDelayMs = ms;
     return { ms };
   },
+  'POST /_test/date-skew': ({ body }) => {
+    const seconds = Number(body.seconds);
+    if (!Number.isInteger(seconds) || Math.abs(seconds) > 366 * 86400) throw new HttpError(400, 'seconds must be an integer within a year');
+    state.dateSkewS = seconds;
+    return { seconds };
+  },
   'GET /_test/client-auth': () => ({ methods: state.clientAuth }),
   'POST /_test/client-auth': ({ body }) => {
     const all = ['client_secret_basic', 'client_secret_post'];
@@ -1017,6 +1024,8 @@ async function handle(req, res) {
 
 const server = http.createServer((req, res) => {
   const started = Date.now();
+  // A lying clock (test control): Node sends its own Date only when none was set.
+  if (state.dateSkewS) res.setHeader('date', new Date(started + state.dateSkewS * 1000).toUTCString());
   if (!argv.quiet) res.on('finish', () => log(`${req.method} ${req.originalUrl ?? req.url} -> ${res.statusCode} (${Date.now() - started}ms)`));
   handle(req, res).catch((err) => {
     if (!(err instanceof HttpError)) log('error:', err);

@@ -359,6 +359,19 @@ for (const [kind, check] of [['wrong_nonce', (id, l) => assert.notEqual(id.nonce
 assert.equal((await ctl('POST', 'bad-id-token', { kind: 'nope' })).status, 400);
 ok('bad-id-token (wrong nonce, wrong audience) for the next code exchange');
 
+// date-skew: the Date header lies by the given seconds, on every answer
+{
+  const dateOf = (res) => Date.parse(res.headers.date);
+  assert.deepEqual((await ctl('POST', 'date-skew', { seconds: 3600 })).json, { seconds: 3600 });
+  r = await req('GET', '/application/o/tokend/.well-known/openid-configuration');
+  assert.ok(Math.abs(dateOf(r) - Date.now() - 3600_000) < 5000, r.headers.date);
+  assert.equal((await ctl('POST', 'date-skew', { seconds: 'x' })).status, 400);
+  await ctl('POST', 'date-skew', { seconds: 0 });
+  r = await req('GET', '/application/o/tokend/.well-known/openid-configuration');
+  assert.ok(Math.abs(dateOf(r) - Date.now()) < 5000, r.headers.date);
+}
+ok('date-skew (a provider whose clock is off)');
+
 // control API errors never crash the process
 assert.equal((await ctl('POST', 'login', {})).status, 400);
 assert.equal((await req('POST', '/_test/keys', { body: 'not json', headers: { 'content-type': 'application/json' } })).status, 400);

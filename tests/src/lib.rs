@@ -333,6 +333,13 @@ impl Provider {
             .map(drop)
     }
 
+    /// Makes every answer's `Date` header `seconds` off the real clock (0: the true time).
+    pub async fn date_skew(&self, seconds: i64) -> Result<()> {
+        self.control("date-skew", Some(json!({"seconds": seconds})))
+            .await
+            .map(drop)
+    }
+
     /// Serve the published JWKs without their `alg` member (`true`) or with it (`false`).
     pub async fn jwks_strip_alg(&self, strip: bool) -> Result<()> {
         self.control("jwks-strip-alg", Some(json!({"strip": strip})))
@@ -910,6 +917,28 @@ pub fn tokend_command(
         .stdin(Stdio::null())
         .kill_on_drop(true);
     cmd
+}
+
+/// The answer of a tokend command run to its end: exit code, stdout, stderr.
+#[derive(Debug)]
+pub struct Finished {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `tokend --config CONFIG ARGS…` to its end (30 s at most), with the tokend environment
+/// cleaned as for the daemon.
+pub async fn run_tokend(config: &Path, args: &[&str]) -> Result<Finished> {
+    let child = tokend_command(config, args, &[], &[]).spawn()?;
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .context("tokend did not finish within 30s")??;
+    Ok(Finished {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    })
 }
 
 /// Runs `tokend check-config` on a file; returns (exit code, stdout, stderr).

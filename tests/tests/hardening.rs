@@ -269,6 +269,6 @@ fn issue_7_revocation_ttl_defaults_to_refresh_max_age() -> R {
     )?;
     let (code, stdout, stderr) = check_config(&path)?;
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("revocation_ttl = \"14days\""), "{stdout}");
+    assert!(stdout.contains("revocation_ttl = \"1209600s\""), "{stdout}");
     Ok(())
 }

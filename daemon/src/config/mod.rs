@@ -7,6 +7,7 @@
 //! documented in `config/tokend.toml`.
 
 mod defaults;
+mod duration;
 mod env;
 mod secret;
 mod validate;
@@ -29,6 +30,12 @@ pub const DEFAULT_PATH: &str = "/etc/tokend/tokend.toml";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error(
+        "{path} does not exist: copy the annotated example config/tokend.toml there (set \
+         provider.issuer and provider.client_id) or pass --config FILE; to try tokend without a \
+         provider, run `tokend dev`"
+    )]
+    Missing { path: PathBuf },
     #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
@@ -108,13 +115,13 @@ pub struct ListenConfig {
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
     /// Time a client has to send its request headers.
-    #[serde(default = "default_header_read_timeout", with = "humantime_serde")]
+    #[serde(default = "default_header_read_timeout", with = "duration")]
     pub header_read_timeout: Duration,
     /// Time a request may take from headers to response.
-    #[serde(default = "default_request_timeout", with = "humantime_serde")]
+    #[serde(default = "default_request_timeout", with = "duration")]
     pub request_timeout: Duration,
     /// On SIGTERM, how long in-flight requests may take before they are cut.
-    #[serde(default = "default_shutdown_grace", with = "humantime_serde")]
+    #[serde(default = "default_shutdown_grace", with = "duration")]
     pub shutdown_grace: Duration,
 }
 
@@ -144,7 +151,7 @@ pub struct ProviderConfig {
     #[serde(default = "default_algorithms")]
     pub algorithms: Vec<AlgName>,
     /// Timeout of each request to the provider.
-    #[serde(default = "default_http_timeout", with = "humantime_serde")]
+    #[serde(default = "default_http_timeout", with = "duration")]
     pub http_timeout: Duration,
 }
 
@@ -152,13 +159,13 @@ pub struct ProviderConfig {
 #[serde(deny_unknown_fields)]
 pub struct JwksConfig {
     /// How often the keys are refetched in the background.
-    #[serde(default = "default_refresh_interval", with = "humantime_serde")]
+    #[serde(default = "default_refresh_interval", with = "duration")]
     pub refresh_interval: Duration,
     /// Least time between two fetches caused by unknown `kid`s.
-    #[serde(default = "default_min_refetch_interval", with = "humantime_serde")]
+    #[serde(default = "default_min_refetch_interval", with = "duration")]
     pub min_refetch_interval: Duration,
     /// How long the last good keys stay in use while the provider cannot be reached.
-    #[serde(default = "default_max_stale", with = "humantime_serde")]
+    #[serde(default = "default_max_stale", with = "duration")]
     pub max_stale: Duration,
     /// Last good discovery document and JWKS, for starting while the provider is down.
     pub cache_file: Option<PathBuf>,
@@ -184,10 +191,10 @@ pub enum RsaFamily {
 #[serde(deny_unknown_fields)]
 pub struct VerifyConfig {
     /// Clock skew allowed on exp, iat and nbf.
-    #[serde(default = "default_leeway", with = "humantime_serde")]
+    #[serde(default = "default_leeway", with = "duration")]
     pub leeway: Duration,
     /// How long a verified token is remembered (never past its exp).
-    #[serde(default = "default_cache_ttl", with = "humantime_serde")]
+    #[serde(default = "default_cache_ttl", with = "duration")]
     pub cache_ttl: Duration,
     /// Most tokens remembered; 0 disables the cache.
     #[serde(default = "default_cache_max_entries")]
@@ -259,9 +266,9 @@ pub struct CookiesConfig {
     /// `Path` of the refresh cookie: where the browser posts to refresh, as the browser sees it.
     #[serde(default = "default_refresh_path")]
     pub refresh_path: String,
-    #[serde(default = "default_access_max_age", with = "humantime_serde")]
+    #[serde(default = "default_access_max_age", with = "duration")]
     pub access_max_age: Duration,
-    #[serde(default = "default_refresh_max_age", with = "humantime_serde")]
+    #[serde(default = "default_refresh_max_age", with = "duration")]
     pub refresh_max_age: Duration,
 }
 
@@ -277,7 +284,7 @@ pub enum SameSite {
 #[serde(deny_unknown_fields)]
 pub struct CodesConfig {
     /// Lifetime of a one-time exchange code.
-    #[serde(default = "default_code_ttl", with = "humantime_serde")]
+    #[serde(default = "default_code_ttl", with = "duration")]
     pub ttl: Duration,
     /// Most codes outstanding at once; beyond it issuance answers 503 capacity_exceeded.
     #[serde(default = "default_max_outstanding")]
@@ -307,7 +314,7 @@ pub struct FlowConfig {
     #[serde(default = "default_frontend_login_path")]
     pub frontend_login_path: String,
     /// Lifetime of a login in progress (state, nonce, PKCE verifier).
-    #[serde(default = "default_state_ttl", with = "humantime_serde")]
+    #[serde(default = "default_state_ttl", with = "duration")]
     pub state_ttl: Duration,
     /// Most logins in progress at once; when full, the oldest is evicted (so a flood of
     /// anonymous /auth/login requests cannot lock real users out).
@@ -315,7 +322,7 @@ pub struct FlowConfig {
     pub max_pending_logins: usize,
     /// After a refresh, callers presenting the same (now rotated) refresh token within this
     /// window get the same new tokens instead of a second upstream refresh.
-    #[serde(default = "default_refresh_grace", with = "humantime_serde")]
+    #[serde(default = "default_refresh_grace", with = "duration")]
     pub refresh_grace: Duration,
     /// Most refresh grants sent to the provider per second; beyond it `/auth/refresh` answers
     /// 503 with Retry-After. 0 turns the limit off.
@@ -333,7 +340,7 @@ pub struct SessionsConfig {
     /// longest-lived token they refuse — a refresh of an ended session mints new tokens with
     /// its sid for as long as its refresh token lives — so at least `cookies.refresh_max_age`,
     /// which is also the default (at least 1h). Resolved at load (issue #7).
-    #[serde(default, with = "humantime_serde")]
+    #[serde(default, with = "duration")]
     pub revocation_ttl: Option<Duration>,
 }
 
@@ -424,15 +431,32 @@ mod octal_mode {
     }
 }
 
+/// A parse error, with an example when it is about a duration.
+fn with_duration_example(message: &str) -> String {
+    if message.contains("expected a duration") {
+        format!("{message} ({})", duration::EXAMPLE)
+    } else {
+        message.to_string()
+    }
+}
+
 impl Config {
     /// Reads, overrides from `env`, resolves secrets and validates the file at `path`.
     pub fn load(
         path: &Path,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                ConfigError::Missing {
+                    path: path.to_path_buf(),
+                }
+            } else {
+                ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
         })?;
         let base_dir = path.parent().unwrap_or(Path::new("."));
         let mut config = Self::from_toml(&text, path, base_dir, env)?;
@@ -455,7 +479,7 @@ impl Config {
     ) -> Result<Config, ConfigError> {
         let parse_err = |e: toml::de::Error| ConfigError::Parse {
             path: origin.to_path_buf(),
-            message: e.to_string().trim_end().to_string(),
+            message: with_duration_example(e.to_string().trim_end()),
         };
         // First pass on the text itself, so schema errors carry the key's line and column.
         toml::from_str::<Config>(text).map_err(parse_err)?;
@@ -465,7 +489,7 @@ impl Config {
         let mut config: Config =
             Config::deserialize(toml::Value::Table(table)).map_err(|e| ConfigError::Env {
                 var: applied.join(", "),
-                message: e.to_string().trim_end().to_string(),
+                message: with_duration_example(e.to_string().trim_end()),
             })?;
         config.resolve_paths(base_dir);
         config.resolve_secret(env.get("CREDENTIALS_DIRECTORY").map(Path::new))?;
@@ -503,6 +527,20 @@ impl Config {
             .audience
             .as_deref()
             .unwrap_or(&self.provider.client_id)
+    }
+
+    /// What is valid but probably a mistake; `check-config` prints these, the daemon logs them.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.provider.issuer.ends_with('/') {
+            out.push(format!(
+                "provider.issuer {:?} does not end with `/`; Authentik's issuers do \
+                 (…/application/o/<slug>/) and must match exactly (`tokend doctor` compares it \
+                 with the provider's)",
+                self.provider.issuer
+            ));
+        }
+        out
     }
 
     /// The effective configuration as TOML, secrets shown as `[redacted]`.
@@ -548,6 +586,17 @@ client_id = "shop"
         assert!(c.provider.algorithms.iter().all(|a| !a.is_hmac()));
     }
 
+    /// Issue #10: an issuer without its trailing slash is valid but warned about.
+    #[test]
+    fn issue_10_issuer_without_trailing_slash_is_warned_about() {
+        let c = load(MINIMAL, &[]).expect("valid");
+        assert!(c.warnings().is_empty());
+        let c = load(&MINIMAL.replace("shop/\"", "shop\""), &[]).expect("valid");
+        let w = c.warnings();
+        assert_eq!(w.len(), 1);
+        assert!(w[0].contains("does not end with `/`"), "{w:?}");
+    }
+
     #[test]
     fn unknown_key_names_key_and_line() {
         let err =
@@ -568,7 +617,10 @@ client_id = "shop"
         );
         assert_eq!(c.revocation_ttl(), c.cookies.refresh_max_age);
         assert_eq!(c.sessions.revocation_ttl, Some(c.cookies.refresh_max_age));
-        assert!(c.to_redacted_toml().contains("revocation_ttl = \"30days\""));
+        assert!(
+            c.to_redacted_toml()
+                .contains("revocation_ttl = \"2592000s\"")
+        );
 
         let short_cookie = format!("{MINIMAL}\n[cookies]\nrefresh_max_age = \"10m\"\n");
         let c = load(&short_cookie, &[]).expect("valid");

@@ -13,7 +13,8 @@ impl Config {
         if l.socket.is_none() && l.http.is_none() {
             return Err(invalid(
                 "listen",
-                "nothing to listen on: set `socket`, `http` or both",
+                "nothing to listen on: neither has a default; add a [listen] section with \
+                 `socket = \"/run/tokend/tokend.sock\"`, `http = \"127.0.0.1:9180\"` or both",
             ));
         }
         if let Some(addr) = l.http
@@ -204,8 +205,8 @@ impl Config {
                      session would mint tokens that are no longer refused once the revocation is \
                      forgotten; set sessions.revocation_ttl to at least cookies.refresh_max_age \
                      (or leave it out: it defaults to cookies.refresh_max_age)",
-                    humantime::format_duration(ttl),
-                    humantime::format_duration(self.cookies.refresh_max_age)
+                    super::duration::text(ttl),
+                    super::duration::text(self.cookies.refresh_max_age)
                 ),
             ));
         }

@@ -117,6 +117,7 @@ impl Flow {
             .request_async(&http)
             .await;
         self.metrics.upstream("token", started.elapsed());
+        self.note_token_answer(&response);
         let response = response.map_err(|e| {
             tracing::warn!(error = %describe_token_error(&e), "code exchange failed");
             LoginError::ExchangeFailed

@@ -330,6 +330,29 @@ impl Flow {
     }
 }
 
+impl Flow {
+    /// Tells the provider how the token endpoint took the client's credentials: a refusal
+    /// with `invalid_client` (a wrong client secret) is logged once and shown by `/readyz`
+    /// (issue #10); any other answer from the provider means they were accepted.
+    fn note_token_answer<T, RE: std::error::Error + 'static, E: openidconnect::ErrorResponse>(
+        &self,
+        answer: &Result<T, openidconnect::RequestTokenError<RE, E>>,
+    ) {
+        match answer {
+            Ok(_) => self.provider.note_client_accepted(),
+            Err(openidconnect::RequestTokenError::ServerResponse(r))
+                if r.to_string().split(':').next() == Some("invalid_client") =>
+            {
+                self.provider.note_client_refused("token")
+            }
+            Err(openidconnect::RequestTokenError::ServerResponse(_)) => {
+                self.provider.note_client_accepted()
+            }
+            Err(_) => {}
+        }
+    }
+}
+
 /// `{frontend_url}` joined with `path` (the frontend URL may carry a base path). Config
 /// validation made sure both parse.
 fn frontend_url(cfg: &FlowConfig, path: &str) -> Option<Url> {

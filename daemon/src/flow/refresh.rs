@@ -204,6 +204,7 @@ impl Flow {
             .request_async(&http)
             .await;
         self.metrics.upstream("token", started.elapsed());
+        self.note_token_answer(&response);
         let response = response.map_err(|e| match e {
             openidconnect::RequestTokenError::ServerResponse(r) => {
                 FlowError::Refused(r.error().to_string())

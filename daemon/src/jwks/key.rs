@@ -288,6 +288,11 @@ impl KeySet {
         self.by_kid.get(kid)
     }
 
+    /// Every key, with a `kid` or without.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<VerifyKey>> {
+        self.by_kid.values().chain(self.without_kid.iter())
+    }
+
     /// For a token without `kid`: the single key that fits `alg`, if exactly one does.
     pub fn sole_fit(&self, alg: Alg) -> Option<&Arc<VerifyKey>> {
         let mut fits = self

@@ -280,7 +280,11 @@ impl Jwks {
                     self.cfg.refresh_interval
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "JWKS refresh failed; keeping the last good keys");
+                    if self.keys.load().is_empty() {
+                        tracing::warn!(error = %e, "JWKS refresh failed; no verification keys loaded");
+                    } else {
+                        tracing::warn!(error = %e, "JWKS refresh failed; keeping the last good keys");
+                    }
                     self.drop_if_stale();
                     let wait = backoff.min(self.cfg.refresh_interval);
                     backoff = (backoff * 2).min(Duration::from_secs(30));
@@ -312,6 +316,14 @@ impl Jwks {
         }
     }
 
+    /// Why no keys were ever loaded: the last fetch's error (an unreachable provider, an
+    /// issuer mismatch, …), or that the first fetch has not finished.
+    pub fn why_no_keys(&self) -> String {
+        lock(&self.last_error)
+            .clone()
+            .unwrap_or_else(|| "waiting for the first JWKS fetch (and no disk cache)".to_string())
+    }
+
     /// Whether tokens can be verified, and if not, why.
     pub fn readiness(&self) -> Readiness {
         let keys = self.keys.load();
@@ -330,18 +342,17 @@ impl Jwks {
                     .to_string(),
             )
         } else {
-            Some(match lock(&self.last_error).as_deref() {
-                Some(e) => format!("no verification keys loaded: {e}"),
-                None => {
-                    "no verification keys loaded yet: waiting for the first JWKS fetch".to_string()
-                }
-            })
+            Some(format!(
+                "no verification keys loaded: {}",
+                self.why_no_keys()
+            ))
         };
         Readiness {
             ready: reason.is_none(),
             reason,
             keys: keys.len(),
             keys_age_seconds,
+            warning: self.provider.client_warning(),
         }
     }
 }

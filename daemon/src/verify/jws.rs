@@ -129,7 +129,7 @@ impl Verifier {
             return if keys.fetched_at.is_some() {
                 Ok(None) // an empty JWKS: a refetch may bring a key
             } else {
-                Err(VerifyError::KeysUnavailable)
+                Err(VerifyError::KeysUnavailable(self.jwks.why_no_keys()))
             };
         }
         let is_hmac = alg.is_hmac();

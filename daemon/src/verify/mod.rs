@@ -60,8 +60,9 @@ pub enum VerifyError {
     WrongTokenType(String),
     #[error("claim `{0}` is missing or not of the expected type")]
     MissingClaim(&'static str),
-    #[error("no verification keys are loaded (provider unreachable and no cache)")]
-    KeysUnavailable,
+    /// With why there are none (the last fetch's error, e.g. an issuer mismatch).
+    #[error("no verification keys are loaded: {0}")]
+    KeysUnavailable(String),
     #[error("the session of this token has ended (logout)")]
     Revoked,
     #[error("the ID token's nonce does not match the login")]
@@ -83,7 +84,7 @@ impl VerifyError {
             VerifyError::IdTokenNotAccepted => Reason::IdTokenNotAccepted,
             VerifyError::WrongTokenType(_) => Reason::WrongTokenType,
             VerifyError::MissingClaim(_) => Reason::MissingClaim,
-            VerifyError::KeysUnavailable => Reason::KeysUnavailable,
+            VerifyError::KeysUnavailable(_) => Reason::KeysUnavailable,
             VerifyError::Revoked => Reason::TokenRevoked,
             VerifyError::NonceMismatch => Reason::NonceMismatch,
         }
