@@ -1,6 +1,7 @@
-//! The HTTP API served on both listeners: the router, its layers (limits, timeouts, request
+//! The apps' HTTP API served on both listeners (never the admin API, which has its own
+//! socket and router in `admin`): the router, its layers (limits, timeouts, request
 //! log) and the handlers, which parse requests (`extract`) and shape answers (`respond`); the
-//! logic they call lives in `verify`, `codes`, `flow` and `admin`.
+//! logic they call lives in `verify`, `codes` and `flow`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use crate::extract::{cookie_value, parse_json, strip_bearer, token_from_headers}
 use crate::flow::LoginError;
 use crate::respond::{self, found, json_headers, no_store, success, with_cookies};
 use crate::verify::now_unix;
-use crate::{AppState, Runtime, admin};
+use crate::{AppState, Runtime};
 
 /// The router; `listen` settings (body limit, timeouts) are fixed at start.
 pub fn router(state: Arc<AppState>, listen: &crate::config::ListenConfig) -> Router {
@@ -42,8 +43,6 @@ pub fn router(state: Arc<AppState>, listen: &crate::config::ListenConfig) -> Rou
         .route("/auth/logout", post(auth_logout))
         .route("/auth/session", get(auth_session))
         .route("/auth/backchannel-logout", post(auth_backchannel_logout))
-        .route("/v1/admin/sessions", get(admin::sessions))
-        .route("/v1/admin/sessions/revoke", post(admin::revoke))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -106,7 +105,10 @@ fn request_id(headers: &HeaderMap) -> String {
 
 /// One log line per request: id, method, path (never the query: it may hold codes), status,
 /// reason, latency. Flow requests and errors at INFO (5xx at WARN), the rest at DEBUG.
-async fn log_request(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+pub(crate) async fn log_request(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let started = std::time::Instant::now();
     let id = request_id(req.headers());
     let method = req.method().clone();
@@ -198,11 +200,11 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-async fn not_found() -> ApiError {
+pub(crate) async fn not_found() -> ApiError {
     ApiError::new(Reason::NotFound, "no such endpoint")
 }
 
-async fn method_not_allowed() -> ApiError {
+pub(crate) async fn method_not_allowed() -> ApiError {
     ApiError::new(
         Reason::MethodNotAllowed,
         "method not allowed on this endpoint",

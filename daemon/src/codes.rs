@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use tokend_shared::Secret;
+use tokend_shared::{AuditKind, Secret};
 
+use crate::audit::Entry;
 use crate::metrics::Metrics;
 pub use crate::store::CodeKind;
 use crate::store::{CodePayload, Kind, Record, Store, StoreError, TakeError, code_key};
@@ -85,12 +86,13 @@ impl Codes {
     /// Mints a code for `new`; returns the code (the only copy outside the hash).
     pub async fn issue(&self, new: NewCode, now: i64) -> Result<Secret, CodeError> {
         let code = random_handle()?;
+        let sub = new.sub;
         let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
         let payload = CodePayload {
             access_token: new.access_token,
             refresh_token: new.refresh_token,
             id_token: new.id_token,
-            sub: new.sub,
+            sub: sub.clone(),
             sid: new.sid,
             created: now,
             expires: now.saturating_add(ttl),
@@ -107,6 +109,14 @@ impl Codes {
         match result {
             Ok(_) => {
                 self.metrics.codes_issued.inc();
+                self.metrics.audit.record(
+                    AuditKind::CodeIssued,
+                    Entry {
+                        sub: Some(sub),
+                        detail: Some(new.kind.as_str().into()),
+                        ..Entry::default()
+                    },
+                );
                 Ok(code)
             }
             Err(e) => {
@@ -131,13 +141,38 @@ impl Codes {
             .take(Kind::ExchangeCode, code_key(kind, code), now)
             .await;
         let m = &self.metrics;
+        let detail = Some(kind.as_str().to_string());
         match &result {
-            Ok(Record::Code(_)) => m.codes_redeemed.inc(),
+            Ok(Record::Code(c)) => {
+                m.codes_redeemed.inc();
+                let entry = Entry {
+                    sub: Some(c.sub.clone()),
+                    sid: c.sid.clone(),
+                    detail,
+                    ..Entry::default()
+                };
+                m.audit.record(AuditKind::CodeRedeemed, entry);
+            }
             Ok(Record::Login(_)) | Err(TakeError::Unknown) => m.codes_unknown.inc(),
-            Err(TakeError::Expired) => m.codes_expired.inc(),
+            Err(TakeError::Expired) => {
+                m.codes_expired.inc();
+                let entry = Entry {
+                    detail,
+                    count: Some(1),
+                    ..Entry::default()
+                };
+                m.audit.record(AuditKind::CodeExpired, entry);
+            }
             // Counted by the sweeper when it found the code expired.
             Err(TakeError::ExpiredSwept) => {}
-            Err(TakeError::AlreadyUsed) => m.codes_replayed.inc(),
+            Err(TakeError::AlreadyUsed) => {
+                m.codes_replayed.inc();
+                let entry = Entry {
+                    detail,
+                    ..Entry::default()
+                };
+                m.audit.record(AuditKind::CodeReplayed, entry);
+            }
         }
         match result? {
             Record::Code(c) if c.kind == kind => Ok(c),

@@ -7,6 +7,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use tokend_shared::{ErrorBody, Reason, VerifyResponse};
 
+use crate::admin::AdminError;
 use crate::codes::CodeError;
 use crate::flow::FlowError;
 use crate::respond::json_headers;
@@ -30,6 +31,7 @@ pub fn status_for(reason: Reason) -> StatusCode {
         | Reason::WrongTokenType
         | Reason::MissingClaim
         | Reason::TokenRevoked
+        | Reason::RevokedByAdmin
         | Reason::NonceMismatch
         | Reason::NoSession
         | Reason::RefreshFailed => StatusCode::UNAUTHORIZED,
@@ -186,6 +188,20 @@ pub async fn normalize(resp: Response) -> Response {
             ApiError::new(Reason::Timeout, "request took too long").into_response()
         }
         _ => resp,
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::Forbidden { .. } | AdminError::NoPeer => {
+                ApiError::new(Reason::Forbidden, e.to_string())
+            }
+            AdminError::RevokeTarget | AdminError::Query(_) => {
+                ApiError::new(Reason::BadRequest, e.to_string())
+            }
+            AdminError::Body(inner) => inner,
+        }
     }
 }
 

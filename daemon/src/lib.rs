@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod alg;
 pub mod api;
+pub mod audit;
 pub mod codes;
 pub mod config;
 pub mod doctor;
@@ -101,6 +102,11 @@ pub struct AppState {
     stop: watch::Receiver<bool>,
     /// Serializes reloads.
     reload_lock: tokio::sync::Mutex<()>,
+    /// When the daemon started (uptime), and the wall-clock time of it.
+    pub started: std::time::Instant,
+    started_at: std::time::SystemTime,
+    /// The outcome of the last reload, for the admin overview.
+    last_reload: std::sync::Mutex<Option<tokend_shared::ReloadStatus>>,
 }
 
 impl AppState {
@@ -142,6 +148,9 @@ impl AppState {
             notifier,
             stop,
             reload_lock: tokio::sync::Mutex::new(()),
+            started: std::time::Instant::now(),
+            started_at: std::time::SystemTime::now(),
+            last_reload: std::sync::Mutex::new(None),
         });
         Ok(state)
     }
@@ -154,6 +163,33 @@ impl AppState {
     /// The configuration in force.
     pub fn config(&self) -> Arc<Config> {
         self.current.load().config.clone()
+    }
+
+    /// Turns true when the daemon shuts down.
+    pub fn stop_signal(&self) -> watch::Receiver<bool> {
+        self.stop.clone()
+    }
+
+    /// Unix seconds of the start.
+    pub fn started_unix(&self) -> i64 {
+        self.started_at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    }
+
+    /// The outcome of the last reload, if there was one.
+    pub fn last_reload(&self) -> Option<tokend_shared::ReloadStatus> {
+        self.last_reload
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn set_last_reload(&self, status: tokend_shared::ReloadStatus) {
+        *self
+            .last_reload
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(status);
     }
 }
 
@@ -253,8 +289,27 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
     for w in config.warnings() {
         tracing::warn!("{w}");
     }
+    let admin_cfg = config.admin.clone();
+    let admin_socket = config.admin_socket();
     let state = AppState::new(config, stop_rx.clone())?;
     let bound = listen::bind_all(&listen_cfg)?;
+    let admin_bound = match &admin_socket {
+        Some(path) => Some(
+            listen::bind_unix(path, admin_cfg.socket_mode, admin_cfg.socket_group.as_ref())
+                .inspect_err(|_| listen::release(&bound))?,
+        ),
+        None => {
+            tracing::info!(
+                "admin API off: {}",
+                if admin_cfg.enabled {
+                    "there is no listen.socket to put it beside; set admin.socket to a path                      to serve it"
+                } else {
+                    "admin.enabled = false"
+                }
+            );
+            None
+        }
+    };
 
     let mut background = tokio::task::JoinSet::new();
     background.spawn(sweep(state.clone(), stop_rx.clone()));
@@ -274,14 +329,32 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
         bound,
         api::router(state.clone(), &listen_cfg),
         listen::ServeOptions::from(&listen_cfg),
-        stop_rx,
+        stop_rx.clone(),
     ));
+    let admin_server = admin_bound.map(|b| {
+        tracing::info!(
+            socket = %admin_socket.as_deref().unwrap_or(std::path::Path::new("?")).display(),
+            mode = %format!("{:04o}", admin_cfg.socket_mode),
+            "admin API on its own socket"
+        );
+        tokio::spawn(listen::serve(
+            vec![b],
+            admin::router(state.clone()),
+            listen::ServeOptions::from(&listen_cfg),
+            stop_rx,
+        ))
+    });
     shutdown.await;
     tracing::info!("shutting down: no new connections; finishing requests in flight");
     state.notifier.stopping();
     let _ = stop_tx.send(true);
     if let Err(e) = server.await {
         tracing::error!(error = %e, "server task failed");
+    }
+    if let Some(admin_server) = admin_server
+        && let Err(e) = admin_server.await
+    {
+        tracing::error!(error = %e, "admin server task failed");
     }
     background.shutdown().await;
     tracing::info!("stopped");
@@ -298,6 +371,17 @@ async fn sweep(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
                 rt.verifier.cache().sweep(now);
                 let expired = state.store.sweep(now);
                 state.metrics.codes_expired.inc_by(expired as u64);
+                if expired > 0 {
+                    state.metrics.audit.record(
+                        tokend_shared::AuditKind::CodeExpired,
+                        audit::Entry {
+                            count: Some(expired as u64),
+                            detail: Some("swept unredeemed".into()),
+                            ..audit::Entry::default()
+                        },
+                    );
+                }
+                state.metrics.audit.flush_failures();
                 state.sessions.sweep(now);
                 rt.flow.sweep();
             }

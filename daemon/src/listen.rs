@@ -180,17 +180,23 @@ pub fn bind_with(cfg: &ListenConfig, activated: Activated) -> Result<Vec<Bound>,
         Ok(()) => Ok(bound),
         Err(e) => {
             // A failed start leaves no socket file of ours behind (issue #10).
-            for b in bound {
-                if let Bound::Unix {
-                    path,
-                    identity: Some(identity),
-                    ..
-                } = b
-                {
-                    remove_own_socket(&path, identity);
-                }
-            }
+            release(&bound);
             Err(e)
+        }
+    }
+}
+
+/// Removes the socket files we bound among `bound` (not those systemd passed): for a start
+/// that fails after binding.
+pub fn release(bound: &[Bound]) {
+    for b in bound {
+        if let Bound::Unix {
+            path,
+            identity: Some(identity),
+            ..
+        } = b
+        {
+            remove_own_socket(path, *identity);
         }
     }
 }
@@ -290,7 +296,8 @@ fn unix_listener_name(l: &std::os::unix::net::UnixListener) -> PathBuf {
     PathBuf::from("?")
 }
 
-fn bind_unix(path: &Path, mode: u32, group: Option<&GroupSpec>) -> Result<Bound, ListenError> {
+/// Binds a Unix socket at `path` (taking over a stale file), sets its mode and group.
+pub fn bind_unix(path: &Path, mode: u32, group: Option<&GroupSpec>) -> Result<Bound, ListenError> {
     let sock_err = |error| ListenError::Socket {
         path: path.to_path_buf(),
         error,
@@ -448,7 +455,8 @@ trait Accept: Send + 'static {
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     /// Marked on every request, for handlers that care which listener it came through.
     const VIA: Via;
-    fn accept(&self) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+    /// The stream and, for a Unix socket, the peer's credentials (SO_PEERCRED).
+    fn accept(&self) -> impl Future<Output = io::Result<(Self::Stream, Option<Peer>)>> + Send;
 }
 
 struct UnixAccept(UnixListener);
@@ -457,19 +465,26 @@ struct TcpAccept(TcpListener);
 impl Accept for UnixAccept {
     type Stream = tokio::net::UnixStream;
     const VIA: Via = Via::Unix;
-    async fn accept(&self) -> io::Result<Self::Stream> {
-        self.0.accept().await.map(|(s, _)| s)
+    async fn accept(&self) -> io::Result<(Self::Stream, Option<Peer>)> {
+        let (s, _) = self.0.accept().await?;
+        // Read once per connection; the kernel recorded them at connect().
+        let peer = s.peer_cred().ok().map(|c| Peer {
+            uid: c.uid(),
+            gid: c.gid(),
+            pid: c.pid(),
+        });
+        Ok((s, peer))
     }
 }
 
 impl Accept for TcpAccept {
     type Stream = tokio::net::TcpStream;
     const VIA: Via = Via::Tcp;
-    async fn accept(&self) -> io::Result<Self::Stream> {
+    async fn accept(&self) -> io::Result<(Self::Stream, Option<Peer>)> {
         let (s, _) = self.0.accept().await?;
         // Small request/response exchanges: don't wait for Nagle.
         let _ = s.set_nodelay(true);
-        Ok(s)
+        Ok((s, None))
     }
 }
 
@@ -495,7 +510,7 @@ impl AcceptContext {
                 s = listener.accept() => s,
                 _ = self.shutdown.changed() => return,
             };
-            let stream = match stream {
+            let (stream, peer) = match stream {
                 Ok(s) => s,
                 Err(e) => {
                     // EMFILE and friends: back off briefly rather than spin.
@@ -516,8 +531,11 @@ impl AcceptContext {
                 _ = self.shutdown.changed() => return,
             };
             let service = TowerToHyperService::new(self.router.clone().map_request(
-                |mut req: http::Request<Incoming>| {
+                move |mut req: http::Request<Incoming>| {
                     req.extensions_mut().insert(A::VIA);
+                    if let Some(peer) = peer {
+                        req.extensions_mut().insert(peer);
+                    }
                     req.map(axum::body::Body::new)
                 },
             ));
@@ -536,8 +554,16 @@ impl AcceptContext {
     }
 }
 
-/// Which listener a request came through; handlers that must answer only locally-authorized
-/// callers (the admin API) check it.
+/// Who is at the other end of a Unix-socket connection, as the kernel says (SO_PEERCRED at
+/// connect time); on every request of that connection. The admin API decides by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: Option<i32>,
+}
+
+/// Which listener a request came through.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Via {
     Unix,

@@ -15,6 +15,10 @@ use tokend_shared::Reason;
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// tokend's audit trail (ring, live stream, verification counts by reason), kept beside
+    /// the counters so every component that counts can also record; not exported to
+    /// Prometheus.
+    pub audit: Arc<crate::audit::Audit>,
     /// Access-token verifications by result (`valid`/`invalid`) and reason.
     pub verifications: IntCounterVec,
     /// Time of one verification (cache hits included).
@@ -262,6 +266,7 @@ impl Metrics {
             ),
             upstream_duration,
             registry: r,
+            audit: Arc::new(crate::audit::Audit::default()),
         };
         m.last_reload_success.set(1);
         m.last_reload_timestamp.set(unix_now());
@@ -280,6 +285,7 @@ impl Metrics {
 
     /// Counts one verification.
     pub fn verified(&self, result: Result<(), Reason>, took: Duration) {
+        self.audit.verified(result);
         match result {
             Ok(()) => self.valid.inc(),
             Err(reason) => self

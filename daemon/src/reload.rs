@@ -11,6 +11,7 @@ use std::time::Duration;
 use notify::{EventKind, RecursiveMode, Watcher};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use tokend_shared::ReloadStatus;
 use tokio::sync::watch;
 
 use crate::config::{Config, ConfigError};
@@ -55,6 +56,20 @@ pub async fn reload(state: &AppState, trigger: &str) -> Result<Outcome, ReloadEr
     state.notifier.reloaded();
     let m = &state.metrics;
     m.last_reload_timestamp.set(crate::metrics::unix_now());
+    state.set_last_reload(ReloadStatus {
+        ok: result.is_ok(),
+        at: crate::verify::now_unix(),
+        trigger: trigger.to_string(),
+        changed: result
+            .as_ref()
+            .map(|o| o.changed.iter().map(|s| s.to_string()).collect())
+            .unwrap_or_default(),
+        restart_required: result
+            .as_ref()
+            .map(|o| o.restart_required.iter().map(|s| s.to_string()).collect())
+            .unwrap_or_default(),
+        error: result.as_ref().err().map(|e| e.to_string()),
+    });
     match &result {
         Ok(outcome) => {
             m.reloads.with_label_values(&["success"]).inc();
@@ -102,6 +117,21 @@ async fn try_reload(state: &AppState) -> Result<Outcome, ReloadError> {
         restart_required.push("log");
         new.log = old.log.clone();
     }
+    // The admin socket itself is bound at start; its allow lists apply at once.
+    let admin_socket = |c: &Config| {
+        (
+            c.admin_socket(),
+            c.admin.socket_mode,
+            c.admin.socket_group.clone(),
+        )
+    };
+    if admin_socket(&old) != admin_socket(&new) {
+        restart_required.push("admin");
+        new.admin.enabled = old.admin.enabled;
+        new.admin.socket = old.admin_socket();
+        new.admin.socket_mode = old.admin.socket_mode;
+        new.admin.socket_group = old.admin.socket_group.clone();
+    }
     let secret_changed = old.provider.client_secret.as_ref().map(|s| s.expose())
         != new.provider.client_secret.as_ref().map(|s| s.expose());
     let provider_changed = !same(&old.provider, &new.provider) || secret_changed;
@@ -116,6 +146,7 @@ async fn try_reload(state: &AppState) -> Result<Outcome, ReloadError> {
         ("codes", !same(&old.codes, &new.codes)),
         ("flow", !same(&old.flow, &new.flow)),
         ("sessions", !same(&old.sessions, &new.sessions)),
+        ("admin", !same(&old.admin, &new.admin)),
     ] {
         if differs {
             changed.push(name);

@@ -84,11 +84,12 @@ impl Session {
     }
 }
 
-/// Tokens issued at or before `at` are refused until `until`.
+/// Tokens issued at or before `at` are refused until `until`, because of `why`.
 #[derive(Debug, Clone, Copy)]
 struct Revocation {
     at: i64,
     until: i64,
+    why: EndReason,
 }
 
 /// What a new session is made of.
@@ -141,11 +142,17 @@ impl Sessions {
         self.revocation_ttl.store(secs(ttl), Ordering::Relaxed);
     }
 
-    fn revocation(&self, now: i64) -> Revocation {
+    fn revocation(&self, now: i64, why: EndReason) -> Revocation {
         Revocation {
             at: now,
             until: now.saturating_add(self.revocation_ttl.load(Ordering::Relaxed)),
+            why,
         }
+    }
+
+    /// Until when tokens revoked now stay refused (Unix seconds).
+    pub fn refused_until(&self, now: i64) -> i64 {
+        self.revocation(now, EndReason::Expired).until
     }
 
     pub fn active(&self) -> usize {
@@ -281,7 +288,7 @@ impl Sessions {
     /// Ends the sessions with this `sid` and refuses tokens of it issued until now.
     pub fn end_sid(&self, sid: &str, reason: EndReason, now: i64) -> Vec<Arc<Session>> {
         self.revoked_sids
-            .insert(sid.to_string(), self.revocation(now));
+            .insert(sid.to_string(), self.revocation(now, reason));
         let ended: Vec<_> = self
             .by_key
             .remove(sid)
@@ -296,7 +303,7 @@ impl Sessions {
     /// Ends every session of `sub` and refuses the user's tokens issued until now.
     pub fn end_sub(&self, sub: &str, reason: EndReason, now: i64) -> Vec<Arc<Session>> {
         self.revoked_subs
-            .insert(sub.to_string(), self.revocation(now));
+            .insert(sub.to_string(), self.revocation(now, reason));
         let keys: Vec<String> = self
             .by_key
             .iter()
@@ -342,17 +349,37 @@ impl Sessions {
     /// `sid` refuses every token of it (a new login has a new sid, while a refresh of the old
     /// session would carry the old one); an ended `sub` refuses the tokens issued until then.
     pub fn is_revoked(&self, sid: Option<&str>, sub: &str, iat: i64, now: i64) -> bool {
+        self.revoked_by(sid, sub, iat, now).is_some()
+    }
+
+    /// Like [`Sessions::is_revoked`], telling why the session ended (an operator's revocation
+    /// wins when both apply, so the refusal names it).
+    pub fn revoked_by(
+        &self,
+        sid: Option<&str>,
+        sub: &str,
+        iat: i64,
+        now: i64,
+    ) -> Option<EndReason> {
         if self.revoked_sids.is_empty() && self.revoked_subs.is_empty() {
-            return false;
+            return None;
         }
-        let sid_ended = sid
+        let by_sid = sid
             .and_then(|s| self.revoked_sids.get(s).map(|r| *r))
-            .is_some_and(|r| now < r.until);
-        let sub_ended = self
+            .filter(|r| now < r.until)
+            .map(|r| r.why);
+        let by_sub = self
             .revoked_subs
             .get(sub)
-            .is_some_and(|r| now < r.until && iat <= r.at);
-        sid_ended || sub_ended
+            .map(|r| *r)
+            .filter(|r| now < r.until && iat <= r.at)
+            .map(|r| r.why);
+        match (by_sid, by_sub) {
+            (Some(EndReason::AdminRevocation), _) | (_, Some(EndReason::AdminRevocation)) => {
+                Some(EndReason::AdminRevocation)
+            }
+            (a, b) => a.or(b),
+        }
     }
 
     /// Whether `refresh_token` belonged to a session that has ended.

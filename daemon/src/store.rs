@@ -157,6 +157,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn sweep(&self, now: i64) -> usize;
     /// Changes the most live records of a kind (config reload); existing ones stay.
     fn set_capacity(&self, kind: Kind, max: usize);
+    /// The live exchange codes, for the admin API: their storage key (a hash; never the code)
+    /// and what they say about themselves, without the tokens.
+    fn list_codes(&self) -> Vec<CodeListing>;
+    /// What kind of store this is (`memory`), for the admin overview.
+    fn kind_name(&self) -> &'static str;
+}
+
+/// One live exchange code as [`Store::list_codes`] shows it: no code, no tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeListing {
+    pub key: Key,
+    pub kind: CodeKind,
+    pub sub: String,
+    pub created: i64,
+    pub expires: i64,
 }
 
 /// How long the sweeper remembers that an unused record expired, so that a late redemption is
@@ -339,6 +354,27 @@ impl Store for MemoryStore {
 
     fn set_capacity(&self, kind: Kind, max: usize) {
         self.table(kind).max.store(max, Ordering::Relaxed);
+    }
+
+    fn list_codes(&self) -> Vec<CodeListing> {
+        self.codes
+            .map
+            .iter()
+            .filter_map(|e| match e.value() {
+                Slot::Live(Record::Code(c)) => Some(CodeListing {
+                    key: *e.key(),
+                    kind: c.kind,
+                    sub: c.sub.clone(),
+                    created: c.created,
+                    expires: c.expires,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn kind_name(&self) -> &'static str {
+        "memory"
     }
 
     fn sweep(&self, now: i64) -> usize {

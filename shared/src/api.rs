@@ -155,12 +155,6 @@ pub struct SessionInfo {
     pub last_seen: i64,
 }
 
-/// `GET /v1/admin/sessions`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-pub struct SessionList {
-    pub sessions: Vec<SessionInfo>,
-}
-
 /// `POST /v1/admin/sessions/revoke`: by `sid`, or every session of `sub`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -169,13 +163,6 @@ pub struct RevokeRequest {
     pub sid: Option<String>,
     #[serde(default)]
     pub sub: Option<String>,
-}
-
-/// Answer of `POST /v1/admin/sessions/revoke`.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-pub struct RevokeResponse {
-    /// Registered sessions ended (their tokens are refused from now on either way).
-    pub ended: usize,
 }
 
 /// Body of every error answer that is not a `/v1/verify` result.
@@ -233,8 +220,12 @@ pub enum Reason {
     MissingClaim,
     /// tokend holds no verification keys (provider unreachable and no cache).
     KeysUnavailable,
-    /// The token's session has ended (logout, back-channel logout, admin revocation).
+    /// The token's session has ended (logout, back-channel logout, or the session's
+    /// tokens expired).
     TokenRevoked,
+    /// An operator revoked the token's session (or every session of its user) through the
+    /// admin API.
+    RevokedByAdmin,
     /// An ID token's nonce does not match the login it completes.
     NonceMismatch,
     /// No such exchange code (never issued, or expired long ago).
@@ -253,7 +244,8 @@ pub enum Reason {
     RefreshFailed,
     /// The provider could not be reached or answered an error.
     ProviderUnavailable,
-    /// The admin API answers only on the Unix socket.
+    /// The admin socket refused the connecting uid (not root, not tokend's own, not in
+    /// `admin.allowed_uids` / `admin.allowed_groups`).
     Forbidden,
     /// The request itself is malformed (bad JSON, wrong fields).
     BadRequest,
@@ -286,6 +278,7 @@ impl Reason {
             Reason::MissingClaim => "missing_claim",
             Reason::KeysUnavailable => "keys_unavailable",
             Reason::TokenRevoked => "token_revoked",
+            Reason::RevokedByAdmin => "revoked_by_admin",
             Reason::NonceMismatch => "nonce_mismatch",
             Reason::UnknownCode => "unknown_code",
             Reason::CodeExpired => "code_expired",
@@ -336,6 +329,7 @@ mod tests {
             Reason::MissingClaim,
             Reason::KeysUnavailable,
             Reason::TokenRevoked,
+            Reason::RevokedByAdmin,
             Reason::NonceMismatch,
             Reason::UnknownCode,
             Reason::CodeExpired,

@@ -661,18 +661,22 @@ async fn backchannel_logout_ends_the_session_and_refuses_bad_tokens() -> R {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_lists_and_revokes_sessions_only_on_the_socket() -> R {
+async fn admin_lists_and_revokes_sessions_only_on_the_admin_socket() -> R {
     let (p, t) = flow_setup("").await?;
     let LoggedIn { access, code, .. } = log_in(&p, &t, "alice", "adm").await?;
     assert_eq!(t.verify(&access).await?.status, 200);
 
-    let a = t.get("/v1/admin/sessions", &[]).await?;
-    assert_eq!(
-        (a.status, a.reason()),
-        (403, "forbidden".into()),
-        "not over TCP"
-    );
-    let a = t.unix("GET", "/v1/admin/sessions", &[], None).await?;
+    for a in [
+        t.get("/v1/admin/sessions", &[]).await?,
+        t.unix("GET", "/v1/admin/sessions", &[], None).await?,
+    ] {
+        assert_eq!(
+            (a.status, a.reason()),
+            (404, "not_found".into()),
+            "not over TCP nor on the apps' socket"
+        );
+    }
+    let a = t.admin_unix("GET", "/v1/admin/sessions", None).await?;
     assert_eq!(a.status, 200);
     let sessions = a.json()["sessions"].as_array().cloned().unwrap_or_default();
     assert_eq!(sessions.len(), 1);
@@ -689,7 +693,7 @@ async fn admin_lists_and_revokes_sessions_only_on_the_socket() -> R {
     // compared two `unwrap_or(0)`s and passed on missing fields).
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(t.verify(&access).await?.status, 200);
-    let a = t.unix("GET", "/v1/admin/sessions", &[], None).await?;
+    let a = t.admin_unix("GET", "/v1/admin/sessions", None).await?;
     let later = field(&a.json()["sessions"][0], "last_seen")?;
     assert!(later > seen, "last_seen {seen} → {later}");
     let sid = sessions[0]["sid"].as_str().unwrap_or("").to_string();
@@ -699,21 +703,20 @@ async fn admin_lists_and_revokes_sessions_only_on_the_socket() -> R {
     );
 
     let a = t
-        .unix("POST", "/v1/admin/sessions/revoke", &[], Some("{}".into()))
+        .admin_unix("POST", "/v1/admin/sessions/revoke", Some("{}".into()))
         .await?;
     assert_eq!((a.status, a.reason()), (400, "bad_request".into()));
     let a = t
-        .unix(
+        .admin_unix(
             "POST",
             "/v1/admin/sessions/revoke",
-            &[],
             Some(json!({"sid": sid}).to_string()),
         )
         .await?;
     assert_eq!(a.status, 200);
     assert_eq!(a.json()["ended"], 1);
-    assert_eq!(t.verify(&access).await?.reason(), "token_revoked");
-    let a = t.unix("GET", "/v1/admin/sessions", &[], None).await?;
+    assert_eq!(t.verify(&access).await?.reason(), "revoked_by_admin");
+    let a = t.admin_unix("GET", "/v1/admin/sessions", None).await?;
     assert_eq!(a.json()["sessions"], json!([]));
     let m = t.metrics().await?;
     assert_eq!(

@@ -165,17 +165,16 @@ async fn admin_revokes_every_session_of_a_user() -> R {
     let (a1, a2) = (laptop.access.clone(), phone.access.clone());
     let b = log_in(&p, &t, "bob", "bob").await?.access;
     let a = t
-        .unix(
+        .admin_unix(
             "POST",
             "/v1/admin/sessions/revoke",
-            &[],
             Some(json!({"sub": "alice"}).to_string()),
         )
         .await?;
     assert_eq!(a.status, 200);
     assert_eq!(a.json()["ended"], 2);
     for token in [&a1, &a2] {
-        assert_eq!(t.verify(token).await?.reason(), "token_revoked");
+        assert_eq!(t.verify(token).await?.reason(), "revoked_by_admin");
     }
     assert_eq!(t.verify(&b).await?.status, 200, "bob is still logged in");
     // Their refresh tokens are dead at the provider too (what a refresh mints after a session
@@ -188,10 +187,9 @@ async fn admin_revokes_every_session_of_a_user() -> R {
         );
     }
     let a = t
-        .unix(
+        .admin_unix(
             "POST",
             "/v1/admin/sessions/revoke",
-            &[],
             Some(json!({"sid": "x", "sub": "y"}).to_string()),
         )
         .await?;

@@ -86,7 +86,7 @@ async fn issue_7_organization_fallback_none() -> R {
     let a = t.verify(&alice).await?;
     assert_eq!(a.json()["claims"]["organizationId"], "org-1");
 
-    let a = t.unix("GET", "/v1/admin/sessions", &[], None).await?;
+    let a = t.admin_unix("GET", "/v1/admin/sessions", None).await?;
     assert_eq!(a.status, 200);
     let sessions = a.json()["sessions"].as_array().cloned().unwrap_or_default();
     let mine = sessions
@@ -169,10 +169,9 @@ async fn issue_7_admin_revocation_is_immediate_and_lasting() -> R {
     );
 
     let a = t
-        .unix(
+        .admin_unix(
             "POST",
             "/v1/admin/sessions/revoke",
-            &[],
             Some(json!({"sid": sid}).to_string()),
         )
         .await?;
@@ -187,7 +186,7 @@ async fn issue_7_admin_revocation_is_immediate_and_lasting() -> R {
             )
             .await?,
         ] {
-            assert_eq!((a.status, a.reason()), (401, "token_revoked".into()));
+            assert_eq!((a.status, a.reason()), (401, "revoked_by_admin".into()));
         }
     }
     let grants = p.stats().await?["refresh_grants"].as_u64().unwrap_or(0);
@@ -220,7 +219,7 @@ async fn issue_7_new_login_with_the_same_sid_keeps_the_old_refresh_token_refused
     );
     assert_ne!(first.refresh, second.refresh);
 
-    let a = t.unix("GET", "/v1/admin/sessions", &[], None).await?;
+    let a = t.admin_unix("GET", "/v1/admin/sessions", None).await?;
     let sessions = a.json()["sessions"].as_array().cloned().unwrap_or_default();
     assert_eq!(sessions.len(), 1, "replaced, not added: {sessions:?}");
 

@@ -197,7 +197,7 @@ async fn logout_after_the_access_token_expired_still_ends_the_session() -> R {
         p.stats().await?["refresh_grants"].as_u64().unwrap_or(0),
         grants
     );
-    let a = t.unix("GET", "/v1/admin/sessions", &[], None).await?;
+    let a = t.admin_unix("GET", "/v1/admin/sessions", None).await?;
     assert_eq!(a.json()["sessions"], json!([]), "the session ended");
 
     // A logout with no usable cookie still clears the cookies and answers the URL.

@@ -440,7 +440,7 @@ async fn reload_changes_flow_settings_for_new_requests() -> R {
         )
         .await?;
     assert_eq!(a.status, 200);
-    let a = t.unix("GET", "/v1/admin/sessions", &[], None).await?;
+    let a = t.admin_unix("GET", "/v1/admin/sessions", None).await?;
     let subs: Vec<String> = a.json()["sessions"]
         .as_array()
         .into_iter()

@@ -14,6 +14,9 @@ use crate::alg::Alg;
 pub(super) fn default_socket_mode() -> u32 {
     0o660
 }
+pub(super) fn default_admin_socket_mode() -> u32 {
+    0o600
+}
 pub(super) fn default_max_connections() -> usize {
     1024
 }

@@ -25,6 +25,9 @@ use crate::alg::Alg;
 use defaults::*;
 use env::apply_env;
 
+/// File name of the admin socket beside `listen.socket` when `admin.socket` is not set.
+pub const ADMIN_SOCKET_NAME: &str = "tokend-admin.sock";
+
 /// Where `tokend` looks when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/tokend/tokend.toml";
 
@@ -88,6 +91,9 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(default)]
     pub log: LogConfig,
+    /// The operators' admin API on its own Unix socket.
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// The file this was loaded from (for reloads); not a config key.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -359,6 +365,45 @@ pub enum StoreKind {
     Memory,
 }
 
+/// `[admin]`: the operators' API, served only on its own Unix socket. Who may use it is
+/// decided per connection from the peer's credentials (SO_PEERCRED): root, tokend's own uid,
+/// `allowed_uids` and members of `allowed_groups`; the file mode is a first fence.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `false` turns the admin socket off.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Socket path; default `tokend-admin.sock` beside `listen.socket` (with no
+    /// `listen.socket`, the admin socket is off unless this is set).
+    pub socket: Option<PathBuf>,
+    /// Permission bits of the admin socket file, octal string.
+    #[serde(default = "default_admin_socket_mode", with = "octal_mode")]
+    pub socket_mode: u32,
+    /// Group (name or gid) owning the admin socket file.
+    pub socket_group: Option<GroupSpec>,
+    /// Uids allowed besides root and tokend's own.
+    #[serde(default)]
+    pub allowed_uids: Vec<u32>,
+    /// Groups (names or gids) whose members are allowed: the peer's primary group, or a
+    /// group listing the peer's user name as a member.
+    #[serde(default)]
+    pub allowed_groups: Vec<GroupSpec>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            socket: None,
+            socket_mode: default_admin_socket_mode(),
+            socket_group: None,
+            allowed_uids: Vec::new(),
+            allowed_groups: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
@@ -513,6 +558,20 @@ impl Config {
         }
     }
 
+    /// Where the admin socket is: `admin.socket`, else `tokend-admin.sock` beside
+    /// `listen.socket`; `None` when `admin.enabled = false` or there is neither.
+    pub fn admin_socket(&self) -> Option<PathBuf> {
+        if !self.admin.enabled {
+            return None;
+        }
+        self.admin.socket.clone().or_else(|| {
+            self.listen
+                .socket
+                .as_ref()
+                .map(|s| s.with_file_name(ADMIN_SOCKET_NAME))
+        })
+    }
+
     /// How long revocations are remembered: `sessions.revocation_ttl`, by default
     /// `cookies.refresh_max_age` (at least 1h).
     pub fn revocation_ttl(&self) -> Duration {
@@ -532,6 +591,15 @@ impl Config {
     /// What is valid but probably a mistake; `check-config` prints these, the daemon logs them.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if self.admin.enabled
+            && self.admin_socket().is_some()
+            && self.admin.socket_mode & 0o007 != 0
+        {
+            out.push(format!(
+                "admin.socket_mode {:04o} lets every local user connect to the admin socket;                  only root, tokend's uid and admin.allowed_uids/allowed_groups are answered,                  but 0600 or 0660 with admin.socket_group is the safer fence",
+                self.admin.socket_mode
+            ));
+        }
         if !self.provider.issuer.ends_with('/') {
             out.push(format!(
                 "provider.issuer {:?} does not end with `/`; Authentik's issuers do \

@@ -31,19 +31,29 @@ impl Flow {
                 "this logout token was already used (jti replayed)".into(),
             ));
         }
-        let (ended, revoked) = self
+        let done = self
             .end_sessions(
                 claims.sid.as_deref(),
                 claims.sub.as_deref(),
                 EndReason::BackchannelLogout,
             )
             .await;
+        let (ended, revoked) = (done.sessions.len(), done.revoked);
         tracing::info!(
             sid = claims.sid.as_deref().unwrap_or("-"),
             sub = claims.sub.as_deref().unwrap_or("-"),
             ended,
             revoked,
             "back-channel logout"
+        );
+        self.metrics.audit.record(
+            tokend_shared::AuditKind::BackchannelLogout,
+            crate::audit::Entry {
+                sub: claims.sub.clone(),
+                sid: claims.sid.clone(),
+                count: Some(ended as u64),
+                ..Default::default()
+            },
         );
         Ok(ended)
     }

@@ -177,6 +177,11 @@ impl Flow {
                 _ => LoginError::Internal,
             })?;
         tracing::info!(sub = %session.sub, "login completed");
+        self.metrics.audit.user(
+            tokend_shared::AuditKind::LoginCompleted,
+            &session.sub,
+            session.sid.as_deref(),
+        );
         let mut url = frontend_url(cfg, &cfg.frontend_callback_path).ok_or(LoginError::Internal)?;
         url.query_pairs_mut()
             .append_pair("exchange", exchange.expose())

@@ -64,6 +64,14 @@ impl Flow {
             "logout"
         );
         self.metrics.logouts.inc();
+        self.metrics.audit.record(
+            tokend_shared::AuditKind::Logout,
+            crate::audit::Entry {
+                sub: session.as_ref().map(|s| s.sub.clone()),
+                sid: sid.clone(),
+                ..Default::default()
+            },
+        );
         self.metrics.flow_step("logout", true);
         self.logout_url(id_token.as_ref())
     }

@@ -131,9 +131,18 @@ impl FlowError {
             self,
             FlowError::Refused(_)
                 | FlowError::NoRefreshToken
-                | FlowError::Token(VerifyError::Revoked)
+                | FlowError::Token(VerifyError::Revoked(_))
         )
     }
+}
+
+/// What [`Flow::end_sessions`] ended: the registered sessions, and of their refresh tokens how
+/// many were sent to the provider for revocation and how many it confirmed.
+#[derive(Debug)]
+pub struct Ended {
+    pub sessions: Vec<Arc<crate::sessions::Session>>,
+    pub attempted: usize,
+    pub revoked: usize,
 }
 
 /// Tokens a login or refresh produced, with the verified access-token claims.
@@ -288,17 +297,22 @@ impl Flow {
     /// what a refresh with them mints carries no `sid`. Ended first, revoked then: the refresh
     /// tokens are refused locally at once, even if the provider cannot be reached; each is read
     /// after the end, so a refresh that finished in between is covered (one still in flight
-    /// revokes the token it gets). Returns (sessions ended, revocations confirmed).
+    /// revokes the token it gets). Returns what ended and what the provider confirmed.
     pub async fn end_sessions(
         &self,
         sid: Option<&str>,
         sub: Option<&str>,
         reason: EndReason,
-    ) -> (usize, usize) {
-        let sessions = self.verifier.sessions().matching(sid, sub);
-        let ended = self.verifier.end_sessions(sid, sub, reason, now_unix());
-        let tokens = sessions.iter().filter_map(|s| s.refresh_token()).collect();
-        (ended, self.revoke_refresh_tokens(tokens).await)
+    ) -> Ended {
+        let sessions = self.verifier.end_sessions(sid, sub, reason, now_unix());
+        let tokens: Vec<Secret> = sessions.iter().filter_map(|s| s.refresh_token()).collect();
+        let attempted = tokens.len();
+        let revoked = self.revoke_refresh_tokens(tokens).await;
+        Ended {
+            sessions,
+            revoked,
+            attempted,
+        }
     }
 
     /// Revokes refresh tokens at the provider (RFC 7009), all at once; returns how many the

@@ -80,6 +80,13 @@ impl Flow {
     ) -> Result<Arc<Tokens>, FlowError> {
         let result = self.try_refresh(refresh_token).await;
         self.metrics.flow_step("refresh", result.is_ok());
+        if let Ok(tokens) = &result {
+            self.metrics.audit.user(
+                tokend_shared::AuditKind::Refresh,
+                &tokens.claims.sub,
+                tokens.claims.sid(),
+            );
+        }
         result
     }
 

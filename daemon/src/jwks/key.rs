@@ -314,7 +314,7 @@ impl KeySet {
         }
     }
 
-    pub(super) fn age(&self) -> Option<Duration> {
+    pub fn age(&self) -> Option<Duration> {
         self.fetched_at
             .map(|t| SystemTime::now().duration_since(t).unwrap_or_default())
     }

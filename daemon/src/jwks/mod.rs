@@ -100,6 +100,11 @@ impl Jwks {
         self.keys.load()
     }
 
+    /// The error of the last fetch, if it failed (`None` after a success or before any).
+    pub fn last_error(&self) -> Option<String> {
+        lock(&self.last_error).clone()
+    }
+
     pub fn provider(&self) -> &Arc<Provider> {
         &self.provider
     }

@@ -63,10 +63,23 @@ pub enum VerifyError {
     /// With why there are none (the last fetch's error, e.g. an issuer mismatch).
     #[error("no verification keys are loaded: {0}")]
     KeysUnavailable(String),
-    #[error("the session of this token has ended (logout)")]
-    Revoked,
+    /// Why: logout, back-channel logout, an operator's revocation (`revoked_by_admin`).
+    #[error("{}", revoked_message(*.0))]
+    Revoked(EndReason),
     #[error("the ID token's nonce does not match the login")]
     NonceMismatch,
+}
+
+/// The message of a refusal of a token whose session ended, naming who ended it.
+fn revoked_message(why: EndReason) -> &'static str {
+    match why {
+        EndReason::AdminRevocation => "an administrator revoked the session of this token",
+        EndReason::Logout => "the session of this token has ended (logout)",
+        EndReason::BackchannelLogout => {
+            "the session of this token has ended (logout at the provider, back-channel)"
+        }
+        EndReason::Expired => "the session of this token has ended",
+    }
 }
 
 impl VerifyError {
@@ -85,7 +98,8 @@ impl VerifyError {
             VerifyError::WrongTokenType(_) => Reason::WrongTokenType,
             VerifyError::MissingClaim(_) => Reason::MissingClaim,
             VerifyError::KeysUnavailable(_) => Reason::KeysUnavailable,
-            VerifyError::Revoked => Reason::TokenRevoked,
+            VerifyError::Revoked(EndReason::AdminRevocation) => Reason::RevokedByAdmin,
+            VerifyError::Revoked(_) => Reason::TokenRevoked,
             VerifyError::NonceMismatch => Reason::NonceMismatch,
         }
     }
@@ -154,24 +168,24 @@ impl Verifier {
     }
 
     /// Ends sessions (by `sid`, else by `sub`), puts them on the revocation list, and forgets
-    /// their cached verifications. Returns how many registered sessions ended.
+    /// their cached verifications. Returns the registered sessions that ended.
     pub fn end_sessions(
         &self,
         sid: Option<&str>,
         sub: Option<&str>,
         reason: EndReason,
         now: i64,
-    ) -> usize {
+    ) -> Vec<Arc<Session>> {
         let ended = match (sid, sub) {
             (Some(sid), _) => self.sessions.end_sid(sid, reason, now),
             (None, Some(sub)) => self.sessions.end_sub(sub, reason, now),
-            (None, None) => return 0,
+            (None, None) => return Vec::new(),
         };
         self.cache.forget(|v| match sid {
             Some(sid) => v.claims.sid() == Some(sid),
             None => Some(v.claims.sub.as_str()) == sub,
         });
-        ended.len()
+        ended
     }
 
     /// Registers a login (the flow calls this, not `sessions().create`): a session with the
@@ -302,8 +316,8 @@ impl Verifier {
             _ => return Err(VerifyError::MissingClaim("sub")),
         };
         let sid = c.get("sid").and_then(Value::as_str);
-        if self.sessions.is_revoked(sid, &sub, iat, now) {
-            return Err(VerifyError::Revoked);
+        if let Some(why) = self.sessions.revoked_by(sid, &sub, iat, now) {
+            return Err(VerifyError::Revoked(why));
         }
         let session = sid.and_then(|sid| self.sessions.by_sid(sid));
         if let Some(s) = &session {
@@ -468,8 +482,14 @@ pub(super) mod tests {
         let answered = v.remember(hash, verified, key, now, generation);
         assert_eq!(answered.claims.sub, "erin", "the in-flight answer stands");
         assert!(v.cache().is_empty(), "but it is not remembered");
-        assert_eq!(v.verify(&token).await.err(), Some(VerifyError::Revoked));
-        assert_eq!(v.verify(&token).await.err(), Some(VerifyError::Revoked));
+        assert_eq!(
+            v.verify(&token).await.err(),
+            Some(VerifyError::Revoked(EndReason::AdminRevocation))
+        );
+        assert_eq!(
+            v.verify(&token).await.err(),
+            Some(VerifyError::Revoked(EndReason::AdminRevocation))
+        );
 
         // Without an end in between, the same path caches.
         let other = hs_token(json!({}), &access_claims("fred", "sid-f"));

@@ -1,0 +1,226 @@
+//! The admin API's reads: overview, sessions (filtered, sorted, paged), outstanding codes
+//! (a prefix of their hash, never the code) and the audit ring.
+
+use std::sync::Arc;
+
+use axum::extract::{RawQuery, State};
+use axum::response::Response;
+use tokend_shared::{
+    AuditList, CodeInfo, CodeList, KeyInfo, KeysOverview, Order, Overview, SessionInfo,
+    SessionPage, SessionQuery, SessionSort, StoreOverview,
+};
+
+use super::{AdminError, ok_json};
+use crate::AppState;
+use crate::jwks::{KeyKind, KeySource};
+use crate::store::Kind;
+use crate::verify::now_unix;
+
+/// Default and largest page of the session list.
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+
+/// `GET /v1/admin/overview`.
+pub async fn overview(State(state): State<Arc<AppState>>) -> Response {
+    let rt = state.runtime();
+    let keys = rt.jwks.keys();
+    let last_error = rt.jwks.last_error();
+    let keys_overview = KeysOverview {
+        source: match keys.source {
+            KeySource::None => "none",
+            KeySource::Provider => "provider",
+            KeySource::DiskCache => "disk_cache",
+            KeySource::ClientSecret => "client_secret",
+        }
+        .into(),
+        age_seconds: keys.age().map(|a| a.as_secs()),
+        last_fetch_ok: match (&last_error, keys.source) {
+            (Some(_), _) => Some(false),
+            (None, KeySource::Provider) => Some(true),
+            (None, _) => None,
+        },
+        last_fetch_error: last_error,
+        keys: keys
+            .iter()
+            .map(|k| KeyInfo {
+                kid: k.kid.clone(),
+                alg: k.alg.map(|a| a.to_string()),
+                kind: key_kind(k.kind).into(),
+            })
+            .collect(),
+    };
+    drop(keys);
+    let body = Overview {
+        version: env!("CARGO_PKG_VERSION").into(),
+        started: state.started_unix(),
+        uptime_seconds: state.started.elapsed().as_secs(),
+        config_path: rt.config.source.as_ref().map(|p| p.display().to_string()),
+        last_reload: state.last_reload(),
+        issuer: rt.config.provider.issuer.clone(),
+        keys: keys_overview,
+        store: StoreOverview {
+            kind: state.store.kind_name().into(),
+            codes_outstanding: state.store.outstanding(Kind::ExchangeCode),
+            logins_in_progress: state.store.outstanding(Kind::LoginState),
+        },
+        sessions_active: state.sessions.active(),
+        verifications: state.metrics.audit.verification_counts(),
+    };
+    ok_json(&body)
+}
+
+fn key_kind(k: KeyKind) -> &'static str {
+    match k {
+        KeyKind::Rsa => "RSA",
+        KeyKind::EcP256 => "EC P-256",
+        KeyKind::EcP384 => "EC P-384",
+        KeyKind::EcP521 => "EC P-521",
+        KeyKind::Ed25519 => "Ed25519",
+        KeyKind::Hmac => "HMAC",
+    }
+}
+
+/// `GET /v1/admin/sessions?user&org&role&sort&order&offset&limit`.
+pub async fn sessions(
+    State(state): State<Arc<AppState>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, AdminError> {
+    let q: SessionQuery = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
+        .map_err(|e| AdminError::Query(e.to_string()))?;
+    Ok(ok_json(&page(state.sessions.list(), &q)))
+}
+
+/// Filters, sorts and pages `all`.
+pub(crate) fn page(all: Vec<SessionInfo>, q: &SessionQuery) -> SessionPage {
+    let mut matching: Vec<SessionInfo> = all
+        .into_iter()
+        .filter(|s| {
+            q.user
+                .as_ref()
+                .is_none_or(|u| &s.sub == u || s.email.as_ref() == Some(u))
+        })
+        .filter(|s| {
+            q.org
+                .as_ref()
+                .is_none_or(|o| s.organization_id.as_ref() == Some(o))
+        })
+        .filter(|s| q.role.as_ref().is_none_or(|r| &s.role == r))
+        .collect();
+    match q.sort.unwrap_or_default() {
+        SessionSort::Created => matching.sort_by_key(|s| s.created),
+        SessionSort::LastSeen => matching.sort_by_key(|s| s.last_seen),
+        SessionSort::User => matching.sort_by(|a, b| a.sub.cmp(&b.sub)),
+        SessionSort::Expires => matching.sort_by_key(|s| s.refresh_expires.max(s.access_expires)),
+    }
+    if q.order.unwrap_or_default() == Order::Desc {
+        matching.reverse();
+    }
+    let total = matching.len();
+    let offset = q.offset.unwrap_or(0).min(total);
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let sessions = matching.into_iter().skip(offset).take(limit).collect();
+    SessionPage {
+        total,
+        offset,
+        limit,
+        sessions,
+    }
+}
+
+/// `GET /v1/admin/codes`: outstanding exchange codes, soonest to expire first.
+pub async fn codes(State(state): State<Arc<AppState>>) -> Response {
+    let now = now_unix();
+    let mut codes: Vec<CodeInfo> = state
+        .store
+        .list_codes()
+        .into_iter()
+        .map(|c| CodeInfo {
+            hash_prefix: c.key[..6].iter().map(|b| format!("{b:02x}")).collect(),
+            kind: c.kind.as_str().into(),
+            created: c.created,
+            expires: c.expires,
+            ttl_left: (c.expires - now).max(0),
+            sub: c.sub,
+        })
+        .collect();
+    codes.sort_by_key(|c| c.expires);
+    ok_json(&CodeList { codes })
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    #[serde(default)]
+    after: u64,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// `GET /v1/admin/events?after=SEQ&limit=N`: the audit ring after `after`, oldest first.
+pub async fn events(
+    State(state): State<Arc<AppState>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, AdminError> {
+    let q: EventsQuery = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
+        .map_err(|e| AdminError::Query(e.to_string()))?;
+    let audit = &state.metrics.audit;
+    let limit = q.limit.unwrap_or(audit.capacity()).min(audit.capacity());
+    Ok(ok_json(&AuditList {
+        events: audit.since(q.after, limit),
+        capacity: audit.capacity(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(sub: &str, org: &str, role: &str, created: i64) -> SessionInfo {
+        SessionInfo {
+            sid: Some(format!("sid-{sub}-{created}")),
+            sub: sub.into(),
+            email: Some(format!("{sub}@example.com")),
+            organization_id: Some(org.into()),
+            role: role.into(),
+            created,
+            access_expires: created + 300,
+            refresh_expires: created + 3600,
+            last_seen: created,
+        }
+    }
+
+    #[test]
+    fn filters_sort_and_pages() {
+        let all = vec![
+            s("alice", "o1", "admin", 1),
+            s("bob", "o1", "user", 2),
+            s("alice", "o2", "admin", 3),
+            s("carol", "o2", "user", 4),
+        ];
+        let p = page(all.clone(), &SessionQuery::default());
+        assert_eq!(p.total, 4);
+        assert_eq!(p.sessions[0].created, 4, "newest first by default");
+        let q = SessionQuery {
+            user: Some("alice@example.com".into()),
+            ..Default::default()
+        };
+        assert_eq!(page(all.clone(), &q).total, 2);
+        let q = SessionQuery {
+            org: Some("o2".into()),
+            role: Some("user".into()),
+            ..Default::default()
+        };
+        assert_eq!(page(all.clone(), &q).sessions[0].sub, "carol");
+        let q = SessionQuery {
+            sort: Some(SessionSort::User),
+            order: Some(Order::Asc),
+            offset: Some(1),
+            limit: Some(2),
+            ..Default::default()
+        };
+        let p = page(all, &q);
+        assert_eq!((p.total, p.offset, p.limit), (4, 1, 2));
+        let subs: Vec<&str> = p.sessions.iter().map(|s| s.sub.as_str()).collect();
+        assert_eq!(subs, ["alice", "bob"]);
+    }
+}
