@@ -566,6 +566,9 @@ pub struct Tokend {
     child: Option<Child>,
     pub dir: tempfile::TempDir,
     pub socket: Option<PathBuf>,
+    /// The admin socket: `tokend-admin.sock` beside the app socket (the default), or what the
+    /// test set with [`Tokend::set_admin_socket`].
+    pub admin_socket: Option<PathBuf>,
     pub http_addr: Option<String>,
     pub output: Output,
     http: reqwest::Client,
@@ -659,6 +662,9 @@ impl Tokend {
         }
         Ok(Self {
             child: Some(child),
+            admin_socket: socket
+                .as_ref()
+                .map(|s| s.with_file_name("tokend-admin.sock")),
             socket,
             dir,
             http_addr: None,
@@ -813,6 +819,23 @@ impl Tokend {
     ) -> Result<Answer> {
         let socket = self.socket.as_ref().context("no socket listener")?;
         unix_request(socket, method, path, headers, body).await
+    }
+
+    /// The admin-API client (from `tokend-shared`) on the admin socket.
+    pub fn admin(&self) -> Result<tokend_shared::client::AdminClient> {
+        let socket = self.admin_socket.as_ref().context("no admin socket")?;
+        Ok(tokend_shared::client::AdminClient::new(socket))
+    }
+
+    /// A raw request over the admin socket (for status codes and bodies the client hides).
+    pub async fn admin_unix(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<Answer> {
+        let socket = self.admin_socket.as_ref().context("no admin socket")?;
+        unix_request(socket, method, path, &[], body).await
     }
 
     /// `POST /v1/verify` over the Unix socket.
