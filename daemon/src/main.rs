@@ -11,9 +11,9 @@ use tokend::config::LogFormat;
 #[derive(Parser)]
 #[command(version, about = "Token-verification sidecar for Authentik")]
 struct Cli {
-    /// Configuration file.
-    #[arg(long, short, global = true, env = "TOKEND_CONFIG", default_value = tokend::config::DEFAULT_PATH)]
-    config: PathBuf,
+    /// Configuration file [default: /etc/tokend/tokend.toml; `dev`: none, embedded defaults].
+    #[arg(long, short, global = true, env = "TOKEND_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -24,11 +24,39 @@ enum Command {
     Run,
     /// Validate the configuration, print it with secrets redacted, exit non-zero on error.
     CheckConfig,
+    /// Run with a built-in development issuer on loopback (NOT FOR PRODUCTION): mint tokens
+    /// with `POST /dev/token`, log in through the flow without Authentik.
+    Dev {
+        /// Loopback address of the HTTP listener (`127.0.0.1:0`: any free port).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
+        /// Unix socket [default: $XDG_RUNTIME_DIR/tokend-dev/tokend.sock, or
+        /// /tmp/tokend-dev-<uid>/tokend.sock].
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(&cli.config, Config::process_env()) {
+    if let Some(Command::Dev { http, socket }) = cli.command {
+        let opts = tokend::dev::DevOptions {
+            config: cli.config,
+            http,
+            socket,
+        };
+        return match dev(opts) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tokend dev: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let path = cli
+        .config
+        .unwrap_or_else(|| PathBuf::from(tokend::config::DEFAULT_PATH));
+    let config = match Config::load(&path, Config::process_env()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("tokend: invalid configuration: {e}");
@@ -38,9 +66,10 @@ fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::CheckConfig => {
             print!("{}", config.to_redacted_toml());
-            eprintln!("tokend: {} is valid", cli.config.display());
+            eprintln!("tokend: {} is valid", path.display());
             ExitCode::SUCCESS
         }
+        Command::Dev { .. } => ExitCode::FAILURE,
         Command::Run => match run(config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -53,7 +82,7 @@ fn main() -> ExitCode {
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
-    init_tracing(&config);
+    init_tracing(&config.log.level, config.log.format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -62,15 +91,26 @@ fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_tracing(config: &Config) {
-    let filter = std::env::var("TOKEND_LOG").unwrap_or_else(|_| config.log.level.clone());
+/// `tokend dev`: text logs at `info` (or `TOKEND_LOG`).
+fn dev(opts: tokend::dev::DevOptions) -> anyhow::Result<()> {
+    init_tracing("info", LogFormat::Text);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(tokend::dev::run(opts, shutdown_signal()))?;
+    Ok(())
+}
+
+fn init_tracing(level: &str, format: LogFormat) {
+    let filter = std::env::var("TOKEND_LOG").unwrap_or_else(|_| level.to_string());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match config.log.format {
+    match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
