@@ -484,8 +484,26 @@ async fn dev_login_flow_end_to_end_with_refresh_and_logout() {
         logout_url.contains("/application/o/tokend-dev/end-session/"),
         "{logout_url}"
     );
+    let before = t.metrics().await.expect("metrics");
     let end = browse(&http, &mut jar, &logout_url).await;
-    assert!(end.status == 302 || end.status == 200, "{}", end.status);
+    assert_eq!(end.status, 302, "back to post_logout_redirect_uri");
+    assert_eq!(location(&end), format!("{base}/dev/app/"));
+    let after = t.metrics().await.expect("metrics");
+    assert_eq!(
+        after.delta(
+            &before,
+            "tokend_backchannel_logouts_total{result=\"success\"}"
+        ),
+        1.0,
+        "end-session sends a back-channel logout, as Authentik does"
+    );
+    let forged = browse(
+        &http,
+        &mut jar,
+        &logout_url.replace("id_token_hint=", "id_token_hint=x"),
+    )
+    .await;
+    assert_eq!(forged.status, 302);
     let v = t.verify(&access2).await.expect("v");
     assert_eq!((v.status, v.reason().as_str()), (401, "token_revoked"));
 

@@ -167,7 +167,6 @@ impl DevIssuer {
             "issuer": self.issuer,
             "authorization_endpoint": self.url("authorize/"),
             "token_endpoint": self.url("token/"),
-            "userinfo_endpoint": self.url("userinfo/"),
             "end_session_endpoint": self.url(&format!("{CLIENT_ID}/end-session/")),
             "revocation_endpoint": self.url("revoke/"),
             "backchannel_logout_supported": true,
@@ -192,6 +191,12 @@ impl DevIssuer {
 
     pub fn jwks(&self) -> Value {
         self.key.jwks()
+    }
+
+    /// The `sid` of an ID token this issuer signed (`id_token_hint`).
+    pub fn hint_sid(&self, id_token: &str) -> Option<String> {
+        let claims = self.key.claims_of(id_token, &self.issuer, CLIENT_ID)?;
+        claims["sid"].as_str().map(str::to_string)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

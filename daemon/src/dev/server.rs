@@ -245,7 +245,7 @@ async fn end_session(
     State(issuer): State<Arc<DevIssuer>>,
     Query(q): Query<EndSession>,
 ) -> Response {
-    let sid = q.id_token_hint.as_deref().and_then(hint_sid);
+    let sid = q.id_token_hint.as_deref().and_then(|h| issuer.hint_sid(h));
     if let Some(sid) = sid
         && issuer.session_sub(&sid).is_some()
         && let Err(e) = issuer.backchannel_logout(Some(&sid), None).await
@@ -258,16 +258,11 @@ async fn end_session(
         }
         _ => Html(login::page(
             "Logged out",
-            "<p>The dev session ended. <a href=\"/\">Back</a></p>",
+            &format!(
+                "<p>The dev session ended. <a href=\"{}/dev/app/\">Back to the dev app</a></p>",
+                login::escape(&issuer.tokend_url)
+            ),
         ))
         .into_response(),
     }
-}
-
-/// The `sid` of an ID token hint (the dev issuer's own token; only its payload is read).
-fn hint_sid(hint: &str) -> Option<String> {
-    let payload = hint.split('.').nth(1)?;
-    let bytes = URL_SAFE_NO_PAD.decode(payload).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    v["sid"].as_str().map(str::to_string)
 }
