@@ -102,6 +102,16 @@ struct State {
     sessions: HashMap<String, String>,
 }
 
+/// What a refresh token presented at the token endpoint turns out to be.
+pub enum Refresh {
+    /// Never issued (or forgotten: revoked, expired).
+    Unknown,
+    /// Used before: Authentik rotates refresh tokens and refuses a reuse.
+    Reused,
+    /// Good once: its grant (the token is now used).
+    Granted(Box<Grant>),
+}
+
 /// Tokens of one grant.
 pub struct Minted {
     pub access_token: Secret,
@@ -273,16 +283,15 @@ impl DevIssuer {
         (now_unix() - grant.created < CODE_TTL).then_some(grant)
     }
 
-    /// The grant of a refresh token, marking it used (rotation). `Err(())` when it was used
-    /// before, `Ok(None)` when unknown.
-    pub fn rotate_refresh(&self, token: &str) -> Result<Option<Grant>, ()> {
+    /// The grant of a refresh token, marking it used (rotation).
+    pub fn rotate_refresh(&self, token: &str) -> Refresh {
         let mut st = self.lock();
         match st.refresh.get_mut(&hash(token)) {
-            None => Ok(None),
-            Some(g) if g.revoked => Err(()),
+            None => Refresh::Unknown,
+            Some(g) if g.revoked => Refresh::Reused,
             Some(g) => {
                 g.revoked = true;
-                Ok(Some(g.clone()))
+                Refresh::Granted(Box::new(g.clone()))
             }
         }
     }
@@ -524,4 +533,44 @@ fn uuid4() -> Result<String, DevError> {
         &h[16..20],
         &h[20..32]
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_tokens_rotate_and_a_reuse_is_refused() {
+        let issuer =
+            DevIssuer::new("http://127.0.0.1:1".into(), "http://127.0.0.1:2".into()).expect("new");
+        let user = issuer.users[0].clone();
+        let req = AuthRequest {
+            redirect_uri: issuer.redirect_uri.clone(),
+            state: None,
+            nonce: Some("n".into()),
+            scope: "openid offline_access".into(),
+            code_challenge: None,
+            created: now_unix(),
+        };
+        let code = issuer.issue_code(req, user).expect("code");
+        let grant = issuer.take_code(code.expose()).expect("grant");
+        assert!(
+            issuer.take_code(code.expose()).is_none(),
+            "codes are single use"
+        );
+        let first = issuer.mint_grant(&grant).expect("mint");
+        let rt = first
+            .refresh_token
+            .expect("offline_access gives a refresh token");
+        let Refresh::Granted(next) = issuer.rotate_refresh(rt.expose()) else {
+            panic!("first use");
+        };
+        assert!(matches!(
+            issuer.rotate_refresh(rt.expose()),
+            Refresh::Reused
+        ));
+        let second = issuer.mint_grant(&next).expect("mint");
+        assert_ne!(second.refresh_token, Some(rt));
+        assert!(matches!(issuer.rotate_refresh("nope"), Refresh::Unknown));
+    }
 }

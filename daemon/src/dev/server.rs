@@ -18,7 +18,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokend_shared::Secret;
 
-use super::issuer::{ACCESS_TTL, CLIENT_ID, DEV_PREFIX, DevIssuer, Grant};
+use super::issuer::{ACCESS_TTL, CLIENT_ID, DEV_PREFIX, DevIssuer, Grant, Refresh};
 use super::login;
 
 /// The issuer's router.
@@ -127,11 +127,11 @@ async fn token(
                 );
             };
             match issuer.rotate_refresh(rt) {
-                Ok(Some(g)) => g,
-                Ok(None) => {
+                Refresh::Granted(g) => *g,
+                Refresh::Unknown => {
                     return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "unknown token");
                 }
-                Err(()) => {
+                Refresh::Reused => {
                     tracing::warn!(
                         "dev issuer: a used (rotated) refresh token was presented again"
                     );
