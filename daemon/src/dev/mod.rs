@@ -150,6 +150,9 @@ pub async fn run(
     };
     let dir = dev_dir();
     prepare_dir(&dir)?;
+    // The last run's JWKS cache holds another ephemeral key of another issuer port: useless,
+    // and tokend would warn about it at every start.
+    let _ = std::fs::remove_file(dir.join("jwks.json"));
     let socket = opts
         .socket
         .or(file_socket)
