@@ -27,7 +27,8 @@ enum Command {
     /// Run with a built-in development issuer on loopback (NOT FOR PRODUCTION): mint tokens
     /// with `POST /dev/token`, log in through the flow without Authentik.
     Dev {
-        /// Loopback address of the HTTP listener (`127.0.0.1:0`: any free port).
+        /// Loopback address of the HTTP listener [default: the file's listen.http, or
+        /// 127.0.0.1:9180]; `127.0.0.1:0` picks a free port (the banner shows it).
         #[arg(long, value_name = "ADDR")]
         http: Option<std::net::SocketAddr>,
         /// Unix socket [default: $XDG_RUNTIME_DIR/tokend-dev/tokend.sock, or
