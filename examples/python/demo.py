@@ -65,7 +65,8 @@ claims = tokend.verify(jane["access_token"])
 check("valid token verifies", claims.get("sub") == "py-jane", f"sub = {claims.get('sub')!r}")
 check("claims carry email, name, organizationId",
       (claims.get("email"), claims.get("name"), claims.get("organizationId"))
-      == ("jane@example.com", "Jane Doe", "org-py"), repr(claims))
+      == ("jane@example.com", "Jane Doe", "org-py"),
+      repr((claims.get("email"), claims.get("name"), claims.get("organizationId"))))
 check("claims carry a role", isinstance(claims.get("role"), str), repr(claims.get("role")))
 check("a 'Bearer ' prefix is tolerated",
       tokend.verify("Bearer " + jane["access_token"]).get("sub") == "py-jane")
@@ -89,7 +90,7 @@ check("code redeemed: the same access token",
       parked.get("access_token") == jane["access_token"])
 check("code redeemed: the refresh token and claims",
       parked.get("refresh_token") == "py-refresh-token-opaque" and parked["claims"]["sub"] == "py-jane",
-      repr({k: parked.get(k) for k in ("refresh_token", "claims")}))
+      repr((parked.get("refresh_token"), parked["claims"].get("sub"))))
 refused("second redemption refused", CodeRefused, "code_already_redeemed",
         lambda: tokend.redeem_code(code))
 refused("unknown code refused", CodeRefused, "unknown_code",
