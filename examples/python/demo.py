@@ -24,6 +24,15 @@ from tokend_client import (  # noqa: E402
 )
 
 tokend = Tokend()  # $TOKEND_SOCKET
+
+
+def unexpected(exc_type, exc, tb):
+    """An exception where a check expected an answer (e.g. a valid token refused)."""
+    print(f"FAIL python: unexpected {exc_type.__name__}: {exc}", file=sys.stderr)
+    sys.__excepthook__(exc_type, exc, tb)
+
+
+sys.excepthook = unexpected
 secrets_file = os.environ.get("EXAMPLES_SECRETS")
 
 

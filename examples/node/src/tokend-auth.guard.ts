@@ -28,7 +28,7 @@ export class TokendAuthGuard implements CanActivate {
 
   async canActivate(context: ExecutionContext): Promise<boolean> {
     const req = context.switchToHttp().getRequest<{ headers: any; cookies?: any; user?: TokendUser }>();
-    const outcome = await authenticate(this.tokend, req, this.cookieName ?? undefined);
+    const outcome = await authenticate(this.tokend, req, this.cookieName);
     if (!outcome.ok) {
       // The body passport's guard gave ({statusCode, message}), plus tokend's reason.
       const message = outcome.status === 401 ? 'Unauthorized' : 'Service Unavailable';

@@ -36,7 +36,7 @@ async function mint(claims: Record<string, unknown>): Promise<Minted> {
   return res.body;
 }
 
-let current = '';
+let current = 'minting tokens at POST /dev/token';
 async function check(what: string, fn: () => Promise<void> | void) {
   current = what;
   await fn();
