@@ -29,7 +29,17 @@ use crate::{AppState, Runtime};
 
 /// The router; `listen` settings (body limit, timeouts) are fixed at start.
 pub fn router(state: Arc<AppState>, listen: &crate::config::ListenConfig) -> Router {
+    router_with(state, listen, Router::new())
+}
+
+/// [`router`] with `extra` routes (`tokend dev`'s `/dev/*`), served behind the same layers.
+pub fn router_with(
+    state: Arc<AppState>,
+    listen: &crate::config::ListenConfig,
+    extra: Router<Arc<AppState>>,
+) -> Router {
     Router::new()
+        .merge(extra)
         .route("/livez", get(livez))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

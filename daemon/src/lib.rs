@@ -9,6 +9,7 @@ pub mod api;
 pub mod audit;
 pub mod codes;
 pub mod config;
+pub mod dev;
 pub mod doctor;
 pub mod error;
 pub mod extract;
@@ -85,7 +86,6 @@ pub(crate) struct RefresherStop {
 }
 
 /// Everything the request handlers share: cheap handles only.
-#[derive(Debug)]
 pub struct AppState {
     /// The runtime in force; swapped atomically by a reload.
     current: ArcSwap<Runtime>,
@@ -107,12 +107,65 @@ pub struct AppState {
     started_at: std::time::SystemTime,
     /// The outcome of the last reload, for the admin overview.
     last_reload: std::sync::Mutex<Option<tokend_shared::ReloadStatus>>,
+    /// Reads the configuration file again for a reload.
+    loader: ConfigLoader,
+}
+
+/// How a reload reads the configuration file: [`Config::load`] with the process environment,
+/// unless the daemon was started another way (`tokend dev` puts its issuer in place of the
+/// file's `[provider]`).
+pub type ConfigLoader =
+    Arc<dyn Fn(&std::path::Path) -> Result<Config, config::ConfigError> + Send + Sync>;
+
+fn default_loader() -> ConfigLoader {
+    Arc::new(|path| Config::load(path, Config::process_env()))
+}
+
+/// What a caller of [`run_with`] adds to the daemon (`tokend dev` does).
+pub struct Hooks {
+    /// Routes served beside the API's, on both listeners and behind the same layers.
+    pub routes: axum::Router<Arc<AppState>>,
+    /// How reloads read the file.
+    pub loader: ConfigLoader,
+    /// Listeners bound already (adopted as socket-activated ones are).
+    pub activated: listen::Activated,
+    /// Called once every listener is bound, before the first request is served.
+    pub on_listening: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Self {
+            routes: axum::Router::new(),
+            loader: default_loader(),
+            activated: listen::Activated::default(),
+            on_listening: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("current", &self.current)
+            .field("sessions", &self.sessions)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AppState {
     /// Builds the state; loads the JWKS disk cache when there is one. No network I/O here,
     /// but it spawns the JWKS refresher, so it must be called within a tokio runtime.
     pub fn new(config: Config, stop: watch::Receiver<bool>) -> Result<Arc<Self>, Error> {
+        Self::with_loader(config, stop, default_loader())
+    }
+
+    /// [`AppState::new`] with the way reloads read the file.
+    pub fn with_loader(
+        config: Config,
+        stop: watch::Receiver<bool>,
+        loader: ConfigLoader,
+    ) -> Result<Arc<Self>, Error> {
         let metrics = Metrics::new();
         let sessions = Arc::new(Sessions::new(config.revocation_ttl(), metrics.clone()));
         let store: Arc<dyn Store> = Arc::new(MemoryStore::new(
@@ -151,6 +204,7 @@ impl AppState {
             started: std::time::Instant::now(),
             started_at: std::time::SystemTime::now(),
             last_reload: std::sync::Mutex::new(None),
+            loader,
         });
         Ok(state)
     }
@@ -284,6 +338,25 @@ pub(crate) fn build_runtime(
 
 /// Runs the daemon until `shutdown` resolves, then drains in-flight requests and returns.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
+    let activated = listen::Activated::from_env()?;
+    run_with(
+        config,
+        shutdown,
+        Hooks {
+            activated,
+            ..Hooks::default()
+        },
+    )
+    .await
+}
+
+/// [`run`] with `hooks`: extra routes, another file loader for reloads, listeners bound
+/// already, a call once listening.
+pub async fn run_with(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+    hooks: Hooks,
+) -> Result<(), Error> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let listen_cfg = config.listen.clone();
     for w in config.warnings() {
@@ -291,8 +364,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
     }
     let admin_cfg = config.admin.clone();
     let admin_socket = config.admin_socket();
-    let state = AppState::new(config, stop_rx.clone())?;
-    let bound = listen::bind_all(&listen_cfg)?;
+    let state = AppState::with_loader(config, stop_rx.clone(), hooks.loader)?;
+    let bound = listen::bind_with(&listen_cfg, hooks.activated)?;
     let admin_bound = match &admin_socket {
         Some(path) => Some(
             listen::bind_unix(path, admin_cfg.socket_mode, admin_cfg.socket_group.as_ref())
@@ -302,7 +375,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
             tracing::info!(
                 "admin API off: {}",
                 if admin_cfg.enabled {
-                    "there is no listen.socket to put it beside; set admin.socket to a path                      to serve it"
+                    "there is no listen.socket to put it beside; set admin.socket to a path to \
+                     serve it"
                 } else {
                     "admin.enabled = false"
                 }
@@ -310,6 +384,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
             None
         }
     };
+    if let Some(f) = hooks.on_listening {
+        f();
+    }
 
     let mut background = tokio::task::JoinSet::new();
     background.spawn(sweep(state.clone(), stop_rx.clone()));
@@ -327,7 +404,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send) -> R
 
     let server = tokio::spawn(listen::serve(
         bound,
-        api::router(state.clone(), &listen_cfg),
+        api::router_with(state.clone(), &listen_cfg, hooks.routes),
         listen::ServeOptions::from(&listen_cfg),
         stop_rx.clone(),
     ));

@@ -59,6 +59,10 @@ pub enum ListenError {
     ActivatedNonLoopback { addr: std::net::SocketAddr },
 }
 
+/// The name `tokend dev` gives the TCP listener it binds before start (to learn the port of
+/// `127.0.0.1:0` for its issuer's redirect URI); not systemd's.
+pub const DEV_NAME: &str = "tokend-dev";
+
 /// A bound listener, ready to accept.
 pub enum Bound {
     Unix {
@@ -208,7 +212,8 @@ fn bind_into(
 ) -> Result<(), ListenError> {
     let have_unix = !activated.unix.is_empty();
     let have_tcp = !activated.tcp.is_empty();
-    if !activated.is_empty() {
+    let by_dev = activated.unix.is_empty() && activated.tcp.iter().all(|(_, n)| n == DEV_NAME);
+    if !activated.is_empty() && !by_dev {
         tracing::info!(
             unix = activated.unix.len(),
             tcp = activated.tcp.len(),

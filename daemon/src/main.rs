@@ -1,6 +1,6 @@
 //! The `tokend` binary: parse arguments, load the config, set up logging, call [`tokend::run`].
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -11,9 +11,9 @@ use tokend::config::{ConfigError, LogFormat};
 #[derive(Parser)]
 #[command(version, about = "Token-verification sidecar for Authentik")]
 struct Cli {
-    /// Configuration file.
-    #[arg(long, short, global = true, env = "TOKEND_CONFIG", default_value = tokend::config::DEFAULT_PATH)]
-    config: PathBuf,
+    /// Configuration file [default: /etc/tokend/tokend.toml; `dev`: none, embedded defaults].
+    #[arg(long, short, global = true, env = "TOKEND_CONFIG")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -31,14 +31,43 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run with a built-in development issuer on loopback (NOT FOR PRODUCTION): mint tokens
+    /// with `POST /dev/token`, log in through the flow without Authentik.
+    Dev {
+        /// Loopback address of the HTTP listener [default: the file's listen.http, or
+        /// 127.0.0.1:9180]; `127.0.0.1:0` picks a free port (the banner shows it).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<std::net::SocketAddr>,
+        /// Unix socket [default: $XDG_RUNTIME_DIR/tokend-dev/tokend.sock, or
+        /// /tmp/tokend-dev-<uid>/tokend.sock].
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Doctor { json }) = cli.command {
-        return doctor(&cli.config, json);
+    if let Some(Command::Dev { http, socket }) = cli.command {
+        let opts = tokend::dev::DevOptions {
+            config: cli.config,
+            http,
+            socket,
+        };
+        return match dev(opts) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tokend dev: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
     }
-    let config = match Config::load(&cli.config, Config::process_env()) {
+    let path = cli
+        .config
+        .unwrap_or_else(|| PathBuf::from(tokend::config::DEFAULT_PATH));
+    if let Some(Command::Doctor { json }) = cli.command {
+        return doctor(&path, json);
+    }
+    let config = match Config::load(&path, Config::process_env()) {
         Ok(c) => c,
         Err(e @ ConfigError::Missing { .. }) => {
             eprintln!("tokend: {e}");
@@ -55,10 +84,11 @@ fn main() -> ExitCode {
             for w in config.warnings() {
                 eprintln!("tokend: warning: {w}");
             }
-            eprintln!("tokend: {} is valid", cli.config.display());
+            eprintln!("tokend: {} is valid", path.display());
             ExitCode::SUCCESS
         }
-        Command::Doctor { json } => doctor(&cli.config, json),
+        // Both answered above, before the config is loaded.
+        Command::Doctor { .. } | Command::Dev { .. } => ExitCode::FAILURE,
         Command::Run => {
             let json_log = matches!(config.log.format, LogFormat::Json);
             match run(config) {
@@ -77,7 +107,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn doctor(path: &std::path::Path, json: bool) -> ExitCode {
+fn doctor(path: &Path, json: bool) -> ExitCode {
     let report = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -104,7 +134,7 @@ fn doctor(path: &std::path::Path, json: bool) -> ExitCode {
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
-    init_tracing(&config);
+    init_tracing(&config.log.level, config.log.format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -113,15 +143,26 @@ fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_tracing(config: &Config) {
-    let filter = std::env::var("TOKEND_LOG").unwrap_or_else(|_| config.log.level.clone());
+/// `tokend dev`: text logs at `info` (or `TOKEND_LOG`).
+fn dev(opts: tokend::dev::DevOptions) -> anyhow::Result<()> {
+    init_tracing("info", LogFormat::Text);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(tokend::dev::run(opts, shutdown_signal()))?;
+    Ok(())
+}
+
+fn init_tracing(level: &str, format: LogFormat) {
+    let filter = std::env::var("TOKEND_LOG").unwrap_or_else(|_| level.to_string());
     let filter = tracing_subscriber::EnvFilter::try_new(&filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match config.log.format {
+    match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }

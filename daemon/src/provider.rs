@@ -497,7 +497,7 @@ pub fn check_issuer(expected: &str, meta: &ProviderMetadata) -> Result<(), Provi
 }
 
 /// reqwest's Display hides the cause ("error sending request"); the chain says what happened.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut msg = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use tokend_shared::ReloadStatus;
 use tokio::sync::watch;
 
-use crate::config::{Config, ConfigError};
+use crate::config::ConfigError;
 use crate::jwks::JwksError;
 use crate::{AppState, Reuse, build_jwks, build_runtime};
 
@@ -102,7 +102,7 @@ async fn try_reload(state: &AppState) -> Result<Outcome, ReloadError> {
     let _one_at_a_time = state.reload_lock.lock().await;
     let old = state.config();
     let path = old.source.clone().ok_or(ReloadError::NoFile)?;
-    let mut new = Config::load(&path, Config::process_env())?;
+    let mut new = (state.loader)(&path)?;
 
     let mut restart_required = Vec::new();
     if !same(&old.listen, &new.listen) {
@@ -118,7 +118,7 @@ async fn try_reload(state: &AppState) -> Result<Outcome, ReloadError> {
         new.log = old.log.clone();
     }
     // The admin socket itself is bound at start; its allow lists apply at once.
-    let admin_socket = |c: &Config| {
+    let admin_socket = |c: &crate::Config| {
         (
             c.admin_socket(),
             c.admin.socket_mode,

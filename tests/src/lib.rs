@@ -566,8 +566,8 @@ pub struct Tokend {
     child: Option<Child>,
     pub dir: tempfile::TempDir,
     pub socket: Option<PathBuf>,
-    /// The admin socket: `tokend-admin.sock` beside the app socket (the default), or what the
-    /// test set with [`Tokend::set_admin_socket`].
+    /// The admin socket: `tokend-admin.sock` beside the app socket (the default); a test that
+    /// configures another path sets it here.
     pub admin_socket: Option<PathBuf>,
     pub http_addr: Option<String>,
     pub output: Output,
@@ -674,6 +674,54 @@ impl Tokend {
                 .build()?,
             want_http,
         })
+    }
+
+    /// Starts `tokend dev <args>` with `XDG_RUNTIME_DIR` in a fresh temporary directory (so
+    /// the default socket is `<dir>/tokend-dev/tokend.sock`) and waits until it listens; the
+    /// TCP address is read from the log, as for [`Tokend::start`]. `--http 127.0.0.1:0` is
+    /// added unless `args` has `--http`.
+    pub async fn start_dev(args: &[&str]) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut t = Self::spawn_dev(args, dir)?;
+        t.wait_listening().await?;
+        Ok(t)
+    }
+
+    /// Starts `tokend dev <args>` in `dir` without waiting (see [`Tokend::start_dev`]).
+    pub fn spawn_dev(args: &[&str], dir: tempfile::TempDir) -> Result<Self> {
+        let mut child = dev_command(args, dir.path())
+            .spawn()
+            .context("starting tokend dev")?;
+        let output = Output::default();
+        if let Some(s) = child.stdout.take() {
+            output.capture(s, "tokend");
+        }
+        if let Some(s) = child.stderr.take() {
+            output.capture(s, "tokend");
+        }
+        let socket = args
+            .iter()
+            .position(|a| *a == "--socket")
+            .and_then(|i| args.get(i + 1))
+            .map(PathBuf::from)
+            .unwrap_or_else(|| dir.path().join("tokend-dev/tokend.sock"));
+        Ok(Self {
+            child: Some(child),
+            admin_socket: Some(socket.with_file_name("tokend-admin.sock")),
+            socket: Some(socket),
+            dir,
+            http_addr: None,
+            output,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?,
+            want_http: true,
+        })
+    }
+
+    /// Waits for the process to exit on its own (at most 15 s); returns its status.
+    pub async fn wait_exit(&mut self) -> Result<ExitStatus> {
+        self.terminate_wait().await
     }
 
     /// The config file tokend was started with (in its temporary directory).
@@ -962,6 +1010,28 @@ pub async fn run_tokend(config: &Path, args: &[&str]) -> Result<Finished> {
         stdout: String::from_utf8_lossy(&out.stdout).into(),
         stderr: String::from_utf8_lossy(&out.stderr).into(),
     })
+}
+
+/// The command `tokend dev <args>` (plus `--http 127.0.0.1:0` unless given) with a clean
+/// environment and `XDG_RUNTIME_DIR=<runtime_dir>`.
+pub fn dev_command(args: &[&str], runtime_dir: &Path) -> Command {
+    let mut cmd = Command::new(tokend_bin());
+    cmd.arg("dev").args(args);
+    if !args.contains(&"--http") {
+        cmd.args(["--http", "127.0.0.1:0"]);
+    }
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with("TOKEND_") || k.starts_with("AUTHENTIK_") || k.starts_with("LISTEN_") {
+            cmd.env_remove(&*k);
+        }
+    }
+    cmd.env("XDG_RUNTIME_DIR", runtime_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    cmd
 }
 
 /// Runs `tokend check-config` on a file; returns (exit code, stdout, stderr).
