@@ -346,10 +346,13 @@ impl Verifier {
         let signed = self.signed(token).await?;
         let c = signed.claims;
         self.check_common(&c, &self.client_id, now_unix())?;
-        if let Some(azp) = c.get("azp").and_then(Value::as_str)
-            && azp != self.client_id
-        {
-            return Err(VerifyError::WrongAudience(self.client_id.clone()));
+        // OIDC Core §2: azp, when present, is a string naming this client. Anything else — a
+        // string for another party, or not a string at all (issue #9, found by the
+        // `verify_token` fuzz target) — is refused.
+        match c.get("azp") {
+            None => {}
+            Some(Value::String(azp)) if *azp == self.client_id => {}
+            Some(_) => return Err(VerifyError::WrongAudience(self.client_id.clone())),
         }
         match c.get("nonce").and_then(Value::as_str) {
             Some(n) if constant_time_eq(n.as_bytes(), nonce.as_bytes()) => Ok(c),
@@ -534,5 +537,40 @@ pub(super) mod tests {
                 .is_some_and(|s| Arc::ptr_eq(s, &second))
         );
         assert!(v.sessions().refresh_token_ended("rt-1"));
+    }
+
+    /// Issue #9 (found by the `verify_token` fuzz target): an ID token whose `azp` is not a
+    /// string (an array here) was accepted; only a string naming this client is.
+    #[tokio::test]
+    async fn issue_9_id_token_azp_must_be_this_clients_string() {
+        let v = verifier();
+        let now = now_unix();
+        let id_token = |azp: Option<Value>| {
+            let mut c = json!({
+                "iss": ISSUER, "sub": "alice", "aud": "shop", "exp": now + 300, "iat": now,
+                "nonce": "n1", "sid": "s1"
+            });
+            if let Some(azp) = azp {
+                c["azp"] = azp;
+            }
+            hs_token(json!({}), &c)
+        };
+        for ok in [None, Some(json!("shop"))] {
+            let r = v.verify_id_token(&id_token(ok.clone()), "n1").await;
+            assert!(r.is_ok(), "azp {ok:?}: {r:?}");
+        }
+        for bad in [
+            json!("other"),
+            json!(["shop"]),
+            json!(["pwd", "mfa"]),
+            json!(null),
+            json!(1),
+        ] {
+            let r = v.verify_id_token(&id_token(Some(bad.clone())), "n1").await;
+            assert!(
+                matches!(r, Err(VerifyError::WrongAudience(_))),
+                "azp {bad}: {r:?}"
+            );
+        }
     }
 }
