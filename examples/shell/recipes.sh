@@ -105,12 +105,17 @@ expect "dev back-channel logout sent" "$status" 200 '"sent":true'
 status=$(printf '{"token":"%s"}' "$TOKEN" | post /v1/verify)
 expect "revoked token refused" "$status" 401 '"reason":"token_revoked"'
 
-# The admin API answers on the socket only.
+# The admin API (operators only) answers on its own socket — tokend-admin.sock beside the
+# app socket unless [admin] socket says otherwise — and nowhere else: 404 on the app socket
+# and over TCP.
+ADMIN_SOCK="${TOKEND_ADMIN_SOCKET:-$(dirname "$SOCK")/tokend-admin.sock}"
+status=$(curl -sS --unix-socket "$ADMIN_SOCK" -o "$work/body" -w '%{http_code}' http://tokend/v1/admin/sessions)
+expect "admin API on the admin socket" "$status" 200 '"sessions":'
 status=$(curl -sS --unix-socket "$SOCK" -o "$work/body" -w '%{http_code}' http://tokend/v1/admin/sessions)
-expect "admin API on the socket" "$status" 200 '"sessions":'
+expect "admin API absent from the app socket" "$status" 404 '"reason":'
 if [ -n "$HTTP" ]; then
   status=$(printf '' | get_tcp /v1/admin/sessions)
-  expect "admin API refused over TCP" "$status" 403 '"reason":"forbidden"'
+  expect "admin API absent over TCP" "$status" 404 '"reason":'
 fi
 
 echo "shell: all checks passed"
