@@ -139,7 +139,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(tokend::run(config, shutdown_signal()))?;
+    runtime.block_on(async { tokend::run(config, shutdown_signal()).await })?;
     Ok(())
 }
 
@@ -150,7 +150,7 @@ fn dev(opts: tokend::dev::DevOptions) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(tokend::dev::run(opts, shutdown_signal()))?;
+    runtime.block_on(async { tokend::dev::run(opts, shutdown_signal()).await })?;
     Ok(())
 }
 
@@ -168,19 +168,23 @@ fn init_tracing(level: &str, format: LogFormat) {
     }
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Registers the SIGTERM and SIGINT handlers at once — before any listener serves, so a
+/// SIGTERM that arrives while tokend starts is a graceful stop, not the default kill — and
+/// returns a future that resolves on either. Call it inside the runtime.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for SIGTERM");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+                _ = int.recv() => tracing::info!("SIGINT received"),
+            },
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM/SIGINT");
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
     }
 }
