@@ -1,0 +1,93 @@
+//! Unit tests of loading, defaults and accessors of the configuration.
+
+use super::*;
+
+pub(in crate::config) const MINIMAL: &str = r#"
+[listen]
+http = "127.0.0.1:9180"
+
+[provider]
+issuer = "https://auth.example.com/application/o/shop/"
+client_id = "shop"
+"#;
+
+pub(in crate::config) fn load(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    Config::from_toml(
+        text,
+        Path::new("test.toml"),
+        Path::new("/etc/tokend"),
+        env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+}
+
+#[test]
+fn defaults_follow_the_reference_design() {
+    let c = load(MINIMAL, &[]).expect("valid");
+    assert_eq!(c.cookies.access_name, "ecosire_auth");
+    assert_eq!(c.claims.organization_claim, "organizationId");
+    assert_eq!(c.claims.default_role, "user");
+    assert_eq!(c.claims.roles[0].group, "ecosire-admins");
+    assert_eq!(c.verify.leeway, Duration::from_secs(60));
+    assert_eq!(c.jwks.min_refetch_interval, Duration::from_secs(10));
+    assert_eq!(c.listen.socket_mode, 0o660);
+    assert!(!c.listen.allow_non_loopback);
+    assert_eq!(c.audience(), "shop");
+    assert!(c.provider.algorithms.iter().all(|a| !a.is_hmac()));
+}
+
+/// Issue #10: an issuer without its trailing slash is valid but warned about.
+#[test]
+fn issue_10_issuer_without_trailing_slash_is_warned_about() {
+    let c = load(MINIMAL, &[]).expect("valid");
+    assert!(c.warnings().is_empty());
+    let c = load(&MINIMAL.replace("shop/\"", "shop\""), &[]).expect("valid");
+    let w = c.warnings();
+    assert_eq!(w.len(), 1);
+    assert!(w[0].contains("does not end with `/`"), "{w:?}");
+}
+
+#[test]
+fn unknown_key_names_key_and_line() {
+    let err =
+        load(&format!("{MINIMAL}\n[jwks]\nrefresh = \"5m\"\n"), &[]).expect_err("unknown key");
+    let msg = err.to_string();
+    assert!(msg.contains("refresh"), "{msg}");
+    assert!(msg.contains("line 10"), "{msg}");
+}
+
+/// Issue #7: revocations live as long as the longest token they refuse: by default
+/// `cookies.refresh_max_age`, and an explicit shorter `revocation_ttl` is refused.
+#[test]
+fn issue_7_revocation_ttl_covers_refresh_max_age() {
+    let c = load(MINIMAL, &[]).expect("valid");
+    assert_eq!(
+        c.cookies.refresh_max_age,
+        Duration::from_secs(30 * 24 * 3600)
+    );
+    assert_eq!(c.revocation_ttl(), c.cookies.refresh_max_age);
+    assert_eq!(c.sessions.revocation_ttl, Some(c.cookies.refresh_max_age));
+    assert!(
+        c.to_redacted_toml()
+            .contains("revocation_ttl = \"2592000s\"")
+    );
+
+    let short_cookie = format!("{MINIMAL}\n[cookies]\nrefresh_max_age = \"10m\"\n");
+    let c = load(&short_cookie, &[]).expect("valid");
+    assert_eq!(c.revocation_ttl(), Duration::from_secs(3600), "at least 1h");
+
+    let err = load(
+        &format!("{MINIMAL}\n[sessions]\nrevocation_ttl = \"24h\"\n"),
+        &[],
+    )
+    .expect_err("shorter than refresh_max_age");
+    let msg = err.to_string();
+    assert!(msg.contains("sessions.revocation_ttl"), "{msg}");
+    assert!(msg.contains("cookies.refresh_max_age"), "{msg}");
+
+    let c = load(
+        &format!("{MINIMAL}\n[sessions]\nrevocation_ttl = \"45d\"\n"),
+        &[],
+    )
+    .expect("longer is fine");
+    assert_eq!(c.revocation_ttl(), Duration::from_secs(45 * 24 * 3600));
+}
