@@ -30,6 +30,28 @@ pub struct Overview {
     pub sessions_active: usize,
     /// Verifications since start: `"valid"` and every failure reason, e.g. `"expired"`.
     pub verifications: BTreeMap<String, u64>,
+    /// Verifications per second over the last minute, by outcome as in `verifications`
+    /// (outcomes with none in the window are absent).
+    #[serde(default)]
+    pub verification_rates: BTreeMap<String, f64>,
+    /// `/v1/verify` latency over the last minute; `None` when there was no verification.
+    #[serde(default)]
+    pub latency: Option<LatencyOverview>,
+    /// The Authentik events poller; `None` when `[events]` is not configured.
+    #[serde(default)]
+    pub authentik_events: Option<PollerStatus>,
+}
+
+/// Latency of `/v1/verify` over a recent window (the daemon's own handling time).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct LatencyOverview {
+    /// The window, seconds (60).
+    pub window_seconds: u64,
+    /// Verifications in the window.
+    pub count: u64,
+    /// Milliseconds.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
 }
 
 /// The outcome of one reload.
@@ -84,8 +106,18 @@ pub struct KeyInfo {
 pub struct StoreOverview {
     /// `memory`.
     pub kind: String,
+    /// Whether the store answered its last health check (always true for `memory`).
+    #[serde(default = "yes")]
+    pub healthy: bool,
+    /// Why it is unhealthy.
+    #[serde(default)]
+    pub error: Option<String>,
     pub codes_outstanding: usize,
     pub logins_in_progress: usize,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Sort key of the session list.
@@ -246,4 +278,96 @@ pub struct JwksRefreshOutcome {
     pub keys: usize,
     #[serde(default)]
     pub error: Option<String>,
+}
+
+/// State of the Authentik events poller (`[events]`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct PollerStatus {
+    /// `{internal_url}/api/v3/events/events/`, without query.
+    pub url: String,
+    /// Unix seconds of the last poll attempt (`None` before the first).
+    #[serde(default)]
+    pub last_poll: Option<i64>,
+    /// Whether the last poll succeeded (`None` before the first).
+    #[serde(default)]
+    pub last_ok: Option<bool>,
+    /// Why the last poll failed, with the fix where known (401: token invalid or expired;
+    /// 403: the token's user lacks `authentik_events.view_event`). Never the API token.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// HTTP status of the last failed poll, when the provider answered.
+    #[serde(default)]
+    pub last_status: Option<u16>,
+    /// Seconds until the next poll (grows with backoff after failures).
+    pub next_poll_seconds: u64,
+    /// Events held in the ring, and its capacity.
+    pub held: usize,
+    pub capacity: usize,
+    /// Events fetched since start.
+    pub fetched_total: u64,
+}
+
+/// One event from Authentik's Events API (OpenAPI `Event`), as the poller keeps it.
+/// `action` stays a string: `custom_*` and actions newer than this build exist.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct AuthentikEvent {
+    /// The event's UUID (`pk`).
+    pub pk: String,
+    pub action: String,
+    /// The Python module that created it, e.g. `authentik.events.signals`.
+    #[serde(default)]
+    pub app: String,
+    /// As Authentik sent it (RFC 3339).
+    pub created: String,
+    /// `created` as Unix milliseconds (0 if it did not parse).
+    pub created_ms: i64,
+    #[serde(default)]
+    pub client_ip: Option<String>,
+    /// `user.username`, else `context.username` (a failed login's attempted name).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// `user.email`.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// Free-form, as sent (`{}` when absent).
+    #[serde(default)]
+    pub user: serde_json::Value,
+    #[serde(default)]
+    pub context: serde_json::Value,
+    #[serde(default)]
+    pub brand: serde_json::Value,
+    /// Live tokend sessions of the same user (matched by e-mail, or by `sub` equal to the
+    /// username, e-mail or user pk under those `sub_mode`s).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sessions: Vec<SessionLink>,
+}
+
+/// A live session an Authentik event was linked to.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct SessionLink {
+    #[serde(default)]
+    pub sid: Option<String>,
+    pub sub: String,
+    /// `email` or `sub`.
+    pub matched_by: String,
+}
+
+/// Query of `GET /v1/admin/authentik/events` (all optional): `action` exact, `user` matches
+/// username or e-mail exactly, `limit` newest first (default 100, at most the ring).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AuthentikEventQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+/// `GET /v1/admin/authentik/events`: newest first. 404 `not_found` when `[events]` is off.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+pub struct AuthentikEventList {
+    pub events: Vec<AuthentikEvent>,
+    pub poller: PollerStatus,
 }

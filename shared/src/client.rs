@@ -12,8 +12,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::admin::{
-    AuditEvent, AuditList, CodeList, JwksRefreshOutcome, Overview, ReloadStatus, RevokeOutcome,
-    SessionPage, SessionQuery,
+    AuditEvent, AuditList, AuthentikEventList, AuthentikEventQuery, CodeList, JwksRefreshOutcome,
+    Overview, ReloadStatus, RevokeOutcome, SessionPage, SessionQuery,
 };
 use crate::api::{ErrorBody, Reason, RevokeRequest};
 
@@ -129,6 +129,22 @@ impl AdminClient {
     pub async fn events(&self, after: u64) -> Result<AuditList, ClientError> {
         self.call("GET", &format!("/v1/admin/events?after={after}"), None)
             .await
+    }
+
+    /// `GET /v1/admin/authentik/events?…`: Authentik's events as the poller holds them,
+    /// newest first (404 `not_found` when `[events]` is not configured).
+    pub async fn authentik_events(
+        &self,
+        query: &AuthentikEventQuery,
+    ) -> Result<AuthentikEventList, ClientError> {
+        let q =
+            serde_urlencoded::to_string(query).map_err(|e| ClientError::Query(e.to_string()))?;
+        let path = if q.is_empty() {
+            "/v1/admin/authentik/events".to_string()
+        } else {
+            format!("/v1/admin/authentik/events?{q}")
+        };
+        self.call("GET", &path, None).await
     }
 
     /// `POST /v1/admin/sessions/revoke {"sid"}`.

@@ -12,8 +12,9 @@ pub mod client;
 pub mod secret;
 
 pub use admin::{
-    AuditEvent, AuditKind, AuditList, CodeInfo, CodeList, JwksRefreshOutcome, KeyInfo,
-    KeysOverview, Order, Overview, ReloadStatus, RevokeOutcome, SessionPage, SessionQuery,
+    AuditEvent, AuditKind, AuditList, AuthentikEvent, AuthentikEventList, AuthentikEventQuery,
+    CodeInfo, CodeList, JwksRefreshOutcome, KeyInfo, KeysOverview, LatencyOverview, Order,
+    Overview, PollerStatus, ReloadStatus, RevokeOutcome, SessionLink, SessionPage, SessionQuery,
     SessionSort, StoreOverview,
 };
 pub use api::{

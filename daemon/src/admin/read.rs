@@ -62,9 +62,16 @@ pub async fn overview(State(state): State<Arc<AppState>>) -> Response {
             kind: state.store.kind_name().into(),
             codes_outstanding: state.store.outstanding(Kind::ExchangeCode),
             logins_in_progress: state.store.outstanding(Kind::LoginState),
+            // The memory store cannot fail.
+            healthy: true,
+            error: None,
         },
         sessions_active: state.sessions.active(),
         verifications: state.metrics.audit.verification_counts(),
+        // TODO(#11): the last minute's rates and latency, and the events poller.
+        verification_rates: Default::default(),
+        latency: None,
+        authentik_events: None,
     };
     ok_json(&body)
 }
