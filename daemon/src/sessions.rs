@@ -555,6 +555,61 @@ mod tests {
         );
     }
 
+    /// Issue #8 (mutation testing): the sweep ends a session only when both its access and
+    /// its refresh token have lapsed, counts it as `expired`, keeps its refresh token out of
+    /// the ended list (it lapsed, it was not ended), and forgets revocations, `jti`s and
+    /// ended refresh tokens exactly at their end — not a second before.
+    #[test]
+    fn issue_8_the_sweep_ends_what_lapsed_and_forgets_at_the_boundary() {
+        let metrics = Metrics::new();
+        let s = Sessions::new(Duration::from_secs(100), metrics.clone());
+        let c = claims("carol"); // access_expires = exp = 1000
+        let lapsing = |sid: &str, rt: &str, refresh_expires: i64| NewSession {
+            claims: &c,
+            sid: Some(sid.into()),
+            id_token: None,
+            refresh_token: Some(Secret::new(rt)),
+            refresh_expires,
+            now: 1,
+        };
+        s.create(lapsing("short", "rt-short", 500)); // refresh lapses first
+        s.create(lapsing("long", "rt-long", 3000)); // access lapses first
+        let expired = || metrics.sessions_ended.with_label_values(&["expired"]).get();
+
+        s.sweep(999); // neither access token has lapsed
+        assert_eq!((s.active(), expired()), (2, 0));
+        s.sweep(1000); // "short": both lapsed; "long": its refresh token lives on
+        assert_eq!((s.active(), expired()), (1, 1));
+        assert!(s.by_sid("short").is_none() && s.by_sid("long").is_some());
+        assert!(s.by_refresh_token("rt-short").is_none());
+        assert!(!s.refresh_token_ended("rt-short"), "lapsed, not ended");
+        s.sweep(2999);
+        assert_eq!(s.active(), 1);
+        s.sweep(3000);
+        assert_eq!((s.active(), expired()), (0, 2));
+
+        // Revocations (until = now + 100), a jti and an ended refresh token.
+        s.create(lapsing("gone", "rt-gone", 5000));
+        s.end_sid("gone", EndReason::Logout, 4000);
+        s.create(lapsing("other", "rt-other", 5000));
+        s.end_sub("carol", EndReason::Logout, 4000);
+        assert!(s.first_use_of_jti("j", 4100));
+        s.sweep(4099);
+        assert!(s.is_revoked(Some("gone"), "nobody", 0, 4099));
+        assert!(s.is_revoked(None, "carol", 0, 4099));
+        assert!(!s.first_use_of_jti("j", 4100), "still remembered");
+        assert!(s.refresh_token_ended("rt-gone"));
+        s.sweep(4100);
+        assert!(s.revoked_sids.is_empty() && s.revoked_subs.is_empty());
+        assert!(s.seen_jtis.is_empty());
+        assert!(
+            s.refresh_token_ended("rt-gone"),
+            "kept until its own expiry"
+        );
+        s.sweep(5000);
+        assert!(!s.refresh_token_ended("rt-gone"));
+    }
+
     /// Issue #7: a new login with an existing sid replaces the session; the replaced
     /// session's refresh token stays refusable instead of becoming unknown-but-usable (or,
     /// worse, an index into the new session), and the revocation generation moves.

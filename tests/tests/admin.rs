@@ -450,18 +450,29 @@ async fn revoking_a_session_refuses_its_token_at_once_as_revoked_by_admin() -> R
         .admin_unix("POST", "/v1/admin/sessions/revoke", Some("{}".into()))
         .await?;
     assert_eq!((a.status, a.reason()), (400, "bad_request".into()));
-    let err = admin.revoke_session("").await;
-    assert!(
-        matches!(
-            &err,
-            Err(ClientError::Api {
-                status: 400,
-                reason: Reason::BadRequest,
-                ..
-            })
-        ),
-        "{err:?}"
-    );
+    // Issue #8 (mutation testing): every guard on the target is needed — an empty sid, an
+    // empty sub, and both at once are each refused, and nothing is revoked by them.
+    for err in [admin.revoke_session("").await, admin.revoke_user("").await] {
+        assert!(
+            matches!(
+                &err,
+                Err(ClientError::Api {
+                    status: 400,
+                    reason: Reason::BadRequest,
+                    ..
+                })
+            ),
+            "{err:?}"
+        );
+    }
+    let both = t
+        .admin_unix(
+            "POST",
+            "/v1/admin/sessions/revoke",
+            Some(r#"{"sid":"s","sub":"alice"}"#.into()),
+        )
+        .await?;
+    assert_eq!((both.status, both.reason()), (400, "bad_request".into()));
     let secrets = [
         laptop.access.as_str(),
         laptop.refresh.as_str(),

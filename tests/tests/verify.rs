@@ -352,6 +352,13 @@ async fn hs256_only_when_configured() -> R {
         parts.join(".")
     };
     assert_eq!(t.verify(&wrong_secret).await?.reason(), "bad_signature");
+    // Issue #8 (mutation testing): in HS256 mode a forced key refresh never asks the provider
+    // for a JWKS nor replaces the client secret with its `{}`: HS256 tokens still verify.
+    let jwks0 = p.jwks_requests().await?;
+    let refreshed = t.admin()?.refresh_jwks().await?;
+    assert!(refreshed.ok, "{refreshed:?}");
+    assert_eq!(p.jwks_requests().await?, jwks0);
+    assert_eq!(t.verify(&hs).await?.status, 200);
     t.output.assert_free_of(&[&hs, &p.client_secret]);
     Ok(())
 }

@@ -196,6 +196,50 @@ mod tests {
         );
     }
 
+    /// Issue #8 (mutation testing): the leeway widens each time check of a logout token by
+    /// exactly its amount — `iat` and `nbf` may lie up to it in the future, `exp` up to it in
+    /// the past — and the `jti` is remembered until max(exp, iat + 10 × leeway) + leeway.
+    #[tokio::test]
+    async fn issue_8_logout_token_leeway_arithmetic() {
+        let v = crate::verify::tests::verifier_with("[verify]\nleeway = \"30s\"\n");
+        let check = |field: &'static str, offset: i64, n: u32| {
+            let mut c = logout_claims(&format!("lw{n}"));
+            let now = now_unix();
+            c[field] = json!(now + offset);
+            if field == "exp" {
+                c["iat"] = json!(now - 600);
+            }
+            hs_token(json!({}), &c)
+        };
+        let mut n = 0;
+        for (field, inside, outside) in [("iat", 25, 35), ("nbf", 25, 35), ("exp", -25, -35)] {
+            n += 2;
+            let ok = v.verify_logout_token(&check(field, inside, n)).await;
+            assert!(
+                ok.is_ok(),
+                "{field} {inside:+}s is within the leeway: {ok:?}"
+            );
+            let err = v.verify_logout_token(&check(field, outside, n + 1)).await;
+            assert!(err.is_err(), "{field} {outside:+}s is outside the leeway");
+        }
+
+        let now = now_unix();
+        for (iat, exp, until) in [
+            (now, now + 120, now + 300 + 30),   // iat + 10 × leeway is later
+            (now, now + 1000, now + 1000 + 30), // exp is later
+        ] {
+            let mut c = logout_claims("lw-until");
+            c["iat"] = json!(iat);
+            c["exp"] = json!(exp);
+            c["jti"] = json!(format!("lw-until-{exp}"));
+            let claims = v
+                .verify_logout_token(&hs_token(json!({}), &c))
+                .await
+                .expect("valid");
+            assert_eq!(claims.valid_until, until, "iat {iat}, exp {exp}");
+        }
+    }
+
     /// Issue #9: a leeway near the largest duration does not overflow the jti memory time.
     #[tokio::test]
     async fn issue_9_huge_leeway_does_not_overflow_the_jti_memory() {
