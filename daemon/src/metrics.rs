@@ -19,6 +19,9 @@ pub struct Metrics {
     /// the counters so every component that counts can also record; not exported to
     /// Prometheus.
     pub audit: Arc<crate::audit::Audit>,
+    /// The last minute of verifications (rates by outcome, latency percentiles) for the
+    /// admin overview; atomics only, not exported to Prometheus.
+    pub window: crate::window::Window,
     /// Access-token verifications by result (`valid`/`invalid`) and reason.
     pub verifications: IntCounterVec,
     /// Time of one verification (cache hits included).
@@ -60,6 +63,11 @@ pub struct Metrics {
     pub restart_required: IntGauge,
     /// Requests to the provider by endpoint (discovery, jwks, token, revocation).
     pub upstream_duration: HistogramVec,
+    /// Polls of Authentik's Events API by result (`success`, `unauthorized`, `forbidden`,
+    /// `http_error`, `unreachable`, `invalid`).
+    pub events_polls: IntCounterVec,
+    /// Authentik events new to the poller's ring.
+    pub events_fetched: IntCounter,
     /// Pre-resolved children of `verifications`, so the hot path does no label lookup.
     valid: IntCounter,
 }
@@ -264,9 +272,22 @@ impl Metrics {
                 "tokend_config_restart_required",
                 "1 when the file changes settings that only a restart applies.",
             ),
+            events_polls: counter_vec(
+                &r,
+                "tokend_authentik_event_polls_total",
+                "Polls of Authentik's Events API by result (success, unauthorized, forbidden, \
+                 http_error, unreachable, invalid).",
+                &["result"],
+            ),
+            events_fetched: counter(
+                &r,
+                "tokend_authentik_events_fetched_total",
+                "Authentik events fetched that the poller did not hold yet.",
+            ),
             upstream_duration,
             registry: r,
             audit: Arc::new(crate::audit::Audit::default()),
+            window: crate::window::Window::default(),
         };
         m.last_reload_success.set(1);
         m.last_reload_timestamp.set(unix_now());
@@ -286,6 +307,7 @@ impl Metrics {
     /// Counts one verification.
     pub fn verified(&self, result: Result<(), Reason>, took: Duration) {
         self.audit.verified(result);
+        self.window.record(result, took);
         match result {
             Ok(()) => self.valid.inc(),
             Err(reason) => self
