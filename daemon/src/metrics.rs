@@ -3,7 +3,7 @@
 //! vocabularies (results, reasons, steps) — never tokens, codes, users or URLs.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -304,10 +304,13 @@ impl Metrics {
         Arc::new(m)
     }
 
-    /// Counts one verification.
-    pub fn verified(&self, result: Result<(), Reason>, took: Duration) {
+    /// Counts one verification that began at `started` and ends now.
+    pub fn verified(&self, result: Result<(), Reason>, started: Instant) {
+        // One clock read serves the duration and the window's second.
+        let ended = Instant::now();
+        let took = ended.saturating_duration_since(started);
         self.audit.verified(result);
-        self.window.record(result, took);
+        self.window.record(result, took, ended);
         match result {
             Ok(()) => self.valid.inc(),
             Err(reason) => self
@@ -360,8 +363,8 @@ mod tests {
     #[test]
     fn renders_every_family_with_prefix_and_build_info() {
         let m = Metrics::new();
-        m.verified(Ok(()), Duration::from_micros(3));
-        m.verified(Err(Reason::Expired), Duration::from_micros(30));
+        m.verified(Ok(()), Instant::now());
+        m.verified(Err(Reason::Expired), Instant::now());
         m.flow_step("login", true);
         let text = m.render(3, 2);
         assert!(

@@ -78,9 +78,11 @@ pub struct Snapshot {
 }
 
 impl Window {
-    /// Counts one verification.
-    pub fn record(&self, result: Result<(), Reason>, took: Duration) {
-        self.record_at(self.now(), result, took);
+    /// Counts one verification that took `took` and ended at `ended` (passed in, so the hot
+    /// path reads the clock once for the duration and the slot).
+    pub fn record(&self, result: Result<(), Reason>, took: Duration, ended: Instant) {
+        let second = ended.saturating_duration_since(self.start).as_secs() + 1;
+        self.record_at(second, result, took);
     }
 
     /// The window over the last [`WINDOW_SECONDS`].

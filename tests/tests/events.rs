@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 use tokend_e2e::flow::{flow_setup, log_in};
-use tokend_e2e::{Provider, Tokend, TokendConfig, jwt_payload};
+use tokend_e2e::{Provider, ProviderOptions, Tokend, TokendConfig, jwt_payload};
 use tokend_shared::client::{AdminClient, ClientError};
 use tokend_shared::{AuthentikEventList, AuthentikEventQuery, PollerStatus, Reason};
 
@@ -303,6 +303,52 @@ async fn issue_11_a_failing_authentik_is_backed_off_and_the_ring_kept() -> R {
     let s = wait_status(&t, "recovered", |s| s.last_ok == Some(true)).await?;
     assert!(s.next_poll_seconds <= 1, "the interval again: {s:?}");
     assert_eq!(s.held, 7);
+
+    // A poll waiting on a slow or failing Authentik never holds up the shutdown.
+    p.events_mode("error").await?;
+    wait_status(&t, "500 again", |s| s.last_status == Some(500)).await?;
+    let mut t = t;
+    let stopping = std::time::Instant::now();
+    let status = t.terminate().await?;
+    assert!(status.success(), "{status:?}\n{}", t.output.text());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(5),
+        "stopped in {:?}",
+        stopping.elapsed()
+    );
+    Ok(())
+}
+
+/// The internal-URL deployment: the public issuer is `https://auth.example.test/…` (TLS ends at
+/// a proxy), tokend reaches Authentik at `internal_url` and sends the public Host and
+/// `X-Forwarded-Proto`, as it does for discovery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_11_events_are_read_through_the_internal_url_with_the_public_host() -> R {
+    let p = Provider::start_with(ProviderOptions {
+        public_host: Some("auth.example.test".into()),
+        public_scheme: Some("https".into()),
+        ..Default::default()
+    })
+    .await?;
+    let dir = tempfile::tempdir()?;
+    let mut cfg = TokendConfig::for_provider(&p);
+    cfg.internal_url = Some(format!("http://127.0.0.1:{}", p.port));
+    cfg.tail = events_section(&p, dir.path(), "");
+    let t = Tokend::start_in(&cfg, dir).await?;
+    t.wait_ready().await?;
+    let s = wait_status(&t, "first poll", |s| s.held == 7).await?;
+    assert_eq!(
+        s.url,
+        format!("http://127.0.0.1:{}/api/v3/events/events/", p.port),
+        "the status names where the requests go"
+    );
+    let seen = p.seen_from_tokend("events").await?;
+    assert!(!seen.is_empty());
+    for e in &seen {
+        assert_eq!(e["host"], "auth.example.test", "{e}");
+        assert_eq!(e["x_forwarded_proto"], "https", "{e}");
+    }
+    t.output.assert_free_of(&[&p.api_token]);
     Ok(())
 }
 
