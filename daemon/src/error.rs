@@ -200,6 +200,7 @@ impl From<AdminError> for ApiError {
             AdminError::RevokeTarget | AdminError::Query(_) => {
                 ApiError::new(Reason::BadRequest, e.to_string())
             }
+            AdminError::EventsOff => ApiError::new(Reason::NotFound, e.to_string()),
             AdminError::Body(inner) => inner,
         }
     }

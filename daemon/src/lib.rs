@@ -12,6 +12,7 @@ pub mod config;
 pub mod dev;
 pub mod doctor;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod flow;
 /// Entry points for the fuzz targets (`fuzz/`), with the `fuzzing` feature only.
@@ -28,6 +29,7 @@ pub mod sessions;
 pub mod store;
 pub mod systemd;
 pub mod verify;
+pub mod window;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +56,8 @@ pub enum Error {
     Listen(#[from] listen::ListenError),
     #[error(transparent)]
     Provider(#[from] provider::ProviderError),
+    #[error(transparent)]
+    Events(#[from] events::EventsError),
 }
 
 /// Everything built from one configuration; replaced as a whole by a reload. A request holds
@@ -95,6 +99,9 @@ pub struct AppState {
     pub sessions: Arc<Sessions>,
     /// Prometheus metrics, shared by every component.
     pub metrics: Arc<Metrics>,
+    /// The Authentik events poller (`[events]`); `None` when off. Replaced by a reload that
+    /// changes `[events]` or `[provider]` (dropping the old handle stops its task).
+    pub events: arc_swap::ArcSwapOption<events::Poller>,
     /// Tells systemd about readiness, reloads (`reloading()`/`reloaded()`), status and
     /// shutdown; a no-op outside systemd.
     pub notifier: systemd::Notifier,
@@ -181,6 +188,7 @@ impl AppState {
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "JWKS disk cache not used"),
         }
+        let poller = events::Poller::start(&config, &metrics, stop.clone())?;
         let notifier = systemd::Notifier::from_env();
         let active = sessions.clone();
         notifier.add_status_field("sessions", move || active.active().to_string());
@@ -198,6 +206,7 @@ impl AppState {
             store,
             sessions,
             metrics,
+            events: arc_swap::ArcSwapOption::new(poller),
             notifier,
             stop,
             reload_lock: tokio::sync::Mutex::new(()),

@@ -3,7 +3,7 @@
 //! vocabularies (results, reasons, steps) — never tokens, codes, users or URLs.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -19,6 +19,9 @@ pub struct Metrics {
     /// the counters so every component that counts can also record; not exported to
     /// Prometheus.
     pub audit: Arc<crate::audit::Audit>,
+    /// The last minute of verifications (rates by outcome, latency percentiles) for the
+    /// admin overview; atomics only, not exported to Prometheus.
+    pub window: crate::window::Window,
     /// Access-token verifications by result (`valid`/`invalid`) and reason.
     pub verifications: IntCounterVec,
     /// Time of one verification (cache hits included).
@@ -60,6 +63,11 @@ pub struct Metrics {
     pub restart_required: IntGauge,
     /// Requests to the provider by endpoint (discovery, jwks, token, revocation).
     pub upstream_duration: HistogramVec,
+    /// Polls of Authentik's Events API by result (`success`, `unauthorized`, `forbidden`,
+    /// `http_error`, `unreachable`, `invalid`).
+    pub events_polls: IntCounterVec,
+    /// Authentik events new to the poller's ring.
+    pub events_fetched: IntCounter,
     /// Pre-resolved children of `verifications`, so the hot path does no label lookup.
     valid: IntCounter,
 }
@@ -264,9 +272,22 @@ impl Metrics {
                 "tokend_config_restart_required",
                 "1 when the file changes settings that only a restart applies.",
             ),
+            events_polls: counter_vec(
+                &r,
+                "tokend_authentik_event_polls_total",
+                "Polls of Authentik's Events API by result (success, unauthorized, forbidden, \
+                 http_error, unreachable, invalid).",
+                &["result"],
+            ),
+            events_fetched: counter(
+                &r,
+                "tokend_authentik_events_fetched_total",
+                "Authentik events fetched that the poller did not hold yet.",
+            ),
             upstream_duration,
             registry: r,
             audit: Arc::new(crate::audit::Audit::default()),
+            window: crate::window::Window::default(),
         };
         m.last_reload_success.set(1);
         m.last_reload_timestamp.set(unix_now());
@@ -283,9 +304,13 @@ impl Metrics {
         Arc::new(m)
     }
 
-    /// Counts one verification.
-    pub fn verified(&self, result: Result<(), Reason>, took: Duration) {
+    /// Counts one verification that began at `started` and ends now.
+    pub fn verified(&self, result: Result<(), Reason>, started: Instant) {
+        // One clock read serves the duration and the window's second.
+        let ended = Instant::now();
+        let took = ended.saturating_duration_since(started);
         self.audit.verified(result);
+        self.window.record(result, took, ended);
         match result {
             Ok(()) => self.valid.inc(),
             Err(reason) => self
@@ -338,8 +363,8 @@ mod tests {
     #[test]
     fn renders_every_family_with_prefix_and_build_info() {
         let m = Metrics::new();
-        m.verified(Ok(()), Duration::from_micros(3));
-        m.verified(Err(Reason::Expired), Duration::from_micros(30));
+        m.verified(Ok(()), Instant::now());
+        m.verified(Err(Reason::Expired), Instant::now());
         m.flow_step("login", true);
         let text = m.render(3, 2);
         assert!(

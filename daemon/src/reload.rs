@@ -33,6 +33,8 @@ pub enum ReloadError {
     Provider(#[from] JwksError),
     #[error("cannot build the new configuration: {0}")]
     Build(#[from] crate::Error),
+    #[error("cannot start the new events poller, keeping the old configuration: {0}")]
+    Events(#[from] crate::events::EventsError),
 }
 
 /// What a successful reload changed.
@@ -136,6 +138,12 @@ async fn try_reload(state: &AppState) -> Result<Outcome, ReloadError> {
         != new.provider.client_secret.as_ref().map(|s| s.expose());
     let provider_changed = !same(&old.provider, &new.provider) || secret_changed;
     let jwks_changed = !same(&old.jwks, &new.jwks);
+    // The poller restarts when its section, its token or the provider it reads changed.
+    let events_changed = match (&old.events, &new.events) {
+        (None, None) => false,
+        (Some(a), Some(b)) => a.differs(b) || (provider_changed && b.enabled),
+        _ => true,
+    };
     let mut changed = Vec::new();
     for (name, differs) in [
         ("provider", provider_changed),
@@ -147,6 +155,7 @@ async fn try_reload(state: &AppState) -> Result<Outcome, ReloadError> {
         ("flow", !same(&old.flow, &new.flow)),
         ("sessions", !same(&old.sessions, &new.sessions)),
         ("admin", !same(&old.admin, &new.admin)),
+        ("events", events_changed),
     ] {
         if differs {
             changed.push(name);
@@ -178,7 +187,19 @@ async fn try_reload(state: &AppState) -> Result<Outcome, ReloadError> {
     } else {
         current.jwks.clone()
     };
+    let poller = if events_changed {
+        Some(crate::events::Poller::start(
+            &new,
+            &state.metrics,
+            state.stop.clone(),
+        )?)
+    } else {
+        None
+    };
     state.apply_shared(&new);
+    if let Some(poller) = poller {
+        state.events.store(poller);
+    }
     let runtime = build_runtime(
         Arc::new(new),
         jwks,

@@ -17,6 +17,8 @@ import Provider from 'oidc-provider';
 // own 1000-entry LRU, but we rebuild the Provider on key changes and must keep sessions/grants.
 import MemoryAdapter from 'oidc-provider/lib/adapters/memory_adapter.js';
 
+import { createEventsApi } from './events.mjs';
+
 // oidc-provider prints notices with console.info; stdout is reserved for the ready line.
 console.log = console.info = console.error;
 const log = (...args) => console.error('[provider]', ...args);
@@ -35,6 +37,7 @@ const { values: argv } = parseArgs({
     'public-scheme': { type: 'string', default: 'http' },
     'access-ttl': { type: 'string', default: '3600' },
     'backchannel-logout-uri': { type: 'string' },
+    'api-token': { type: 'string' },
     quiet: { type: 'boolean', default: false },
   },
 });
@@ -54,6 +57,8 @@ function randomId(length) {
 const SLUG = argv.slug;
 const CLIENT_ID = argv['client-id'];
 const CLIENT_SECRET = argv['client-secret'] ?? randomId(128);
+// Authentik API token (default_token_length 60) for /api/v3/events/events/.
+const API_TOKEN = argv['api-token'] ?? randomId(60);
 const REDIRECT_URIS = argv['redirect-uri'] ?? ['http://127.0.0.1:1/callback'];
 const POST_LOGOUT_URIS = argv['post-logout-redirect-uri'] ?? [];
 const BACKCHANNEL_URI = argv['backchannel-logout-uri'];
@@ -204,6 +209,9 @@ function freshStats() {
     jwks_requests: 0, discovery_requests: 0, token_requests: 0, refresh_grants: 0,
     authorization_code_grants: 0, revocations: 0, revocation_requests: 0, client_auth_failures: 0,
     hosts_seen: [], seen: {},
+    // /api/v3/events/events/: every request, the pages answered 200 (in order), and requests
+    // with a Bearer token other than the API token.
+    events_requests: 0, events_pages: [], events_bad_tokens: 0,
   };
 }
 let stats = freshStats();
@@ -803,6 +811,9 @@ const tokenEndpoint = () => `${PUBLIC_ORIGIN()}${P}/token/`;
 class HttpError extends Error {
   constructor(status, message) { super(message); this.status = status; }
 }
+const eventsApi = createEventsApi({
+  emailOf: (user) => ACCOUNTS[user]?.email, apiToken: API_TOKEN, sendJson, HttpError, stats: () => stats,
+});
 const requireString = (v, name) => {
   if (typeof v !== 'string' || !v) throw new HttpError(400, `${name} (string) is required`);
   return v;
@@ -940,6 +951,8 @@ const control = {
   },
 };
 
+Object.assign(control, eventsApi.control);
+
 // ---------------------------------------------------------------------------------------------
 // HTTP plumbing
 function sendJson(res, status, body, headers = {}) {
@@ -984,6 +997,10 @@ async function handle(req, res) {
     seeHost(host);
     seeRequest('discovery', req);
     return sendJson(res, 200, discoveryDocument(requestOrigin(req)));
+  }
+  if (path === '/api/v3/events/events/' && req.method === 'GET') {
+    seeRequest('events', req);
+    return eventsApi.handle(req, res, url);
   }
   if (path === `${APP}/jwks/`) {
     stats.jwks_requests += 1;
@@ -1039,7 +1056,7 @@ server.listen(Number(argv.port), '127.0.0.1', () => {
   PUBLIC_HOST = argv['public-host'] ?? `127.0.0.1:${PORT}`;
   ISSUER = `${PUBLIC_SCHEME}://${PUBLIC_HOST}${APP}/`;
   buildProvider();
-  process.stdout.write(`${JSON.stringify({ port: PORT, issuer: ISSUER, client_id: CLIENT_ID, client_secret: CLIENT_SECRET })}\n`);
+  process.stdout.write(`${JSON.stringify({ port: PORT, issuer: ISSUER, client_id: CLIENT_ID, client_secret: CLIENT_SECRET, api_token: API_TOKEN })}\n`);
   log(`ready on 127.0.0.1:${PORT}, issuer ${ISSUER}`);
 });
 

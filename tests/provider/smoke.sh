@@ -60,7 +60,8 @@ const ctl = async (method, path, body) => req(method, `/_test/${path}`, { body }
 const basic = `Basic ${Buffer.from(`${clientId}:${secret}`).toString('base64')}`;
 
 // ready line
-assert.deepEqual(Object.keys(ready), ['port', 'issuer', 'client_id', 'client_secret']);
+assert.deepEqual(Object.keys(ready), ['port', 'issuer', 'client_id', 'client_secret', 'api_token']);
+assert.match(ready.api_token, /^[A-Za-z0-9]{60}$/);
 assert.equal(issuer, 'http://authentik.test:9000/application/o/tokend/');
 assert.match(secret, /^[A-Za-z0-9]{128}$/);
 ok('ready line');
@@ -214,7 +215,7 @@ assert.ok(r.json.client_auth_failures >= 5, JSON.stringify(r.json));
 assert.ok(r.json.hosts_seen.includes('authentik.test:9000'));
 assert.ok(r.json.seen.token.some((e) => e.user_agent === 'tokend-test-provider' && e.host === 'authentik.test:9000'));
 r = await ctl('POST', 'stats/reset');
-assert.deepEqual(r.json, { jwks_requests: 0, discovery_requests: 0, token_requests: 0, refresh_grants: 0, authorization_code_grants: 0, revocations: 0, revocation_requests: 0, client_auth_failures: 0, hosts_seen: [], seen: {} });
+assert.deepEqual(r.json, { jwks_requests: 0, discovery_requests: 0, token_requests: 0, refresh_grants: 0, authorization_code_grants: 0, revocations: 0, revocation_requests: 0, client_auth_failures: 0, hosts_seen: [], seen: {}, events_requests: 0, events_pages: [], events_bad_tokens: 0 });
 await req('GET', '/application/o/tokend/jwks/', { host: 'jwks-host:1', headers: { 'user-agent': 'tokend/9', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'jwks-host' } });
 await req('GET', '/application/o/tokend/jwks/', { host: 'jwks-host:1', headers: { 'user-agent': 'tokend/9', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'jwks-host' } });
 await req('GET', '/application/o/tokend/.well-known/openid-configuration', { host: 'disc-host:1' });
@@ -372,6 +373,30 @@ ok('bad-id-token (wrong nonce, wrong audience) for the next code exchange');
 }
 ok('date-skew (a provider whose clock is off)');
 
+// Authentik's Events API: Bearer API token, seven seeded kinds newest first, paging with 0 for
+// absent next/previous, the required autocomplete, and the 401/403/500 controls
+{
+  const bearer = { authorization: `Bearer ${ready.api_token}` };
+  const ev = (q, headers = bearer) => req('GET', `/api/v3/events/events/?ordering=-created&${q}`, { headers });
+  assert.equal((await ev('page=1', {})).status, 401);
+  assert.equal((await ev('page=1', { authorization: 'Bearer wrong' })).status, 401);
+  let e = await ev('page_size=100&page=1');
+  assert.equal(e.status, 200, e.text);
+  assert.deepEqual(e.json.results.map((x) => x.action).reverse(),
+    ['login', 'login_failed', 'logout', 'authorize_application', 'suspicious_request', 'secret_rotate', 'custom_tokend_test']);
+  assert.deepEqual([e.json.pagination.next, e.json.pagination.previous, e.json.pagination.count], [0, 0, 7]);
+  assert.equal(typeof e.json.autocomplete, 'object');
+  assert.equal((await ctl('POST', 'events', { count: 5, action: 'login', user: 'bob' })).json.total, 12);
+  e = await ev('page_size=5&page=2');
+  assert.deepEqual([e.json.pagination.next, e.json.pagination.previous, e.json.results.length], [3, 1, 5]);
+  assert.equal((await ev('page_size=5&page=4')).status, 404);
+  for (const [mode, status] of [['forbidden', 403], ['error', 500], ['unauthorized', 401], ['normal', 200]]) {
+    assert.equal((await ctl('POST', 'events-mode', { mode })).status, 200);
+    assert.equal((await ev('page=1')).status, status, mode);
+  }
+}
+ok('events API (Bearer token, paging, 401/403/500 controls)');
+
 // control API errors never crash the process
 assert.equal((await ctl('POST', 'login', {})).status, 400);
 assert.equal((await req('POST', '/_test/keys', { body: 'not json', headers: { 'content-type': 'application/json' } })).status, 400);
@@ -388,3 +413,4 @@ for _ in $(seq 50); do kill -0 "${pids[1]}" 2>/dev/null || break; sleep 0.1; don
 if kill -0 "${pids[1]}" 2>/dev/null; then echo "smoke: provider ignored SIGTERM" >&2; exit 1; fi
 wait "${pids[1]}" || { echo "smoke: provider exited non-zero on SIGTERM" >&2; exit 1; }
 echo "smoke: provider stopped cleanly"
+node check-events-schema.mjs

@@ -137,6 +137,8 @@ pub struct Provider {
     pub issuer: String,
     pub client_id: String,
     pub client_secret: String,
+    /// The Authentik API token `/api/v3/events/events/` accepts (`--api-token`, else random).
+    pub api_token: String,
     base: String,
     http: reqwest::Client,
     pub output: Output,
@@ -249,6 +251,10 @@ impl Provider {
                 .as_str()
                 .context("client_secret")?
                 .to_string(),
+            api_token: ready["api_token"]
+                .as_str()
+                .context("api_token")?
+                .to_string(),
             base: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
             output,
@@ -358,6 +364,40 @@ impl Provider {
             .await?;
         let status = resp.status().as_u16();
         Ok((status, resp.json().await?))
+    }
+
+    /// Adds Authentik events (`[{"action","user"?,"email"?,"context"?,"client_ip"?}]`) to the
+    /// Events API, newer than every event before; returns their `pk`s.
+    pub async fn add_events(&self, events: Value) -> Result<Vec<String>> {
+        let v = self
+            .control("events", Some(json!({ "events": events })))
+            .await?;
+        Ok(v["added"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// Adds `count` events of `action` by `user`.
+    pub async fn add_many_events(&self, count: usize, action: &str, user: &str) -> Result<()> {
+        self.control(
+            "events",
+            Some(json!({"count": count, "action": action, "user": user})),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// How the Events API answers: `normal`, `unauthorized` (401), `forbidden` (403) or
+    /// `error` (500).
+    pub async fn events_mode(&self, mode: &str) -> Result<()> {
+        self.control("events-mode", Some(json!({ "mode": mode })))
+            .await
+            .map(drop)
     }
 
     /// Zeroes the provider's counters and request records.

@@ -15,12 +15,13 @@ use tokend_shared::{AuditKind, Order, Reason, SessionQuery, SessionSort};
 type R = anyhow::Result<()>;
 
 /// Every admin path, for the 404 checks on the apps' listeners.
-const ADMIN_PATHS: [(&str, &str); 8] = [
+const ADMIN_PATHS: [(&str, &str); 9] = [
     ("GET", "/v1/admin/overview"),
     ("GET", "/v1/admin/sessions"),
     ("GET", "/v1/admin/codes"),
     ("GET", "/v1/admin/events"),
     ("GET", "/v1/admin/events/stream"),
+    ("GET", "/v1/admin/authentik/events"),
     ("POST", "/v1/admin/sessions/revoke"),
     ("POST", "/v1/admin/jwks/refresh"),
     ("POST", "/v1/admin/reload"),
@@ -603,5 +604,53 @@ async fn the_live_stream_delivers_a_login_and_a_revoke() -> R {
     assert_eq!(e.counts.get("revoked_by_admin"), Some(&1), "{e:?}");
     t.output
         .assert_free_of(&[&login.access, &login.refresh, &login.code]);
+    Ok(())
+}
+
+/// The overview's last minute: after N verifications the window counts N (by outcome), their
+/// rates are N over the window, and p50 <= p99.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_11_overview_shows_the_last_minute_rates_and_latency() -> R {
+    let p = Provider::start().await?;
+    let t = Tokend::start(&TokendConfig::for_provider(&p)).await?;
+    t.wait_ready().await?;
+    let admin = t.admin()?;
+    let o = admin.overview().await?;
+    assert!(o.latency.is_none(), "no verification yet: {:?}", o.latency);
+    assert!(o.verification_rates.is_empty());
+    assert!(o.authentik_events.is_none(), "[events] is not configured");
+
+    let token = p.login("alice").await?.access_token;
+    const VALID: u64 = 40;
+    const MALFORMED: u64 = 10;
+    for _ in 0..VALID {
+        assert_eq!(t.verify(&token).await?.status, 200);
+    }
+    for _ in 0..MALFORMED {
+        assert_eq!(t.verify("not-a-token").await?.reason(), "malformed");
+    }
+    let o = admin.overview().await?;
+    let l = o.latency.expect("latency after verifications");
+    assert_eq!((l.window_seconds, l.count), (60, VALID + MALFORMED));
+    assert!(
+        l.p50_ms > 0.0 && l.p50_ms <= l.p99_ms && l.p99_ms < 1000.0,
+        "{l:?}"
+    );
+    let valid = o.verification_rates.get("valid").copied().unwrap_or(0.0);
+    let malformed = o
+        .verification_rates
+        .get("malformed")
+        .copied()
+        .unwrap_or(0.0);
+    assert!(valid > 0.0 && malformed > 0.0, "{:?}", o.verification_rates);
+    // Rates over the same window: their ratio is the counts'.
+    assert!(
+        (valid / malformed - (VALID as f64 / MALFORMED as f64)).abs() < 1e-9,
+        "{:?}",
+        o.verification_rates
+    );
+    // Rates are per second over at most a minute: at least N/60.
+    assert!(valid >= VALID as f64 / 60.0 - 1e-9, "{valid}");
+    assert_eq!(o.verification_rates.len(), 2, "{:?}", o.verification_rates);
     Ok(())
 }

@@ -30,12 +30,16 @@ fn valid_config_fixtures_pass_check_config() -> R {
         let (code, stdout, stderr) = check_config(&f)?;
         assert_eq!(code, 0, "{}: {stderr}", f.display());
         assert!(stdout.contains("[provider]"), "effective config printed");
-        assert!(
-            !stdout.contains("fixture-client-secret-do-not-log")
-                && !stderr.contains("fixture-client-secret-do-not-log"),
-            "{}: secret printed",
-            f.display()
-        );
+        for secret in [
+            "fixture-client-secret-do-not-log",
+            "fixture-api-token-do-not-log",
+        ] {
+            assert!(
+                !stdout.contains(secret) && !stderr.contains(secret),
+                "{}: secret printed",
+                f.display()
+            );
+        }
         if f.ends_with("hs256-secret-file.toml") {
             assert!(
                 stdout.contains("client_secret = \"[redacted]\""),

@@ -1,9 +1,11 @@
 //! The operators' admin API, served only on its own Unix socket (`[admin]`): the router, the
 //! per-connection check of the peer's credentials, and [`AdminError`]. Reads are in `read`,
-//! actions in `actions`, the live stream in `stream`, who may connect in `auth`.
+//! Authentik's events in `authentik`, actions in `actions`, the live stream in `stream`, who
+//! may connect in `auth`.
 
 mod actions;
 pub mod auth;
+mod authentik;
 mod read;
 mod stream;
 
@@ -36,6 +38,11 @@ pub enum AdminError {
     RevokeTarget,
     #[error("bad query string: {0}")]
     Query(String),
+    #[error(
+        "the Authentik events poller is off: add an [events] section with an API token (see \
+         the README)"
+    )]
+    EventsOff,
     /// A request body that is not the expected JSON (`extract`'s message, which never quotes
     /// the input).
     #[error("{}", .0.message)]
@@ -68,6 +75,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/admin/codes", get(read::codes))
         .route("/v1/admin/events", get(read::events))
         .route("/v1/admin/events/stream", get(stream::stream))
+        .route("/v1/admin/authentik/events", get(authentik::events))
         .route("/v1/admin/sessions/revoke", post(actions::revoke))
         .route("/v1/admin/jwks/refresh", post(actions::jwks_refresh))
         .route("/v1/admin/reload", post(actions::reload))

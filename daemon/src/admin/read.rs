@@ -6,8 +6,8 @@ use std::sync::Arc;
 use axum::extract::{RawQuery, State};
 use axum::response::Response;
 use tokend_shared::{
-    AuditList, CodeInfo, CodeList, KeyInfo, KeysOverview, Order, Overview, SessionInfo,
-    SessionPage, SessionQuery, SessionSort, StoreOverview,
+    AuditList, CodeInfo, CodeList, KeyInfo, KeysOverview, LatencyOverview, Order, Overview,
+    SessionInfo, SessionPage, SessionQuery, SessionSort, StoreOverview,
 };
 
 use super::{AdminError, ok_json};
@@ -15,6 +15,7 @@ use crate::AppState;
 use crate::jwks::{KeyKind, KeySource};
 use crate::store::Kind;
 use crate::verify::now_unix;
+use crate::window::WINDOW_SECONDS;
 
 /// Default and largest page of the session list.
 const DEFAULT_LIMIT: usize = 100;
@@ -50,6 +51,8 @@ pub async fn overview(State(state): State<Arc<AppState>>) -> Response {
             .collect(),
     };
     drop(keys);
+    let window = state.metrics.window.snapshot();
+    let per_second = window.seconds as f64;
     let body = Overview {
         version: env!("CARGO_PKG_VERSION").into(),
         started: state.started_unix(),
@@ -68,10 +71,21 @@ pub async fn overview(State(state): State<Arc<AppState>>) -> Response {
         },
         sessions_active: state.sessions.active(),
         verifications: state.metrics.audit.verification_counts(),
-        // TODO(#11): the last minute's rates and latency, and the events poller.
-        verification_rates: Default::default(),
-        latency: None,
-        authentik_events: None,
+        verification_rates: window
+            .counts
+            .iter()
+            .map(|(outcome, n)| ((*outcome).to_string(), *n as f64 / per_second))
+            .collect(),
+        latency: window
+            .p50
+            .zip(window.p99)
+            .map(|(p50, p99)| LatencyOverview {
+                window_seconds: WINDOW_SECONDS,
+                count: window.total,
+                p50_ms: p50.as_secs_f64() * 1000.0,
+                p99_ms: p99.as_secs_f64() * 1000.0,
+            }),
+        authentik_events: state.events.load().as_ref().map(|p| p.status()),
     };
     ok_json(&body)
 }

@@ -11,7 +11,7 @@ const RESERVED_ENV: &[&str] = &["TOKEND_CONFIG", "TOKEND_LOG"];
 /// Config sections that `TOKEND_<SECTION>_<KEY>` may address.
 const SECTIONS: &[&str] = &[
     "listen", "provider", "jwks", "verify", "claims", "cookies", "codes", "flow", "sessions",
-    "store", "log",
+    "store", "log", "events",
 ];
 
 /// Applies AUTHENTIK_* and TOKEND_<SECTION>_<KEY> variables to the parsed table; returns the

@@ -9,6 +9,7 @@
 mod defaults;
 mod duration;
 mod env;
+mod events;
 mod secret;
 mod validate;
 
@@ -24,6 +25,7 @@ use crate::alg::Alg;
 // The serde `default = "…"` attributes below name these functions.
 use defaults::*;
 use env::apply_env;
+pub use events::EventsConfig;
 
 /// File name of the admin socket beside `listen.socket` when `admin.socket` is not set.
 pub const ADMIN_SOCKET_NAME: &str = "tokend-admin.sock";
@@ -94,6 +96,8 @@ pub struct Config {
     /// The operators' admin API on its own Unix socket.
     #[serde(default)]
     pub admin: AdminConfig,
+    /// The Authentik events poller; off without this section.
+    pub events: Option<EventsConfig>,
     /// The file this was loaded from (for reloads); not a config key.
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -537,7 +541,11 @@ impl Config {
                 message: with_duration_example(e.to_string().trim_end()),
             })?;
         config.resolve_paths(base_dir);
-        config.resolve_secret(env.get("CREDENTIALS_DIRECTORY").map(Path::new))?;
+        let credentials = env.get("CREDENTIALS_DIRECTORY").map(Path::new);
+        config.resolve_secret(credentials)?;
+        if let Some(events) = config.events.as_mut() {
+            events.resolve(base_dir, credentials)?;
+        }
         config.validate()?;
         // Shown resolved by check-config.
         config.sessions.revocation_ttl = Some(config.revocation_ttl());

@@ -48,7 +48,7 @@ impl Config {
 }
 
 /// The file's text, refusing more than [`MAX_SECRET_FILE`] bytes.
-fn read_bounded(path: &Path) -> std::io::Result<String> {
+pub(super) fn read_bounded(path: &Path) -> std::io::Result<String> {
     let mut text = String::new();
     std::fs::File::open(path)?
         .take(MAX_SECRET_FILE + 1)

@@ -216,7 +216,7 @@ impl Verifier {
         let result = self.verify_counted(token).await;
         self.metrics.verified(
             result.as_ref().map(|_| ()).map_err(VerifyError::reason),
-            started.elapsed(),
+            started,
         );
         result
     }
