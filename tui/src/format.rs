@@ -43,6 +43,21 @@ pub fn clock(at: i64) -> String {
     format!("{:02}:{:02}:{:02}", d / 3600, (d % 3600) / 60, d % 60)
 }
 
+/// Unix seconds as a UTC date and time, `2026-12-02 14:03:27`.
+pub fn datetime(at: i64) -> String {
+    // Days to a civil date: Howard Hinnant's `civil_from_days`.
+    let z = at.div_euclid(86400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02} {}", clock(at))
+}
+
 /// Milliseconds with a sensible precision: `0.42ms`, `12.3ms`, `1204ms`.
 pub fn millis(ms: f64) -> String {
     if ms < 1.0 {
@@ -81,6 +96,9 @@ mod tests {
         assert_eq!(until(340, 100), "in 4m00s");
         assert_eq!(clock(86400 + 3600 + 61), "01:01:01");
         assert_eq!(clock_ms(1_500), "00:00:01");
+        assert_eq!(datetime(0), "1970-01-01 00:00:00");
+        assert_eq!(datetime(1_796_170_800), "2026-12-02 00:20:00");
+        assert_eq!(datetime(951_782_400), "2000-02-29 00:00:00");
         assert_eq!(millis(0.4214), "0.42ms");
         assert_eq!(millis(12.34), "12.3ms");
         assert_eq!(cut("abcdef", 4), "abc…");

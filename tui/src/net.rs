@@ -126,7 +126,7 @@ async fn execute(client: &AdminClient, cmd: Command) -> NetEvent {
         Command::Revoke(target) => {
             let result = match &target {
                 RevokeTarget::Session { sid, .. } => client.revoke_session(sid).await,
-                RevokeTarget::User { sub } => client.revoke_user(sub).await,
+                RevokeTarget::User { sub, .. } => client.revoke_user(sub).await,
             };
             match result {
                 Ok(outcome) => NetEvent::Revoked { target, outcome },

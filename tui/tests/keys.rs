@@ -127,7 +127,7 @@ fn issue_11_revoke_asks_and_y_sends_the_command() {
     );
     let target = RevokeTarget::Session {
         sid: "sid-bob-1".into(),
-        sub: "bob".into(),
+        who: "bob@example.com".into(),
     };
     assert_eq!(s.mode, Mode::Confirm(target.clone()));
     // Other keys do nothing while asking.
@@ -153,8 +153,8 @@ fn issue_11_revoke_asks_and_y_sends_the_command() {
     let flash = s.flash.clone().expect("a message");
     assert_eq!(
         flash.text,
-        "revoked session sid-bob-1 of bob: 1 session ended, 0 refresh tokens revoked upstream, \
-         1 NOT revoked upstream (still refused by tokend); tokens refused until 01:20:00 UTC"
+        "revoked session sid-bob-1 of bob@example.com: 1 session ended, 0 refresh tokens revoked upstream, \
+         1 NOT revoked upstream (still refused by tokend); tokens refused until 2026-12-02 01:20:00 UTC"
     );
 }
 
@@ -175,7 +175,13 @@ fn issue_11_revoke_cancelled_by_n_or_esc_sends_nothing() {
     assert!(matches!(s.mode, Mode::Details(_)));
     press(&mut s, &[KeyCode::Char('R')]);
     let first = s.visible_sessions()[0].sub.clone();
-    assert_eq!(s.mode, Mode::Confirm(RevokeTarget::User { sub: first }));
+    assert_eq!(
+        s.mode,
+        Mode::Confirm(RevokeTarget::User {
+            sub: first,
+            who: "alice@example.com".into()
+        })
+    );
     // r means nothing outside Sessions.
     press(
         &mut s,

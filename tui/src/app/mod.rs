@@ -97,10 +97,10 @@ pub struct Snapshot {
 /// What a revoke is aimed at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RevokeTarget {
-    /// One session, by `sid` (shown with its user).
-    Session { sid: String, sub: String },
-    /// Every session of a user.
-    User { sub: String },
+    /// One session, by `sid`; `who` is its user as listed (e-mail, else `sub`), for messages.
+    Session { sid: String, who: String },
+    /// Every session of a user (`sub`), listed as `who`.
+    User { sub: String, who: String },
 }
 
 /// Requests for the daemon, carried out by the net task.
@@ -297,6 +297,16 @@ impl State {
         v
     }
 
+    /// How a `sub` is shown: the e-mail of a live session with that `sub`, else the `sub`
+    /// (under hashed `sub` modes the `sub` alone says little).
+    pub fn user_label(&self, sub: &str) -> String {
+        self.sessions
+            .iter()
+            .find(|s| s.sub == sub)
+            .and_then(|s| s.email.clone())
+            .unwrap_or_else(|| sub.to_string())
+    }
+
     /// The codes shown (soonest to expire first, as the daemon sends them).
     pub fn visible_codes(&self) -> Vec<&CodeInfo> {
         let f = self.codes_view.filter.to_lowercase();
@@ -304,7 +314,7 @@ impl State {
             .iter()
             .filter(|c| {
                 f.is_empty()
-                    || [&c.sub, &c.kind, &c.hash_prefix]
+                    || [&c.sub, &c.kind, &c.hash_prefix, &self.user_label(&c.sub)]
                         .iter()
                         .any(|x| x.to_lowercase().contains(&f))
             })

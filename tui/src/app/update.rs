@@ -157,7 +157,7 @@ fn session_details(s: &SessionInfo, now: i64) -> String {
         format!("role          {}", s.role),
         format!(
             "created       {} UTC ({})",
-            format::clock(s.created),
+            format::datetime(s.created),
             format::ago(s.created, now)
         ),
         format!("last seen     {}", format::ago(s.last_seen, now)),
@@ -176,8 +176,9 @@ fn ask_revoke(state: &mut State, action: Action) {
     let Some(s) = state.selected_session() else {
         return;
     };
+    let who = user_of(&s).to_string();
     let target = match (action, s.sid) {
-        (Action::RevokeSession, Some(sid)) => RevokeTarget::Session { sid, sub: s.sub },
+        (Action::RevokeSession, Some(sid)) => RevokeTarget::Session { sid, who },
         (Action::RevokeSession, None) => {
             state.flash(
                 "this session has no sid: R revokes all of its user's sessions",
@@ -185,7 +186,7 @@ fn ask_revoke(state: &mut State, action: Action) {
             );
             return;
         }
-        _ => RevokeTarget::User { sub: s.sub },
+        _ => RevokeTarget::User { sub: s.sub, who },
     };
     state.mode = Mode::Confirm(target);
 }
@@ -193,10 +194,10 @@ fn ask_revoke(state: &mut State, action: Action) {
 /// How a revoke target reads in messages.
 pub fn describe(t: &RevokeTarget) -> String {
     match t {
-        RevokeTarget::Session { sid, sub } => {
-            format!("session {} of {sub}", format::cut(sid, 12))
+        RevokeTarget::Session { sid, who } => {
+            format!("session {} of {who}", format::cut(sid, 12))
         }
-        RevokeTarget::User { sub } => format!("every session of {sub}"),
+        RevokeTarget::User { who, .. } => format!("every session of {who}"),
     }
 }
 
@@ -217,7 +218,7 @@ pub fn revoke_message(t: &RevokeTarget, o: &RevokeOutcome) -> String {
     }
     text.push_str(&format!(
         "; tokens refused until {} UTC",
-        format::clock(o.tokens_refused_until)
+        format::datetime(o.tokens_refused_until)
     ));
     text
 }

@@ -55,7 +55,7 @@ pub fn draw(frame: &mut Frame, area: Rect, state: &State, theme: Theme) {
             Row::new(vec![
                 Cell::from(c.hash_prefix.clone()),
                 Cell::from(c.kind.clone()),
-                Cell::from(c.sub.clone()),
+                Cell::from(state.user_label(&c.sub)),
                 Cell::from(Line::from(vec![
                     Span::styled(bar(ttl_ms, lifetime), style),
                     Span::raw(format!(" {:>5}", format::duration(secs))),

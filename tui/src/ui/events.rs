@@ -63,7 +63,10 @@ fn tokend(frame: &mut Frame, area: Rect, state: &State, theme: Theme) {
             Row::new(vec![
                 format::clock_ms(e.at_ms),
                 audit_kind(e),
-                e.sub.clone().unwrap_or_else(|| NONE.into()),
+                e.sub
+                    .as_deref()
+                    .map(|s| state.user_label(s))
+                    .unwrap_or_else(|| NONE.into()),
                 detail,
             ])
         })
@@ -73,7 +76,7 @@ fn tokend(frame: &mut Frame, area: Rect, state: &State, theme: Theme) {
         [
             Constraint::Length(8),
             Constraint::Length(18),
-            Constraint::Length(18),
+            Constraint::Length(20),
             Constraint::Min(10),
         ],
     )

@@ -76,11 +76,17 @@ impl Theme {
 
 /// Draws the whole screen.
 pub fn draw(frame: &mut Frame, state: &State, theme: Theme) {
+    // A message longer than the screen is wide gets a second line.
+    let long_flash = state.mode != Mode::Filter
+        && state
+            .flash
+            .as_ref()
+            .is_some_and(|f| f.text.chars().count() > frame.area().width as usize);
     let [top, body, conn, foot] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Min(0),
         Constraint::Length(1),
-        Constraint::Length(1),
+        Constraint::Length(if long_flash { 2 } else { 1 }),
     ])
     .areas(frame.area());
     tabs(frame, top, state, theme);
@@ -91,7 +97,10 @@ pub fn draw(frame: &mut Frame, state: &State, theme: Theme) {
         Tab::Events => events::draw(frame, body, state, theme),
     }
     frame.render_widget(Paragraph::new(connection_line(state, theme)), conn);
-    frame.render_widget(Paragraph::new(footer_line(state, theme)), foot);
+    frame.render_widget(
+        Paragraph::new(footer_line(state, theme)).wrap(ratatui::widgets::Wrap { trim: true }),
+        foot,
+    );
     match &state.mode {
         Mode::Help => popup::help(frame, theme),
         Mode::Confirm(target) => popup::confirm(frame, target, theme),

@@ -42,7 +42,7 @@ pub fn help(frame: &mut Frame, theme: Theme) {
 }
 
 pub fn confirm(frame: &mut Frame, target: &RevokeTarget, theme: Theme) {
-    let area = centered(frame.area(), 60, 7);
+    let area = centered(frame.area(), 64, 8);
     let what = match target {
         RevokeTarget::Session { .. } => "Its tokens stop verifying at once;",
         RevokeTarget::User { .. } => "All of their tokens stop verifying at once;",
