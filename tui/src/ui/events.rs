@@ -95,7 +95,7 @@ fn authentik(frame: &mut Frame, area: Rect, state: &State, theme: Theme) {
         AuthentikFeed::NotConfigured => (
             0,
             Some(
-                " not configured: tokend has no [events] section (Authentik's event poller is off)"
+                " not configured (tokend has no [events] section: its Authentik poller is off)"
                     .to_string(),
             ),
         ),
