@@ -53,10 +53,17 @@ async fn issue_11_tokentop_shows_a_login_counts_down_a_code_and_revokes_from_the
         return Ok(());
     }
     let (p, t) = flow_setup("").await?;
+    // Found from tokend's own configuration file: tokend-admin.sock beside listen.socket.
+    let config = t.config_path();
+    let top = Tmux::start(
+        tokentop_bin(),
+        &["--config", &config.to_string_lossy()],
+        100,
+        30,
+    )?;
     let admin = t.admin_socket.clone().expect("admin socket");
-    let admin = admin.to_string_lossy();
-    let top = Tmux::start(tokentop_bin(), &["--socket", &admin], 100, 30)?;
-    top.wait_for("connected", WAIT, |s| s.contains("● connected to"))
+    let connected = format!("● connected to {}", admin.display());
+    top.wait_for("connected", WAIT, |s| s.contains(&connected))
         .await?;
     top.send(&["2"])?;
     top.wait_for("an empty Sessions tab", WAIT, |s| {
