@@ -26,13 +26,8 @@ struct Args {
     #[arg(long, env = "TOKENTOP_SOCKET", value_name = "PATH")]
     socket: Option<PathBuf>,
     /// tokend's configuration file: the admin socket is its `[admin] socket`, else
-    /// `tokend-admin.sock` beside `[listen] socket`.
-    #[arg(
-        long,
-        env = "TOKEND_CONFIG",
-        value_name = "FILE",
-        conflicts_with = "socket"
-    )]
+    /// `tokend-admin.sock` beside `[listen] socket` (--socket wins over it).
+    #[arg(long, env = "TOKEND_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
 }
 
@@ -81,7 +76,12 @@ fn main() -> ExitCode {
 async fn run(path: PathBuf) -> std::io::Result<()> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sigint = signal(SignalKind::interrupt())?;
-    let mut guard = TerminalGuard::setup()?;
+    let mut guard = TerminalGuard::setup().map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot set up the terminal (tokentop needs one): {e}"),
+        )
+    })?;
     let theme = ui::Theme::from_env();
     let mut state = State::new(path.display().to_string(), now_ms());
 
