@@ -33,6 +33,10 @@ pub fn map(state: &State, key: KeyEvent) -> Option<Action> {
         },
         Mode::Details(_) => match key.code {
             KeyCode::Esc | KeyCode::Enter | KeyCode::Char('q') => Some(Action::Back),
+            KeyCode::Char('j') | KeyCode::Down => Some(Action::Down),
+            KeyCode::Char('k') | KeyCode::Up => Some(Action::Up),
+            KeyCode::PageDown => Some(Action::PageDown),
+            KeyCode::PageUp => Some(Action::PageUp),
             KeyCode::Char('r') if state.tab == Tab::Sessions => Some(Action::RevokeSession),
             KeyCode::Char('R') if state.tab == Tab::Sessions => Some(Action::RevokeUser),
             _ => None,
@@ -73,7 +77,10 @@ pub const HELP: &[(&str, &str)] = &[
     ("j k ↓ ↑", "move the selection"),
     ("PgDn PgUp, g G", "a page down / up, first / last row"),
     ("/", "filter this tab (Enter keeps it, Esc clears it)"),
-    ("Enter", "details: a session, an event's context JSON"),
+    (
+        "Enter",
+        "details: a session, an event's context JSON (j/k scroll)",
+    ),
     ("s  S", "Sessions: next sort key, reverse the order"),
     ("r  R", "Sessions: revoke the session / all of its user's"),
     ("y  n", "answer a revoke's question"),

@@ -209,6 +209,18 @@ fn help_opens_and_closes_and_enter_opens_details() {
         panic!("no details: {:?}", s.mode)
     };
     assert!(d.body.contains("\"stage\": \"password\""), "{}", d.body);
+    // j/k scroll the popup (not the list underneath), within its lines.
+    let selected = s.events_view.selected;
+    press(&mut s, &[KeyCode::Char('j'), KeyCode::Char('j')]);
+    assert!(matches!(&s.mode, Mode::Details(d) if d.scroll == 2));
+    press(&mut s, &[KeyCode::PageDown]);
+    assert!(
+        matches!(&s.mode, Mode::Details(d) if d.scroll == 3),
+        "clamped to the last line"
+    );
+    press(&mut s, &[KeyCode::PageUp]);
+    assert!(matches!(&s.mode, Mode::Details(d) if d.scroll == 0));
+    assert_eq!(s.events_view.selected, selected);
     let first = s.visible_sessions()[0];
     assert_eq!(user_of(first), "alice@example.com");
 }

@@ -156,6 +156,8 @@ pub struct ListView {
 pub struct Details {
     pub title: String,
     pub body: String,
+    /// Lines scrolled past (j/k, PgUp/PgDn), for bodies taller than the popup.
+    pub scroll: u16,
 }
 
 /// What keys currently mean.
@@ -406,6 +408,11 @@ impl State {
     }
 
     fn move_by(&mut self, delta: isize) {
+        if let Mode::Details(d) = &mut self.mode {
+            let last = d.body.lines().count().saturating_sub(1) as isize;
+            d.scroll = (d.scroll as isize + delta).clamp(0, last.max(0)) as u16;
+            return;
+        }
         let n = self.rows();
         if let Some(v) = self.view_mut() {
             let last = n.saturating_sub(1) as isize;

@@ -120,6 +120,7 @@ fn open(state: &mut State) {
         Tab::Sessions => state.selected_session().map(|s| Details {
             title: format!("Session of {}", user_of(&s)),
             body: session_details(&s, state.now()),
+            scroll: 0,
         }),
         Tab::Events => match state.source {
             EventSource::Tokend => state
@@ -128,6 +129,7 @@ fn open(state: &mut State) {
                 .map(|e| Details {
                     title: format!("tokend {} #{}", audit_kind(e), e.seq),
                     body: pretty(&serde_json::to_value(e).unwrap_or_default()),
+                    scroll: 0,
                 }),
             EventSource::Authentik => state
                 .visible_authentik()
@@ -135,6 +137,7 @@ fn open(state: &mut State) {
                 .map(|e| Details {
                     title: format!("Authentik {} — context", e.action),
                     body: pretty(&e.context),
+                    scroll: 0,
                 }),
         },
     };

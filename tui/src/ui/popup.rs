@@ -69,12 +69,21 @@ pub fn confirm(frame: &mut Frame, target: &RevokeTarget, theme: Theme) {
 
 pub fn details(frame: &mut Frame, d: &Details, theme: Theme) {
     let lines = d.body.lines().count() as u16;
-    let area = centered(frame.area(), 76, lines + 2);
+    let area = centered(frame.area(), 76, lines.saturating_add(2));
+    let title = Span::styled(format!(" {} ", d.title), theme.header());
+    let mut block = Block::bordered().title(title);
+    if lines.saturating_add(2) > area.height {
+        block = block.title_bottom(Span::styled(
+            format!(" line {}/{lines} · j/k scroll ", d.scroll + 1),
+            theme.dim(),
+        ));
+    }
     frame.render_widget(Clear, area);
     frame.render_widget(
         Paragraph::new(d.body.clone())
             .wrap(Wrap { trim: false })
-            .block(Block::bordered().title(Span::styled(format!(" {} ", d.title), theme.header()))),
+            .scroll((d.scroll, 0))
+            .block(block),
         area,
     );
 }
