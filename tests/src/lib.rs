@@ -3,9 +3,11 @@
 //! tokend over its Unix socket and its TCP port.
 //!
 //! `env!("CARGO_BIN_EXE_tokend")` only exists inside the daemon package, so [`tokend_bin`]
-//! builds the binary with cargo (a no-op when it is up to date) and finds it in the target dir.
+//! (and [`tokentop_bin`], the console) builds the binary with cargo (a no-op when it is up to
+//! date) and finds it in the target dir. [`tmux`] runs the console in a real terminal.
 
 pub mod flow;
+pub mod tmux;
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -33,39 +35,50 @@ pub fn workspace_root() -> PathBuf {
 /// stale one), or `E2E_TOKEND_BIN` when set.
 pub fn tokend_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Ok(p) = std::env::var("E2E_TOKEND_BIN") {
-            return PathBuf::from(p);
-        }
-        // Test binaries live in <target>/<profile dir>/deps/.
-        let exe = std::env::current_exe().expect("current exe");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>/deps layout")
-            .to_path_buf();
-        let target_dir = profile_dir
-            .parent()
-            .expect("target/<profile> layout")
-            .to_path_buf();
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => "dev".to_string(),
-            Some(other) => other.to_string(),
-        };
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "--quiet", "-p", "tokend", "--bin", "tokend"])
-            .args(["--profile", &profile])
-            .arg("--target-dir")
-            .arg(&target_dir)
-            .current_dir(workspace_root())
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building tokend ({profile}) failed");
-        let bin = profile_dir.join("tokend");
-        assert!(bin.exists(), "{} was not built", bin.display());
-        bin
-    })
+    BIN.get_or_init(|| built_bin("E2E_TOKEND_BIN", "tokend", "tokend"))
+}
+
+/// Path of the `tokentop` binary (the console, tui/), built like [`tokend_bin`], or
+/// `E2E_TOKENTOP_BIN` when set.
+pub fn tokentop_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| built_bin("E2E_TOKENTOP_BIN", "tokentop", "tokentop"))
+}
+
+/// `$env_var` when set; else builds `bin` of `package` with cargo (a no-op when it is up to
+/// date), with the tests' own profile and target dir, and answers its path.
+fn built_bin(env_var: &str, package: &str, bin: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(env_var) {
+        return PathBuf::from(p);
+    }
+    // Test binaries live in <target>/<profile dir>/deps/.
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps layout")
+        .to_path_buf();
+    let target_dir = profile_dir
+        .parent()
+        .expect("target/<profile> layout")
+        .to_path_buf();
+    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") | None => "dev".to_string(),
+        Some(other) => other.to_string(),
+    };
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--quiet", "-p", package, "--bin", bin])
+        .args(["--profile", &profile])
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .current_dir(workspace_root())
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building {bin} ({profile}) failed");
+    let path = profile_dir.join(bin);
+    assert!(path.exists(), "{} was not built", path.display());
+    path
 }
 
 /// Collected stdout+stderr of a child process.

@@ -73,7 +73,7 @@ pub fn banner(
    curl -s {base}/metrics | grep ^tokend_
    {admin_example}
 
- The console (tokentop) is still a stub.
+ The console: tokentop   (run as this user, it finds the admin socket above by itself)
 =====================================================================================
 "#
     )
