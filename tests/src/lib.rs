@@ -6,6 +6,7 @@
 //! builds the binary with cargo (a no-op when it is up to date) and finds it in the target dir.
 
 pub mod flow;
+pub mod redis_server;
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
