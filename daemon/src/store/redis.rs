@@ -303,6 +303,11 @@ impl Inner {
         if ping.is_err() {
             return;
         }
+        // Loaded ahead (again after a Redis restart), so a burst of first calls does not each
+        // meet NOSCRIPT and load them.
+        for script in [&self.put, &self.take] {
+            let _ = self.bounded(script.load_async(&mut conn)).await;
+        }
         for kind in [Kind::ExchangeCode, Kind::LoginState] {
             if let Ok((count, listing)) = self.scan(kind).await {
                 self.counted[slot(kind)].store(count, Ordering::Relaxed);
