@@ -201,4 +201,36 @@ mod tests {
         .expect_err("refused");
         assert!(err.to_string().contains("longer than"), "{err}");
     }
+
+    #[test]
+    fn issue_12_store_key_is_hex_or_base64_of_32_bytes() {
+        let hex = "00".repeat(31) + "ff";
+        assert_eq!(decode_store_key(&hex).map(|k| k[31]), Some(0xff));
+        let b64 = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        assert_eq!(decode_store_key(&format!("{b64}\n")).map(|k| k[0]), Some(7));
+        assert!(decode_store_key(&"00".repeat(31)).is_none(), "31 bytes");
+        assert!(decode_store_key("correct horse battery staple").is_none());
+    }
+
+    #[test]
+    fn issue_12_redis_secrets_from_credentials_and_never_shown() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("redis_pw"), "pw-from-credential\n").expect("write");
+        std::fs::write(dir.path().join("store_key"), "ab".repeat(32)).expect("write");
+        let text = format!(
+            "{MINIMAL}\n[store]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:6379\"\n\
+             password_credential = \"redis_pw\"\nencryption_key_credential = \"store_key\"\n"
+        );
+        let creds = dir.path().to_str().expect("utf-8 path");
+        let c = load(&text, &[("CREDENTIALS_DIRECTORY", creds)]).expect("valid");
+        assert_eq!(
+            c.store.password.as_ref().map(Secret::expose),
+            Some("pw-from-credential")
+        );
+        let shown = c.to_redacted_toml();
+        assert!(!shown.contains("pw-from-credential") && !shown.contains("abab"));
+        assert!(!format!("{c:?}").contains("pw-from-credential"));
+        let err = load(&text, &[]).expect_err("no credentials directory");
+        assert!(err.to_string().contains("CREDENTIALS_DIRECTORY"), "{err}");
+    }
 }
