@@ -181,6 +181,15 @@ async fn issue_12_a_code_from_one_instance_is_redeemed_once_across_both() -> R {
     assert_eq!((won, replayed), (1, 999), "other answers: {other:?}");
     check_redis(redis.dump().await?);
 
+    // B's admin API lists the one code left, which A minted (by its hash prefix only).
+    let admin_b = b.admin()?;
+    eventually("B lists A's code", Duration::from_secs(10), || async {
+        let codes = admin_b.codes().await?.codes;
+        Ok(codes.len() == 1 && codes[0].kind == "api")
+    })
+    .await?;
+    assert_eq!(admin_b.overview().await?.store.kind, "redis");
+
     for t in [&a, &b] {
         t.output.assert_free_of(&secrets);
     }
@@ -262,7 +271,10 @@ async fn issue_12_redis_down_means_503_for_codes_not_for_verification_and_recove
         assert_eq!(ready.status, 200, "verification still works: ready");
         assert_eq!(ready.json()["store"]["healthy"], false);
     }
+    let overview = a.admin()?.overview().await?;
+    assert!(!overview.store.healthy && overview.store.error.is_some());
     let metrics = a.metrics().await?;
+    assert_eq!(metrics.get("tokend_store_up"), 0.0);
     assert!(
         metrics.get("tokend_store_errors_total{engine=\"redis\",op=\"take\"}") >= 1.0,
         "store errors counted"
