@@ -55,6 +55,11 @@ fn skip(test: &str, why: &str) {
 impl RedisServer {
     /// Starts one, or `None` (after a loud skip) when `redis-server` is not installed.
     pub(crate) fn start(test: &str) -> Option<Self> {
+        Self::start_with(test, &[])
+    }
+
+    /// [`RedisServer::start`] with extra `redis-server` arguments.
+    pub(crate) fn start_with(test: &str, extra: &[&str]) -> Option<Self> {
         let dir = tempfile::tempdir().expect("tempdir");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -65,6 +70,7 @@ impl RedisServer {
             .args(["--save", "", "--appendonly", "no"])
             .arg("--dir")
             .arg(dir.path())
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn();
@@ -363,4 +369,29 @@ async fn issue_12_an_unreachable_redis_is_unavailable_within_the_timeout() {
     let health = store.health();
     assert!(!health.healthy);
     assert!(health.error.is_some_and(|e| !e.contains("11111111")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_12_a_password_protected_redis_needs_the_password() {
+    let test = "issue_12_a_password_protected_redis_needs_the_password";
+    let Some(server) = RedisServer::start_with(test, &["--requirepass", "s3cret-pw"]) else {
+        return;
+    };
+    let t = now();
+    let mut config = redis_config(server.port);
+    let without = RedisStore::open(&config, 10, 10).expect("open");
+    let refused = without
+        .put(Kind::ExchangeCode, key_of("p"), code(t, t + 10))
+        .await;
+    match refused {
+        Err(StoreError::Unavailable(u)) => assert!(!u.0.contains("s3cret"), "{u}"),
+        other => panic!("{other:?}"),
+    }
+    config.password = Some(Secret::new("s3cret-pw"));
+    let with = RedisStore::open(&config, 10, 10).expect("open");
+    with.put(Kind::ExchangeCode, key_of("p"), code(t, t + 10))
+        .await
+        .expect("stored with the password");
+    assert!(with.take(Kind::ExchangeCode, key_of("p"), t).await.is_ok());
+    assert!(!format!("{with:?}").contains("s3cret"));
 }

@@ -186,6 +186,13 @@ impl RedisStore {
             take: Script::new(TAKE),
         });
         tokio::spawn(monitor(Arc::downgrade(&inner)));
+        // The URL carries no credentials (refused at load).
+        tracing::info!(
+            url = %url,
+            prefix = %config.key_prefix,
+            user = config.username.as_deref().unwrap_or("default"),
+            "record store: Redis (exchange codes and login states shared by every instance)"
+        );
         Ok(Self { inner })
     }
 
