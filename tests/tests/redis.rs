@@ -91,7 +91,12 @@ async fn issue_12_a_code_from_one_instance_is_redeemed_once_across_both() -> R {
     let Some(redis) = RedisServer::start("issue_12_a_code_from_one_instance").await? else {
         return Ok(());
     };
-    let Pair { provider, a, b, .. } = pair(&redis, "5s").await?;
+    let Pair {
+        provider,
+        a,
+        b,
+        _key_dir: _keys,
+    } = pair(&redis, "5s").await?;
     let tokens = provider.login("alice").await?;
     let refresh = tokens.refresh_token.clone().unwrap_or_default();
     anyhow::ensure!(!refresh.is_empty(), "the provider gave a refresh token");
@@ -201,7 +206,12 @@ async fn issue_12_a_login_started_on_one_instance_completes_on_the_other() -> R 
     let Some(redis) = RedisServer::start("issue_12_a_login_started_on_one").await? else {
         return Ok(());
     };
-    let Pair { provider, a, b, .. } = pair(&redis, "5s").await?;
+    let Pair {
+        provider,
+        a,
+        b,
+        _key_dir: _keys,
+    } = pair(&redis, "5s").await?;
     // The login state is made on A; the provider's redirect lands on B (as a load balancer
     // may send it), which takes the state and mints the exchange code; A redeems it.
     let started = start_login(&a, "/orders").await?;
@@ -233,7 +243,12 @@ async fn issue_12_redis_down_means_503_for_codes_not_for_verification_and_recove
     let Some(mut redis) = RedisServer::start("issue_12_redis_down").await? else {
         return Ok(());
     };
-    let Pair { provider, a, b, .. } = pair(&redis, "300ms").await?;
+    let Pair {
+        provider,
+        a,
+        b,
+        _key_dir: _keys,
+    } = pair(&redis, "300ms").await?;
     let tokens = provider.login("alice").await?;
     let refresh = tokens.refresh_token.clone().unwrap_or_default();
     let before = issue(&a, &tokens.access_token, &refresh).await?;
@@ -312,5 +327,41 @@ async fn issue_12_redis_down_means_503_for_codes_not_for_verification_and_recove
             "no crash, no restart"
         );
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_12_store_changes_wait_for_a_restart() -> R {
+    let Some(redis) = RedisServer::start("issue_12_store_changes_wait_for_a_restart").await? else {
+        return Ok(());
+    };
+    let Pair {
+        provider,
+        a,
+        b,
+        _key_dir: _keys,
+    } = pair(&redis, "5s").await?;
+    let tokens = provider.login("alice").await?;
+    let refresh = tokens.refresh_token.clone().unwrap_or_default();
+    // [store] is the file's last section: a new prefix for A only.
+    let text = std::fs::read_to_string(a.config_path())?;
+    a.replace_config(&format!("{text}key_prefix = \"other:\"\n"))?;
+    eventually("the reload is applied", Duration::from_secs(10), || async {
+        Ok(a.metrics().await?.get("tokend_config_restart_required") == 1.0)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}\n{}", a.output.text()))?;
+    let log = a.output.text();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("apply only after a restart"))
+        .unwrap_or_else(|| panic!("no restart-only warning:\n{log}"));
+    assert!(warning.contains("store"), "{warning}");
+    // A still writes under the running prefix, so B (which never reloaded) finds its codes.
+    let code = issue(&a, &tokens.access_token, &refresh).await?;
+    let redeemed = b
+        .post("/v1/codes/redeem", json!({"code": code}).to_string())
+        .await?;
+    assert_eq!(redeemed.status, 200);
     Ok(())
 }
