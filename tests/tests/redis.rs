@@ -272,6 +272,7 @@ async fn issue_12_redis_down_means_503_for_codes_not_for_verification_and_recove
         );
         assert!(issued.headers.contains_key("retry-after"));
         assert!(took < Duration::from_secs(2), "answered in {took:?}");
+        eprintln!("POST /v1/codes with Redis down: 503 in {took:?}");
         let redeem = t
             .post("/v1/codes/redeem", json!({"code": before}).to_string())
             .await?;
