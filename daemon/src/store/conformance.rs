@@ -395,3 +395,25 @@ async fn issue_12_a_password_protected_redis_needs_the_password() {
     assert!(with.take(Kind::ExchangeCode, key_of("p"), t).await.is_ok());
     assert!(!format!("{with:?}").contains("s3cret"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_12_a_record_sealed_under_another_key_does_not_open() {
+    let test = "issue_12_a_record_sealed_under_another_key_does_not_open";
+    let Some(server) = RedisServer::start(test) else {
+        return;
+    };
+    let t = now();
+    let config = redis_config(server.port);
+    let ours = RedisStore::open(&config, 10, 10).expect("open");
+    let mut other_key = config.clone();
+    other_key.encryption_key = Some(Secret::new("22".repeat(32)));
+    let theirs = RedisStore::open(&other_key, 10, 10).expect("open");
+    ours.put(Kind::ExchangeCode, key_of("k"), code(t, t + 10))
+        .await
+        .expect("stored");
+    assert_eq!(
+        theirs.take(Kind::ExchangeCode, key_of("k"), t).await.err(),
+        Some(TakeError::Unknown),
+        "nothing usable under the wrong key"
+    );
+}
