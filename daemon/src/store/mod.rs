@@ -251,6 +251,8 @@ pub const EXPIRED_MEMORY: i64 = 60;
 pub enum OpenError {
     #[error("store.url: {0}")]
     Url(String),
+    #[error("store.encryption_key: {0}")]
+    Key(String),
 }
 
 /// The engine `[store]` names, with capacities from the config, wrapped with its metrics.

@@ -166,10 +166,9 @@ impl RedisStore {
             .as_ref()
             .map(|k| k.expose())
             .unwrap_or_default();
-        let key = decode_store_key(key_text).ok_or_else(|| {
-            OpenError::Url("store.encryption_key: not 32 bytes in hex or base64".into())
-        })?;
-        let seal = SealKey::new(&key).map_err(|e| OpenError::Url(e.to_string()))?;
+        let key = decode_store_key(key_text)
+            .ok_or_else(|| OpenError::Key("not 32 bytes written in hex or base64".into()))?;
+        let seal = SealKey::new(&key).map_err(|e| OpenError::Key(e.to_string()))?;
         let inner = Arc::new(Inner {
             manager,
             seal,
