@@ -417,3 +417,20 @@ async fn issue_12_a_record_sealed_under_another_key_does_not_open() {
         "nothing usable under the wrong key"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_12_a_silent_redis_is_unavailable_after_the_timeout_not_a_hang() {
+    // Something listens (the kernel completes the handshake) but never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let mut config = redis_config(port);
+    config.timeout = Duration::from_millis(200);
+    let store = RedisStore::open(&config, 10, 10).expect("open");
+    let t = now();
+    let started = Instant::now();
+    let take = store.take(Kind::ExchangeCode, key_of("x"), t).await;
+    let took = started.elapsed();
+    assert!(matches!(take, Err(TakeError::Unavailable(_))), "{take:?}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    drop(silent);
+}
