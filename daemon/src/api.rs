@@ -182,7 +182,13 @@ async fn livez() -> Response {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let readiness = state.runtime().jwks.readiness();
+    let mut readiness = state.runtime().jwks.readiness();
+    let health = state.store.health();
+    readiness.store = Some(tokend_shared::StoreReadiness {
+        kind: state.store.kind_name().into(),
+        healthy: health.healthy,
+        error: health.error,
+    });
     let status = if readiness.ready {
         StatusCode::OK
     } else {

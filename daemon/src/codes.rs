@@ -35,6 +35,7 @@ impl From<TakeError> for CodeError {
             TakeError::Unknown => CodeError::Unknown,
             TakeError::Expired | TakeError::ExpiredSwept => CodeError::Expired,
             TakeError::AlreadyUsed => CodeError::AlreadyRedeemed,
+            TakeError::Unavailable(u) => CodeError::Store(StoreError::Unavailable(u)),
         }
     }
 }
@@ -165,6 +166,8 @@ impl Codes {
             }
             // Counted by the sweeper when it found the code expired.
             Err(TakeError::ExpiredSwept) => {}
+            // Counted by the store's metrics (tokend_store_errors_total).
+            Err(TakeError::Unavailable(_)) => {}
             Err(TakeError::AlreadyUsed) => {
                 m.codes_replayed.inc();
                 let entry = Entry {

@@ -14,6 +14,10 @@ use crate::respond::json_headers;
 use crate::store::StoreError;
 use crate::verify::VerifyError;
 
+/// `Retry-After` of a `store_unavailable` answer: about the time the Redis connection manager
+/// takes to reconnect once Redis is back.
+pub const STORE_RETRY_AFTER: Duration = Duration::from_secs(2);
+
 /// The HTTP status of each reason.
 pub fn status_for(reason: Reason) -> StatusCode {
     match reason {
@@ -35,9 +39,10 @@ pub fn status_for(reason: Reason) -> StatusCode {
         | Reason::NonceMismatch
         | Reason::NoSession
         | Reason::RefreshFailed => StatusCode::UNAUTHORIZED,
-        Reason::KeysUnavailable | Reason::CapacityExceeded | Reason::RateLimited => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        Reason::KeysUnavailable
+        | Reason::CapacityExceeded
+        | Reason::RateLimited
+        | Reason::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         Reason::UnknownCode | Reason::FlowNotConfigured => StatusCode::NOT_FOUND,
         Reason::CodeExpired | Reason::CodeAlreadyRedeemed => StatusCode::GONE,
         Reason::ProviderUnavailable => StatusCode::BAD_GATEWAY,
@@ -131,6 +136,10 @@ impl ApiError {
             CodeError::Expired => Reason::CodeExpired,
             CodeError::AlreadyRedeemed => Reason::CodeAlreadyRedeemed,
             CodeError::Store(StoreError::Full(..)) => Reason::CapacityExceeded,
+            CodeError::Store(StoreError::Unavailable(_)) => {
+                return ApiError::new(Reason::StoreUnavailable, e.to_string())
+                    .retry_after(STORE_RETRY_AFTER);
+            }
             CodeError::Store(StoreError::Duplicate) | CodeError::Random(_) => Reason::Internal,
         };
         ApiError::new(reason, e.to_string())

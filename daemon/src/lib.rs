@@ -44,7 +44,7 @@ use crate::jwks::Jwks;
 use crate::metrics::Metrics;
 use crate::provider::Provider;
 use crate::sessions::Sessions;
-use crate::store::{Kind, MemoryStore, Store};
+use crate::store::{Kind, Store};
 use crate::verify::Verifier;
 
 /// How often expired entries are swept from the caches, the store and the registry.
@@ -58,6 +58,7 @@ pub enum Error {
     Provider(#[from] provider::ProviderError),
     #[error(transparent)]
     Events(#[from] events::EventsError),
+    Store(#[from] store::OpenError),
 }
 
 /// Everything built from one configuration; replaced as a whole by a reload. A request holds
@@ -93,7 +94,7 @@ pub(crate) struct RefresherStop {
 pub struct AppState {
     /// The runtime in force; swapped atomically by a reload.
     current: ArcSwap<Runtime>,
-    /// Exchange codes and login states; survives reloads.
+    /// Exchange codes and login states (memory or Redis, `[store]`); survives reloads.
     pub store: Arc<dyn Store>,
     /// Logins made through the flow, and ended sessions' revocations; survives reloads.
     pub sessions: Arc<Sessions>,
@@ -175,10 +176,12 @@ impl AppState {
     ) -> Result<Arc<Self>, Error> {
         let metrics = Metrics::new();
         let sessions = Arc::new(Sessions::new(config.revocation_ttl(), metrics.clone()));
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::new(
+        let store = store::open(
+            &config.store,
             config.codes.max_outstanding,
             max_logins(&config),
-        ));
+            &metrics,
+        )?;
         let jwks = build_jwks(&config, &metrics)?;
         match jwks.load_disk_cache() {
             Ok(true) => tracing::info!(

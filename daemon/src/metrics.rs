@@ -68,6 +68,16 @@ pub struct Metrics {
     pub events_polls: IntCounterVec,
     /// Authentik events new to the poller's ring.
     pub events_fetched: IntCounter,
+    /// Record-store operations (put, take) by engine, operation and outcome (`stored`,
+    /// `taken`, `full`, `duplicate`, `unknown`, `expired`, `used`, `unavailable`).
+    pub store_operations: IntCounterVec,
+    /// Record-store operations that failed because the engine was unavailable (timeout,
+    /// refused connection), by engine and operation.
+    pub store_errors: IntCounterVec,
+    /// Time of one record-store operation, by engine and operation.
+    pub store_duration: HistogramVec,
+    /// Whether the record store answered its last call or health check (1) or not (0).
+    pub store_up: IntGauge,
     /// Pre-resolved children of `verifications`, so the hot path does no label lookup.
     valid: IntCounter,
 }
@@ -136,6 +146,19 @@ impl Metrics {
         )
         .unwrap_or_else(|e| panic!("histogram: {e}"));
         r.register(Box::new(upstream_duration.clone()))
+            .unwrap_or_else(|e| panic!("histogram: {e}"));
+        let store_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "tokend_store_operation_duration_seconds",
+                "Record-store operations (put, take) by engine and operation.",
+            )
+            .buckets(vec![
+                1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.05, 0.1, 0.5, 1.0,
+            ]),
+            &["engine", "op"],
+        )
+        .unwrap_or_else(|e| panic!("histogram: {e}"));
+        r.register(Box::new(store_duration.clone()))
             .unwrap_or_else(|e| panic!("histogram: {e}"));
         let build_info = IntGaugeVec::new(
             Opts::new("tokend_build_info", "Build information; always 1."),
@@ -284,6 +307,24 @@ impl Metrics {
                 "tokend_authentik_events_fetched_total",
                 "Authentik events fetched that the poller did not hold yet.",
             ),
+            store_operations: counter_vec(
+                &r,
+                "tokend_store_operations_total",
+                "Record-store operations by engine, operation and outcome.",
+                &["engine", "op", "outcome"],
+            ),
+            store_errors: counter_vec(
+                &r,
+                "tokend_store_errors_total",
+                "Record-store operations that failed because the engine was unavailable.",
+                &["engine", "op"],
+            ),
+            store_duration,
+            store_up: int_gauge(
+                &r,
+                "tokend_store_up",
+                "Whether the record store answered its last call or health check (1) or not (0).",
+            ),
             upstream_duration,
             registry: r,
             audit: Arc::new(crate::audit::Audit::default()),
@@ -292,6 +333,7 @@ impl Metrics {
         m.last_reload_success.set(1);
         m.last_reload_timestamp.set(unix_now());
         m.jwks_age.set(-1.0);
+        m.store_up.set(1);
         // Pre-create the common series so they are visible (at 0) before the first event.
         for result in ["success", "failure"] {
             m.jwks_fetches.with_label_values(&[result]);

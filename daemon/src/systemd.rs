@@ -403,6 +403,7 @@ mod tests {
             keys: 2,
             keys_age_seconds: Some(12),
             warning: None,
+            store: None,
         }
     }
 
@@ -516,6 +517,7 @@ mod tests {
             keys: 0,
             keys_age_seconds: None,
             warning: None,
+            store: None,
         };
         assert_eq!(
             n.status_line(&waiting),

@@ -104,9 +104,9 @@ pub struct KeyInfo {
 /// The record store.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct StoreOverview {
-    /// `memory`.
+    /// `memory` or `redis`.
     pub kind: String,
-    /// Whether the store answered its last health check (always true for `memory`).
+    /// Whether the store answered its last call or health check (always true for `memory`).
     #[serde(default = "yes")]
     pub healthy: bool,
     /// Why it is unhealthy.

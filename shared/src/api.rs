@@ -188,6 +188,22 @@ pub struct Readiness {
     /// credentials (`invalid_client`), so logins and refreshes fail while verification works.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warning: Option<String>,
+    /// The record store (exchange codes, login states): its engine and whether it answered
+    /// its last check. An unavailable store does not make tokend unready — verification
+    /// works without it — but code and login endpoints answer 503 `store_unavailable`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreReadiness>,
+}
+
+/// The record store in `GET /readyz`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+pub struct StoreReadiness {
+    /// `memory` or `redis`.
+    pub kind: String,
+    pub healthy: bool,
+    /// Why not, when not healthy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Stable, machine-readable failure reasons. New reasons may be added; clients should treat
@@ -236,6 +252,10 @@ pub enum Reason {
     CapacityExceeded,
     /// Refresh grants to the provider are rate-limited; retry after the `Retry-After` header.
     RateLimited,
+    /// The record store (`[store] kind = "redis"`) cannot be reached or did not answer in
+    /// time: exchange codes and logins cannot be issued or redeemed; retry after the
+    /// `Retry-After` header. Verification is not affected.
+    StoreUnavailable,
     /// The login flow endpoints need a `[flow]` section in the configuration.
     FlowNotConfigured,
     /// No (valid) session cookie.
@@ -285,6 +305,7 @@ impl Reason {
             Reason::CodeAlreadyRedeemed => "code_already_redeemed",
             Reason::CapacityExceeded => "capacity_exceeded",
             Reason::RateLimited => "rate_limited",
+            Reason::StoreUnavailable => "store_unavailable",
             Reason::FlowNotConfigured => "flow_not_configured",
             Reason::NoSession => "no_session",
             Reason::RefreshFailed => "refresh_failed",
@@ -336,6 +357,7 @@ mod tests {
             Reason::CodeAlreadyRedeemed,
             Reason::CapacityExceeded,
             Reason::RateLimited,
+            Reason::StoreUnavailable,
             Reason::FlowNotConfigured,
             Reason::NoSession,
             Reason::RefreshFailed,

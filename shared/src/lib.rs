@@ -19,6 +19,7 @@ pub use admin::{
 };
 pub use api::{
     Claims, ErrorBody, IssueCodeRequest, IssueCodeResponse, LogoutResponse, Readiness, Reason,
-    RedeemRequest, RedeemResponse, RevokeRequest, SessionInfo, VerifyRequest, VerifyResponse,
+    RedeemRequest, RedeemResponse, RevokeRequest, SessionInfo, StoreReadiness, VerifyRequest,
+    VerifyResponse,
 };
 pub use secret::Secret;

@@ -741,8 +741,8 @@ async fn issue_8_request_in_flight_keeps_the_old_config_across_a_reload() -> R {
 }
 
 /// A reload that changes `[log]` applies the rest, keeps the running log settings, and says
-/// so in the log and in `tokend_config_restart_required`. (`[store]` has one possible value,
-/// `kind = "memory"`, so no valid file can change it yet.)
+/// so in the log and in `tokend_config_restart_required`. (`[store]`'s restart-only changes
+/// are tested in `redis.rs`.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_8_log_changes_are_restart_only() -> R {
     let p = Provider::start().await?;

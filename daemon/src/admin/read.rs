@@ -53,6 +53,7 @@ pub async fn overview(State(state): State<Arc<AppState>>) -> Response {
     drop(keys);
     let window = state.metrics.window.snapshot();
     let per_second = window.seconds as f64;
+    let store_health = state.store.health();
     let body = Overview {
         version: env!("CARGO_PKG_VERSION").into(),
         started: state.started_unix(),
@@ -65,9 +66,8 @@ pub async fn overview(State(state): State<Arc<AppState>>) -> Response {
             kind: state.store.kind_name().into(),
             codes_outstanding: state.store.outstanding(Kind::ExchangeCode),
             logins_in_progress: state.store.outstanding(Kind::LoginState),
-            // The memory store cannot fail.
-            healthy: true,
-            error: None,
+            healthy: store_health.healthy,
+            error: store_health.error,
         },
         sessions_active: state.sessions.active(),
         verifications: state.metrics.audit.verification_counts(),

@@ -42,6 +42,12 @@ pub(super) fn default_algorithms() -> Vec<AlgName> {
     .chain([AlgName(Alg::Es512)])
     .collect()
 }
+pub(super) fn default_key_prefix() -> String {
+    "tokend:".into()
+}
+pub(super) fn default_store_timeout() -> Duration {
+    Duration::from_millis(500)
+}
 pub(super) fn default_http_timeout() -> Duration {
     Duration::from_secs(10)
 }

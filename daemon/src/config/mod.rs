@@ -26,6 +26,7 @@ use crate::alg::Alg;
 use defaults::*;
 use env::apply_env;
 pub use events::EventsConfig;
+pub use secret::decode_store_key;
 
 /// File name of the admin socket beside `listen.socket` when `admin.socket` is not set.
 pub const ADMIN_SOCKET_NAME: &str = "tokend-admin.sock";
@@ -354,12 +355,42 @@ pub struct SessionsConfig {
     pub revocation_ttl: Option<Duration>,
 }
 
+/// `[store]`: where exchange codes and login states live. `memory` (the default) is in the
+/// process and lost on restart; `redis` is shared by every tokend instance pointing at the
+/// same Redis. Restart-only: a reload keeps the running store (and says so).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// Where codes and login states live. Only "memory" in this version.
     #[serde(default)]
     pub kind: StoreKind,
+    /// Redis: `redis://host:port[/db]` or `rediss://…` (TLS, server certificate checked
+    /// against the system's roots). No password in the URL: `password_file` or
+    /// `password_credential`.
+    pub url: Option<String>,
+    /// Redis ACL user name (Redis 6+); absent = the default user.
+    pub username: Option<String>,
+    /// File holding the Redis password (trailing newline ignored); relative to the config file.
+    pub password_file: Option<PathBuf>,
+    /// Name of the systemd credential (in `$CREDENTIALS_DIRECTORY`) holding the Redis password.
+    pub password_credential: Option<String>,
+    /// Prefix of every key tokend writes, so several deployments can share one Redis.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    /// File holding the 32-byte key that seals the records (AES-256-GCM): 64 hex characters
+    /// or base64 (`openssl rand -hex 32`). Every instance sharing the Redis needs the same key.
+    pub encryption_key_file: Option<PathBuf>,
+    /// Name of the systemd credential holding that key, instead of `encryption_key_file`.
+    pub encryption_key_credential: Option<String>,
+    /// Longest wait for one Redis call (connect included); beyond it the endpoint answers 503
+    /// `store_unavailable`.
+    #[serde(default = "default_store_timeout", with = "duration")]
+    pub timeout: Duration,
+    /// The password, read from `password_file` or the credential at load; never shown.
+    #[serde(skip)]
+    pub password: Option<Secret>,
+    /// The sealing key's text, read from its file or credential at load; never shown.
+    #[serde(skip)]
+    pub encryption_key: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -367,6 +398,7 @@ pub struct StoreConfig {
 pub enum StoreKind {
     #[default]
     Memory,
+    Redis,
 }
 
 /// `[admin]`: the operators' API, served only on its own Unix socket. Who may use it is
@@ -546,6 +578,7 @@ impl Config {
         if let Some(events) = config.events.as_mut() {
             events.resolve(base_dir, credentials)?;
         }
+        config.resolve_store_secrets(credentials)?;
         config.validate()?;
         // Shown resolved by check-config.
         config.sessions.revocation_ttl = Some(config.revocation_ttl());
@@ -562,6 +595,15 @@ impl Config {
             resolve(p);
         }
         if let Some(p) = self.jwks.cache_file.as_mut() {
+            resolve(p);
+        }
+        for p in [
+            self.store.password_file.as_mut(),
+            self.store.encryption_key_file.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
             resolve(p);
         }
     }

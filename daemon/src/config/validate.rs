@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokend_shared::Secret;
 
-use super::{Config, ConfigError, GroupSpec, invalid};
+use super::{Config, ConfigError, GroupSpec, StoreKind, invalid};
 
 impl Config {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
@@ -231,9 +231,95 @@ impl Config {
                 ),
             ));
         }
+        self.validate_store()?;
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid("log.level", format!("not a valid filter: {e}")))?;
         Ok(())
+    }
+}
+
+impl Config {
+    /// `[store]`: Redis settings only with `kind = "redis"`, and then complete.
+    fn validate_store(&self) -> Result<(), ConfigError> {
+        let s = &self.store;
+        if s.kind == StoreKind::Memory {
+            let set = [
+                ("store.url", s.url.is_some()),
+                ("store.username", s.username.is_some()),
+                ("store.password_file", s.password_file.is_some()),
+                ("store.password_credential", s.password_credential.is_some()),
+                ("store.encryption_key_file", s.encryption_key_file.is_some()),
+                (
+                    "store.encryption_key_credential",
+                    s.encryption_key_credential.is_some(),
+                ),
+            ];
+            if let Some((key, _)) = set.iter().find(|(_, set)| *set) {
+                return Err(invalid(
+                    key,
+                    "only used with store.kind = \"redis\" (the store is \"memory\")",
+                ));
+            }
+            return Ok(());
+        }
+        let Some(url) = &s.url else {
+            return Err(invalid(
+                "store.url",
+                "store.kind = \"redis\" needs url = \"redis://host:6379\" (or rediss:// for TLS)",
+            ));
+        };
+        match reqwest::Url::parse(url) {
+            Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host().is_some() => {
+                if u.password().is_some() || !u.username().is_empty() {
+                    return Err(invalid(
+                        "store.url",
+                        "no user or password in the URL (it would be shown and logged): use \
+                         store.username and store.password_file or store.password_credential",
+                    ));
+                }
+            }
+            Ok(_) => {
+                return Err(invalid(
+                    "store.url",
+                    "must be redis://host:port[/db] or rediss://host:port[/db] (TLS); Unix \
+                     sockets, Sentinel and Cluster are not supported yet",
+                ));
+            }
+            // The parser's message never quotes the URL.
+            Err(e) => return Err(invalid("store.url", format!("not a URL: {e}"))),
+        }
+        if matches!(&s.username, Some(u) if u.is_empty()) {
+            return Err(invalid("store.username", "must not be empty"));
+        }
+        if s.key_prefix.is_empty()
+            || s.key_prefix.len() > 64
+            || !s
+                .key_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b":_.-".contains(&b))
+        {
+            return Err(invalid(
+                "store.key_prefix",
+                "1 to 64 of letters, digits and : _ . - (e.g. \"tokend:\")",
+            ));
+        }
+        if s.timeout < Duration::from_millis(10) || s.timeout > Duration::from_secs(30) {
+            return Err(invalid("store.timeout", "must be between 10ms and 30s"));
+        }
+        match &s.encryption_key {
+            None => Err(invalid(
+                "store.encryption_key_file",
+                "store.kind = \"redis\" needs the key that seals the records: \
+                 encryption_key_file or encryption_key_credential (32 bytes as 64 hex \
+                 characters or base64, e.g. from `openssl rand -hex 32`)",
+            )),
+            Some(k) if super::decode_store_key(k.expose()).is_none() => Err(invalid(
+                "store.encryption_key_file",
+                "the key must be 32 bytes written as 64 hex characters or as base64 (e.g. \
+                 `openssl rand -hex 32`)",
+            )),
+            Some(_) => Ok(()),
+        }
     }
 }
 

@@ -99,6 +99,7 @@ impl Flow {
             TakeError::Unknown => LoginError::InvalidState,
             TakeError::Expired | TakeError::ExpiredSwept => LoginError::StateExpired,
             TakeError::AlreadyUsed => LoginError::StateReplayed,
+            TakeError::Unavailable(_) => LoginError::StoreUnavailable,
         })?;
         check_browser(&login, binding)?;
         let code = params
@@ -174,6 +175,7 @@ impl Flow {
             .await
             .map_err(|e| match e {
                 CodeError::Store(StoreError::Full(..)) => LoginError::CapacityExceeded,
+                CodeError::Store(StoreError::Unavailable(_)) => LoginError::StoreUnavailable,
                 _ => LoginError::Internal,
             })?;
         tracing::info!(sub = %session.sub, "login completed");

@@ -77,6 +77,7 @@ impl Flow {
             .await
             .map_err(|e| match e {
                 StoreError::Full(..) | StoreError::Duplicate => LoginError::Internal,
+                StoreError::Unavailable(_) => LoginError::StoreUnavailable,
             })?;
         if stored.evicted > 0 {
             self.metrics.logins_evicted.inc_by(stored.evicted as u64);

@@ -67,6 +67,8 @@ pub enum LoginError {
     InvalidAccessToken,
     #[error("too many exchange codes outstanding")]
     CapacityExceeded,
+    #[error("the record store (Redis) is unavailable; try again shortly")]
+    StoreUnavailable,
     #[error("internal error")]
     Internal,
 }
@@ -89,6 +91,7 @@ impl LoginError {
             LoginError::InvalidIdToken => "invalid_id_token",
             LoginError::InvalidAccessToken => "invalid_access_token",
             LoginError::CapacityExceeded => "capacity_exceeded",
+            LoginError::StoreUnavailable => "store_unavailable",
             LoginError::Internal => "internal",
         }
     }

@@ -358,6 +358,7 @@ impl Jwks {
             keys: keys.len(),
             keys_age_seconds,
             warning: self.provider.client_warning(),
+            store: None,
         }
     }
 }

@@ -1,0 +1,445 @@
+//! The Redis engine: records shared by every tokend instance on one Redis, so a code minted on
+//! one instance is redeemed on another, exactly once.
+//!
+//! Layout (`P` = `store.key_prefix`, `H` = hex of the record's SHA-256 storage key — never the
+//! code or state itself): the record is the hash `P<kind>:{H}` with fields `e` (expiry, unix
+//! seconds, in clear) and `v` (the sealed record, see `seal`), expiring in Redis
+//! [`EXPIRED_MEMORY`] after `e` so a late redemption is told "expired"; its tombstone
+//! `P<kind>:{H}:used` lives until `e` once the record is taken, so a replay is told "already
+//! used". The `{H}` hash tag puts both in one Redis Cluster slot, as the Lua scripts (atomic,
+//! run by Redis itself) need. Every call is bounded by `store.timeout`; a failure is
+//! [`Unavailable`], and the connection manager reconnects by itself.
+//!
+//! Capacity: exchange codes are refused when the last count (a bounded SCAN every
+//! [`MONITOR_INTERVAL`], plus this instance's puts and takes since) reaches `codes.max_outstanding`
+//! — approximate across instances. Login states are not capped (no eviction): their TTL bounds
+//! them; size Redis's `maxmemory` for them.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{IntoConnectionInfo, Script};
+use zeroize::Zeroizing;
+
+use super::seal::SealKey;
+use super::{
+    BoxFuture, CodeListing, EXPIRED_MEMORY, Key, Kind, OpenError, Record, Store, StoreError,
+    StoreHealth, Stored, TakeError, Unavailable,
+};
+use crate::config::{StoreConfig, decode_store_key};
+
+/// How often the health check, the count and the code listing run.
+pub const MONITOR_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Most keys one count looks at (per kind); beyond it the count stops there.
+const MAX_SCANNED: usize = 100_000;
+
+/// Most codes the admin listing shows.
+const MAX_LISTED: usize = 1_000;
+
+/// Stores the record unless the key or its tombstone exists. KEYS: record, tombstone. ARGV:
+/// expiry (unix s), sealed value, Redis TTL (ms). Returns 1 stored, 0 duplicate.
+const PUT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'e', ARGV[1], 'v', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+";
+
+/// Takes the record out, once. KEYS: record, tombstone. ARGV: now (unix s). Returns
+/// {0,'',0} unknown, {1,'',0} expired (removed), {2,'',0} already used, {3, sealed, expiry}
+/// taken (the tombstone lives until the record would have expired).
+const TAKE: &str = r"
+local e = redis.call('HGET', KEYS[1], 'e')
+if not e then
+  if redis.call('EXISTS', KEYS[2]) == 1 then return {2, '', 0} end
+  return {0, '', 0}
+end
+local now = tonumber(ARGV[1])
+local expires = tonumber(e)
+if now >= expires then
+  redis.call('DEL', KEYS[1])
+  return {1, '', 0}
+end
+local v = redis.call('HGET', KEYS[1], 'v')
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], '1', 'EX', expires - now)
+return {3, v, expires}
+";
+
+/// The Redis engine. Cheap to clone the handle inside; the monitor task holds only a weak one
+/// and ends when the store is dropped.
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// Reconnects by itself; built lazily (no connection until the first call).
+    manager: ConnectionManager,
+    /// Seals and opens record values.
+    seal: SealKey,
+    /// `store.key_prefix`.
+    prefix: String,
+    /// `store.timeout`, applied to every call.
+    timeout: Duration,
+    /// Capacity per kind (index: [`slot`]).
+    max: [AtomicUsize; 2],
+    /// Live records per kind as last counted, adjusted by this instance's puts and takes.
+    counted: [AtomicUsize; 2],
+    /// The codes as last listed (no tokens).
+    listing: Mutex<Vec<CodeListing>>,
+    /// The last call's or health check's outcome.
+    health: Mutex<StoreHealth>,
+    put: Script,
+    take: Script,
+}
+
+fn slot(kind: Kind) -> usize {
+    match kind {
+        Kind::ExchangeCode => 0,
+        Kind::LoginState => 1,
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn hex(key: &Key) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Key> {
+    let mut key = [0u8; 32];
+    if text.len() != 64 {
+        return None;
+    }
+    for (i, pair) in text.as_bytes().chunks(2).enumerate() {
+        key[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(key)
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.inner.prefix)
+            .field("codes", &self.outstanding(Kind::ExchangeCode))
+            .field("logins", &self.outstanding(Kind::LoginState))
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Builds the engine from a validated `[store]` (no connection yet) and starts its monitor.
+    /// Must be called within a tokio runtime.
+    pub fn open(
+        config: &StoreConfig,
+        max_codes: usize,
+        max_logins: usize,
+    ) -> Result<Self, OpenError> {
+        let url = config.url.as_deref().unwrap_or_default();
+        let bad = |e: redis::RedisError| OpenError::Url(e.to_string());
+        let info = url.into_connection_info().map_err(bad)?;
+        let mut settings = info.redis_settings().clone();
+        if let Some(user) = &config.username {
+            settings = settings.set_username(user);
+        }
+        if let Some(password) = &config.password {
+            settings = settings.set_password(password.expose());
+        }
+        let info = info.set_redis_settings(settings);
+        let client = redis::Client::open(info).map_err(bad)?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.timeout))
+            .set_response_timeout(Some(config.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let manager =
+            ConnectionManager::new_lazy_with_config(client, manager_config).map_err(bad)?;
+        let key_text = config
+            .encryption_key
+            .as_ref()
+            .map(|k| k.expose())
+            .unwrap_or_default();
+        let key = decode_store_key(key_text)
+            .ok_or_else(|| OpenError::Key("not 32 bytes written in hex or base64".into()))?;
+        let seal = SealKey::new(&key).map_err(|e| OpenError::Key(e.to_string()))?;
+        let inner = Arc::new(Inner {
+            manager,
+            seal,
+            prefix: config.key_prefix.clone(),
+            timeout: config.timeout,
+            max: [AtomicUsize::new(max_codes), AtomicUsize::new(max_logins)],
+            counted: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            listing: Mutex::new(Vec::new()),
+            health: Mutex::new(StoreHealth {
+                healthy: false,
+                error: Some("not checked yet".into()),
+            }),
+            put: Script::new(PUT),
+            take: Script::new(TAKE),
+        });
+        tokio::spawn(monitor(Arc::downgrade(&inner)));
+        // The URL carries no credentials (refused at load).
+        tracing::info!(
+            url = %url,
+            prefix = %config.key_prefix,
+            user = config.username.as_deref().unwrap_or("default"),
+            "record store: Redis (exchange codes and login states shared by every instance)"
+        );
+        Ok(Self { inner })
+    }
+
+    /// Checks, counts and lists now (the monitor does this every [`MONITOR_INTERVAL`]).
+    pub async fn refresh(&self) {
+        self.inner.refresh().await;
+    }
+}
+
+async fn monitor(inner: Weak<Inner>) {
+    loop {
+        match inner.upgrade() {
+            Some(inner) => inner.refresh().await,
+            None => return,
+        }
+        tokio::time::sleep(MONITOR_INTERVAL).await;
+    }
+}
+
+impl Inner {
+    fn record_key(&self, kind: Kind, key: &Key) -> String {
+        format!("{}{}:{{{}}}", self.prefix, kind.as_str(), hex(key))
+    }
+
+    /// Runs `call` within the timeout; notes the outcome as the engine's health.
+    async fn bounded<T>(
+        &self,
+        call: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, Unavailable> {
+        let result = match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(Unavailable(describe(&e))),
+            Err(_) => Err(Unavailable(format!(
+                "Redis did not answer within {} ms (store.timeout)",
+                self.timeout.as_millis()
+            ))),
+        };
+        *lock(&self.health) = match &result {
+            Ok(_) => StoreHealth::ok(),
+            Err(e) => StoreHealth {
+                healthy: false,
+                error: Some(e.0.clone()),
+            },
+        };
+        result
+    }
+
+    async fn put(&self, kind: Kind, key: Key, record: Record) -> Result<Stored, StoreError> {
+        let i = slot(kind);
+        let max = self.max[i].load(Ordering::Relaxed);
+        if kind == Kind::ExchangeCode && self.counted[i].load(Ordering::Relaxed) >= max {
+            return Err(StoreError::Full(kind, max));
+        }
+        let name = self.record_key(kind, &key);
+        let expires = record.expires();
+        let aad = aad(&name, expires);
+        let sealed = Zeroizing::new(self.seal.seal(&aad, &record).map_err(|e| {
+            tracing::error!(error = %e, "cannot seal a record");
+            StoreError::Unavailable(Unavailable(e.to_string()))
+        })?);
+        let life = expires.saturating_sub(record.created()).max(0);
+        let ttl_ms = life
+            .saturating_add(EXPIRED_MEMORY)
+            .saturating_mul(1000)
+            .max(1);
+        let mut conn = self.manager.clone();
+        let mut invocation = self.put.key(&name);
+        invocation
+            .key(format!("{name}:used"))
+            .arg(expires)
+            .arg(sealed.as_slice())
+            .arg(ttl_ms);
+        let stored: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        if stored == 1 {
+            self.counted[i].fetch_add(1, Ordering::Relaxed);
+            Ok(Stored::default())
+        } else {
+            Err(StoreError::Duplicate)
+        }
+    }
+
+    async fn take(&self, kind: Kind, key: Key, now: i64) -> Result<Record, TakeError> {
+        let name = self.record_key(kind, &key);
+        let mut conn = self.manager.clone();
+        let mut invocation = self.take.key(&name);
+        invocation.key(format!("{name}:used")).arg(now);
+        let (status, value, expires): (i64, Vec<u8>, i64) =
+            self.bounded(invocation.invoke_async(&mut conn)).await?;
+        let value = Zeroizing::new(value);
+        match status {
+            0 => Err(TakeError::Unknown),
+            1 => {
+                decrement(&self.counted[slot(kind)]);
+                Err(TakeError::Expired)
+            }
+            2 => Err(TakeError::AlreadyUsed),
+            _ => {
+                decrement(&self.counted[slot(kind)]);
+                // The script checked the expiry in clear; it is bound into the sealed value,
+                // so an altered `e` does not open.
+                self.seal.open(&aad(&name, expires), &value).map_err(|err| {
+                    // Another key, or an altered value: nothing usable was taken.
+                    tracing::warn!(error = %err, "a record in Redis did not open");
+                    TakeError::Unknown
+                })
+            }
+        }
+    }
+
+    async fn refresh(&self) {
+        let mut conn = self.manager.clone();
+        let ping = self
+            .bounded(redis::cmd("PING").query_async::<String>(&mut conn))
+            .await;
+        if ping.is_err() {
+            return;
+        }
+        // Loaded ahead (again after a Redis restart), so a burst of first calls does not each
+        // meet NOSCRIPT and load them.
+        for script in [&self.put, &self.take] {
+            let _ = self.bounded(script.load_async(&mut conn)).await;
+        }
+        for kind in [Kind::ExchangeCode, Kind::LoginState] {
+            if let Ok((count, listing)) = self.scan(kind).await {
+                self.counted[slot(kind)].store(count, Ordering::Relaxed);
+                if kind == Kind::ExchangeCode {
+                    *lock(&self.listing) = listing;
+                }
+            }
+        }
+    }
+
+    /// Counts the live records of `kind` (tombstones excluded); lists codes.
+    async fn scan(&self, kind: Kind) -> Result<(usize, Vec<CodeListing>), Unavailable> {
+        let pattern = format!("{}{}:{{*}}", self.prefix, kind.as_str());
+        let mut conn = self.manager.clone();
+        let mut cursor: u64 = 0;
+        let mut count = 0;
+        let mut listing = Vec::new();
+        loop {
+            let (next, keys): (u64, Vec<String>) = self
+                .bounded(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async(&mut conn),
+                )
+                .await?;
+            count += keys.len();
+            if kind == Kind::ExchangeCode && listing.len() < MAX_LISTED && !keys.is_empty() {
+                let mut pipe = redis::pipe();
+                for k in &keys {
+                    pipe.cmd("HMGET").arg(k).arg("e").arg("v");
+                }
+                let values: Vec<(Option<i64>, Option<Vec<u8>>)> =
+                    self.bounded(pipe.query_async(&mut conn)).await?;
+                for (name, (e, v)) in keys.iter().zip(values) {
+                    let (Some(e), Some(v)) = (e, v) else { continue };
+                    let v = Zeroizing::new(v);
+                    let Some(key) = name
+                        .rsplit_once('{')
+                        .and_then(|(_, h)| unhex(h.trim_end_matches('}')))
+                    else {
+                        continue;
+                    };
+                    if let Ok(Record::Code(c)) = self.seal.open(&aad(name, e), &v)
+                        && listing.len() < MAX_LISTED
+                    {
+                        listing.push(CodeListing {
+                            key,
+                            kind: c.kind,
+                            sub: c.sub.clone(),
+                            created: c.created,
+                            expires: c.expires,
+                        });
+                    }
+                }
+            }
+            cursor = next;
+            if cursor == 0 || count >= MAX_SCANNED {
+                return Ok((count, listing));
+            }
+        }
+    }
+}
+
+/// The associated data of a sealed value: its Redis key and its expiry.
+fn aad(name: &str, expires: i64) -> Vec<u8> {
+    let mut out = name.as_bytes().to_vec();
+    out.push(0);
+    out.extend_from_slice(&expires.to_be_bytes());
+    out
+}
+
+fn decrement(n: &AtomicUsize) {
+    let _ = n.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
+}
+
+/// A Redis error as the operator should read it (no keys or values: ours are hashes and
+/// sealed anyway).
+fn describe(e: &redis::RedisError) -> String {
+    if e.is_connection_refusal() {
+        "connection to Redis refused".into()
+    } else if e.is_timeout() {
+        "Redis timed out".into()
+    } else {
+        format!("Redis: {e}")
+    }
+}
+
+impl Store for RedisStore {
+    fn put(
+        &self,
+        kind: Kind,
+        key: Key,
+        record: Record,
+    ) -> BoxFuture<'_, Result<Stored, StoreError>> {
+        Box::pin(self.inner.put(kind, key, record))
+    }
+
+    fn take(&self, kind: Kind, key: Key, now: i64) -> BoxFuture<'_, Result<Record, TakeError>> {
+        Box::pin(self.inner.take(kind, key, now))
+    }
+
+    fn outstanding(&self, kind: Kind) -> usize {
+        self.inner.counted[slot(kind)].load(Ordering::Relaxed)
+    }
+
+    fn sweep(&self, _now: i64) -> usize {
+        0
+    }
+
+    fn set_capacity(&self, kind: Kind, max: usize) {
+        self.inner.max[slot(kind)].store(max, Ordering::Relaxed);
+    }
+
+    fn list_codes(&self) -> Vec<CodeListing> {
+        lock(&self.inner.listing).clone()
+    }
+
+    fn kind_name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn health(&self) -> StoreHealth {
+        lock(&self.inner.health).clone()
+    }
+}
