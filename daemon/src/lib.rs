@@ -58,6 +58,7 @@ pub enum Error {
     Provider(#[from] provider::ProviderError),
     #[error(transparent)]
     Events(#[from] events::EventsError),
+    #[error(transparent)]
     Store(#[from] store::OpenError),
 }
 
