@@ -313,3 +313,30 @@ async fn issue_12_a_bad_snapshot_is_moved_aside_and_tokend_starts() -> R {
     }
     Ok(())
 }
+
+/// The snapshot's file and interval apply at the next start: a reload that changes them keeps
+/// the running ones and says so (log, `tokend_config_restart_required`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_12_a_reload_keeps_the_running_snapshot_file() -> R {
+    let state = state_dir()?;
+    let (first, second) = (state.path().join("a.json"), state.path().join("b.json"));
+    let cfg = hs256_with(&first);
+    let mut t = Tokend::start(&cfg).await?;
+    t.replace_config(&hs256_with(&second).to_toml(t.dir.path()))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while t.metrics().await?.get("tokend_config_restart_required") != 1.0 {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "reload not seen");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = t.output.text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("apply only after a restart") && l.contains("sessions.snapshot")),
+        "{log}"
+    );
+    t.admin()?.revoke_user("grace").await?;
+    assert!(t.terminate().await?.success());
+    assert!(std::fs::read_to_string(&first)?.contains("\"grace\""));
+    assert!(!second.exists());
+    Ok(())
+}

@@ -344,3 +344,19 @@ fn issue_12_restore_moves_a_refused_file_aside_and_counts_it() {
     assert!(!snap.dirty());
     assert_eq!(snap.restore(&owner(), NOW), "loaded");
 }
+
+/// The fuzz corpus's seed written as the daemon writes it stays a file this tokend reads.
+#[test]
+fn issue_12_the_fuzz_seed_is_a_valid_snapshot() {
+    let seed = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fuzz/corpus/snapshot_file/daemon-written"
+    );
+    let bytes = std::fs::read(seed).expect("seed");
+    let owner = Owner {
+        issuer: "http://127.0.0.1:1/application/o/fuzz/".into(),
+        client_id: "fuzz".into(),
+    };
+    let state = parse(Path::new(seed), &bytes, &owner).expect("accepted");
+    assert_eq!((state.revoked_sids.len(), state.sessions.len()), (2, 1));
+}
