@@ -308,3 +308,39 @@ write(d, "version-2", js(dict(cache, version=2)))
 write(d, "duplicate-issuer", js(cache)[:-1] + b',"issuer":"https://evil.example/"}')
 write(d, "truncated", js(cache)[:100])
 write(d, "empty", b"")
+
+# The sessions snapshot file (snapshot.rs, issue #12), as the daemon writes it, and its
+# corruptions: foreign, newer, truncated, numbers beyond i64, bad hashes, unknown members.
+d = reset("snapshot_file")
+h = b64(hashlib.sha256(b"a refresh token").digest())
+snap_state = {
+    "revoked_sids": [{"id": "sid-1", "at": 1700000000, "until": EXP, "why": "logout"},
+                     {"id": "sid-2", "at": 1700000000, "until": 1700003600, "why": "admin_revocation"}],
+    "revoked_subs": [{"id": "alice", "at": 1700000000, "until": EXP, "why": "backchannel_logout"}],
+    "seen_jtis": [{"jti": "jti-1", "until": EXP}],
+    "ended_refresh": [{"key": h, "until": EXP}],
+    "sessions": [{"key": "sid-3", "sid": "sid-3", "sub": "bob", "email": "bob@example.com",
+                  "organization_id": None, "role": "user", "created": IAT, "access_expires": EXP,
+                  "refresh_expires": EXP, "last_seen": IAT, "refresh_key": h}],
+}
+snap = {"format": "tokend-sessions-snapshot", "version": 1, "issuer": ISSUER, "client_id": CLIENT,
+        "written_at": IAT, "state": snap_state}
+write(d, "daemon-written", js(snap))
+write(d, "empty-state", js(dict(snap, state={k: [] for k in snap_state})))
+write(d, "other-issuer", js(dict(snap, issuer="https://auth.example.com/application/o/shop/")))
+write(d, "other-client", js(dict(snap, client_id="shop")))
+write(d, "version-2", js(dict(snap, version=2)))
+write(d, "version-0", js(dict(snap, version=0)))
+write(d, "no-format", js({k: v for k, v in snap.items() if k != "format"}))
+write(d, "unknown-member", js(dict(snap, extra=1)))
+write(d, "truncated", js(snap)[:120])
+write(d, "empty", b"")
+for name, t in [("u64-max", 18446744073709551615), ("i64-min", -9223372036854775808),
+                ("float", 1.5), ("huge", 1e300), ("string", "1")]:
+    bad = json.loads(js(snap_state))
+    bad["revoked_sids"][0]["until"] = t
+    write(d, f"until-{name}", js(dict(snap, state=bad)))
+for name, k in [("short", h[:10]), ("not-base64", "!!" + h[2:]), ("padded", h + "=")]:
+    bad = json.loads(js(snap_state))
+    bad["ended_refresh"][0]["key"] = k
+    write(d, f"hash-{name}", js(dict(snap, state=bad)))

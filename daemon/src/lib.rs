@@ -26,6 +26,7 @@ pub mod provider;
 pub mod reload;
 pub mod respond;
 pub mod sessions;
+pub mod snapshot;
 pub mod store;
 pub mod systemd;
 pub mod verify;
@@ -378,6 +379,7 @@ pub async fn run_with(
     let admin_cfg = config.admin.clone();
     let admin_socket = config.admin_socket();
     let state = AppState::with_loader(config, stop_rx.clone(), hooks.loader)?;
+    let snapshot = restore_snapshot(&state);
     let bound = listen::bind_with(&listen_cfg, hooks.activated)?;
     let admin_bound = match &admin_socket {
         Some(path) => Some(
@@ -414,6 +416,19 @@ pub async fn run_with(
     ));
     background.spawn(systemd::watchdog(state.notifier.clone(), stop_rx.clone()));
     background.spawn(reload::watch(state.clone(), stop_rx.clone()));
+    if let Some(snapshot) = &snapshot {
+        let owner = {
+            let state = state.clone();
+            move || snapshot_owner(&state.config())
+        };
+        let interval = state.config().sessions.snapshot_interval;
+        background.spawn(snapshot::run_writer(
+            snapshot.clone(),
+            owner,
+            interval,
+            stop_rx.clone(),
+        ));
+    }
 
     let server = tokio::spawn(listen::serve(
         bound,
@@ -447,8 +462,46 @@ pub async fn run_with(
         tracing::error!(error = %e, "admin server task failed");
     }
     background.shutdown().await;
+    if let Some(snapshot) = snapshot {
+        // After the drain: nothing changes the registry any more.
+        snapshot::write_logged(snapshot.clone(), snapshot_owner(&state.config())).await;
+        tracing::info!(file = %snapshot.path().display(), "sessions snapshot written");
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Whose revocations the snapshot holds: the configuration's issuer and client.
+fn snapshot_owner(config: &Config) -> snapshot::Owner {
+    snapshot::Owner {
+        issuer: config.provider.issuer.clone(),
+        client_id: config.provider.client_id.clone(),
+    }
+}
+
+/// Loads the sessions snapshot, if there is a file for it, before anything is served.
+fn restore_snapshot(state: &Arc<AppState>) -> Option<Arc<snapshot::Snapshot>> {
+    let config = state.config();
+    let Some(path) = config.sessions.snapshot_file.clone() else {
+        tracing::info!(
+            "sessions snapshot off ({}): a restart forgets revocations, sessions and seen \
+             logout tokens",
+            if config.sessions.snapshot {
+                "no state directory: set sessions.snapshot_file or jwks.cache_file, or run \
+                 under systemd with StateDirectory="
+            } else {
+                "sessions.snapshot = false"
+            }
+        );
+        return None;
+    };
+    let snapshot = Arc::new(snapshot::Snapshot::new(
+        path,
+        state.sessions.clone(),
+        state.metrics.clone(),
+    ));
+    snapshot.restore(&snapshot_owner(&config), verify::now_unix());
+    Some(snapshot)
 }
 
 /// Removes expired verified tokens, codes, login states, sessions and refresh results.

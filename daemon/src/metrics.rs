@@ -78,6 +78,13 @@ pub struct Metrics {
     pub store_duration: HistogramVec,
     /// Whether the record store answered its last call or health check (1) or not (0).
     pub store_up: IntGauge,
+    /// Sessions-snapshot writes by result (`ok`, `error`).
+    pub snapshot_writes: IntCounterVec,
+    /// Sessions-snapshot loads at start by result (`loaded`, `absent`, `refused`: moved
+    /// aside, `unreadable`).
+    pub snapshot_loads: IntCounterVec,
+    /// Entries the start restored from the snapshot, by kind.
+    pub snapshot_loaded: IntGaugeVec,
     /// Pre-resolved children of `verifications`, so the hot path does no label lookup.
     valid: IntCounter,
 }
@@ -99,6 +106,14 @@ fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCoun
 
 fn int_gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(g.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    g
+}
+
+fn int_gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels)
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
     r.register(Box::new(g.clone()))
         .unwrap_or_else(|e| panic!("metric {name}: {e}"));
     g
@@ -325,6 +340,24 @@ impl Metrics {
                 "tokend_store_up",
                 "Whether the record store answered its last call or health check (1) or not (0).",
             ),
+            snapshot_writes: counter_vec(
+                &r,
+                "tokend_snapshot_writes_total",
+                "Sessions-snapshot writes by result.",
+                &["result"],
+            ),
+            snapshot_loads: counter_vec(
+                &r,
+                "tokend_snapshot_loads_total",
+                "Sessions-snapshot loads at start by result (refused: moved aside).",
+                &["result"],
+            ),
+            snapshot_loaded: int_gauge_vec(
+                &r,
+                "tokend_snapshot_loaded_entries",
+                "Entries restored from the sessions snapshot at start, by kind.",
+                &["kind"],
+            ),
             upstream_duration,
             registry: r,
             audit: Arc::new(crate::audit::Audit::default()),
@@ -342,6 +375,9 @@ impl Metrics {
         }
         for outcome in ["upstream", "coalesced", "failed", "rate_limited"] {
             m.refreshes.with_label_values(&[outcome]);
+        }
+        for result in ["ok", "error"] {
+            m.snapshot_writes.with_label_values(&[result]);
         }
         Arc::new(m)
     }

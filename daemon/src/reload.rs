@@ -119,6 +119,19 @@ async fn try_reload(state: &AppState) -> Result<Outcome, ReloadError> {
         restart_required.push("log");
         new.log = old.log.clone();
     }
+    // The sessions snapshot is loaded once, at start, from the file its writer keeps writing.
+    let snapshot = |c: &crate::Config| {
+        (
+            c.sessions.snapshot_file.clone(),
+            c.sessions.snapshot_interval,
+        )
+    };
+    if snapshot(&old) != snapshot(&new) {
+        restart_required.push("sessions.snapshot");
+        new.sessions.snapshot = old.sessions.snapshot;
+        new.sessions.snapshot_file = old.sessions.snapshot_file.clone();
+        new.sessions.snapshot_interval = old.sessions.snapshot_interval;
+    }
     // The admin socket itself is bound at start; its allow lists apply at once.
     let admin_socket = |c: &crate::Config| {
         (

@@ -1,19 +1,24 @@
 //! The session registry (logins made through tokend's flow), the revocation list of ended
 //! sessions (by `sid`, or by `sub` for sub-only logout tokens — bounded by token lifetime), and
-//! the replay cache of back-channel logout token `jti`s.
+//! the replay cache of back-channel logout token `jti`s. Their export and import for the
+//! memory mode's snapshot are in `sessions/export.rs`.
+
+mod export;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokend_shared::{Claims, Secret, SessionInfo};
 
 use crate::metrics::Metrics;
 use crate::store::{Key, key_of};
 
+pub use export::{Exported, Imported};
+
 /// Why a session ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EndReason {
     Logout,
@@ -26,6 +31,10 @@ pub enum EndReason {
 #[derive(Debug, Default)]
 struct SessionSecrets {
     refresh_token: Option<Secret>,
+    /// Hash of the current refresh token: indexes `by_refresh`, goes to `ended_refresh` when
+    /// the session ends, and is all a session restored from the snapshot knows of its refresh
+    /// token (the snapshot holds no tokens).
+    refresh_key: Option<Key>,
     id_token: Option<Secret>,
 }
 
@@ -120,6 +129,9 @@ pub struct Sessions {
     /// Bumped after every revocation (end_sid, end_sub) and session replacement is recorded,
     /// so a verification that started before it does not cache its success (issue #7).
     revocation_generation: AtomicU64,
+    /// Bumped by every change the snapshot keeps (a login, refresh, end, `jti`), so the
+    /// periodic snapshot writes only when something changed. Never on the verification path.
+    changes: AtomicU64,
     metrics: Arc<Metrics>,
 }
 
@@ -134,6 +146,7 @@ impl Sessions {
             ended_refresh: DashMap::new(),
             revocation_ttl: AtomicI64::new(secs(revocation_ttl)),
             revocation_generation: AtomicU64::new(0),
+            changes: AtomicU64::new(0),
             metrics,
         }
     }
@@ -165,6 +178,16 @@ impl Sessions {
         self.revocation_generation.load(Ordering::SeqCst)
     }
 
+    /// Counts a change the snapshot keeps.
+    fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Changes whenever something the snapshot keeps changes (not `last_seen`).
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Relaxed)
+    }
+
     /// Called after a revocation is fully recorded (revocation list, `ended` flags).
     fn bump_generation(&self) {
         self.revocation_generation.fetch_add(1, Ordering::SeqCst);
@@ -186,8 +209,9 @@ impl Sessions {
                 .map(|h| format!("local-{}", h.expose()))
                 .unwrap_or_else(|_| format!("local-{}-{}", new.claims.sub, new.now)),
         };
-        if let Some(rt) = &new.refresh_token {
-            self.by_refresh.insert(key_of(rt.expose()), key.clone());
+        let refresh_key = new.refresh_token.as_ref().map(|rt| key_of(rt.expose()));
+        if let Some(rk) = refresh_key {
+            self.by_refresh.insert(rk, key.clone());
         }
         let session = Arc::new(Session {
             key: key.clone(),
@@ -203,6 +227,7 @@ impl Sessions {
             ended: AtomicBool::new(false),
             secrets: Mutex::new(SessionSecrets {
                 refresh_token: new.refresh_token,
+                refresh_key,
                 id_token: new.id_token,
             }),
         });
@@ -210,20 +235,17 @@ impl Sessions {
         let replaced = self.by_key.insert(key, session.clone());
         if let Some(old) = &replaced {
             old.ended.store(true, Ordering::Relaxed);
-            let new_rt = lock(&session.secrets)
-                .refresh_token
-                .as_ref()
-                .map(|rt| key_of(rt.expose()));
-            if let Some(rt) = lock(&old.secrets).refresh_token.as_ref() {
-                let old_rt = key_of(rt.expose());
-                if Some(&old_rt) != new_rt.as_ref() {
-                    self.by_refresh.remove(&old_rt);
-                    self.ended_refresh
-                        .insert(old_rt, old.refresh_expires.load(Ordering::Relaxed));
-                }
+            let old_rt = lock(&old.secrets).refresh_key;
+            if let Some(old_rt) = old_rt
+                && Some(old_rt) != refresh_key
+            {
+                self.by_refresh.remove(&old_rt);
+                self.ended_refresh
+                    .insert(old_rt, old.refresh_expires.load(Ordering::Relaxed));
             }
             self.bump_generation();
         }
+        self.changed();
         (session, replaced)
     }
 
@@ -270,9 +292,10 @@ impl Sessions {
             return false;
         }
         if let Some(rt) = &new_refresh {
+            let rk = key_of(rt.expose());
             self.by_refresh.remove(&key_of(old_refresh));
-            self.by_refresh
-                .insert(key_of(rt.expose()), session.key.clone());
+            self.by_refresh.insert(rk, session.key.clone());
+            secrets.refresh_key = Some(rk);
             secrets.refresh_token = new_refresh;
         }
         if new_id_token.is_some() {
@@ -282,6 +305,8 @@ impl Sessions {
             .access_expires
             .store(access_expires, Ordering::Relaxed);
         session.touch(now);
+        drop(secrets);
+        self.changed();
         true
     }
 
@@ -297,6 +322,7 @@ impl Sessions {
             .collect();
         self.finish(&ended, reason);
         self.bump_generation();
+        self.changed();
         ended
     }
 
@@ -316,14 +342,14 @@ impl Sessions {
             .collect();
         self.finish(&ended, reason);
         self.bump_generation();
+        self.changed();
         ended
     }
 
     fn finish(&self, ended: &[Arc<Session>], reason: EndReason) {
         for s in ended {
             s.ended.store(true, Ordering::Relaxed);
-            if let Some(rt) = lock(&s.secrets).refresh_token.as_ref() {
-                let key = key_of(rt.expose());
+            if let Some(key) = lock(&s.secrets).refresh_key {
                 self.by_refresh.remove(&key);
                 if reason != EndReason::Expired {
                     self.ended_refresh
@@ -393,6 +419,7 @@ impl Sessions {
             dashmap::mapref::entry::Entry::Occupied(_) => false,
             dashmap::mapref::entry::Entry::Vacant(v) => {
                 v.insert(until);
+                self.changed();
                 true
             }
         }

@@ -22,6 +22,20 @@ pub async fn flow_setup_with(
     verify_extra: &str,
     extra: &str,
 ) -> anyhow::Result<(Provider, Tokend)> {
+    let (p, cfg) = flow_config(access_ttl, verify_extra, extra).await?;
+    let t = Tokend::start(&cfg).await?;
+    t.wait_ready().await?;
+    Ok((p, t))
+}
+
+/// The provider and the config [`flow_setup_with`] starts tokend with, for a test that starts
+/// (and restarts) tokend itself: the config's fixed TCP port is the one the provider's client
+/// redirects to.
+pub async fn flow_config(
+    access_ttl: Option<u64>,
+    verify_extra: &str,
+    extra: &str,
+) -> anyhow::Result<(Provider, TokendConfig)> {
     let port = free_port()?;
     let p = Provider::start_with(ProviderOptions {
         redirect_uris: vec![format!("http://127.0.0.1:{port}/auth/callback")],
@@ -36,9 +50,7 @@ pub async fn flow_setup_with(
     cfg.tail = format!(
         "\n[flow]\nredirect_uri = \"http://127.0.0.1:{port}/auth/callback\"\nfrontend_url = \"{FRONTEND}\"\norganization_scope = \"organization\"\n{extra}"
     );
-    let t = Tokend::start(&cfg).await?;
-    t.wait_ready().await?;
-    Ok((p, t))
+    Ok((p, cfg))
 }
 
 pub fn location(a: &Answer) -> String {

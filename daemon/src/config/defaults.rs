@@ -147,6 +147,9 @@ pub(super) fn default_max_pending_refreshes() -> usize {
 pub(super) fn default_revocation_ttl(cookies: &CookiesConfig) -> Duration {
     cookies.refresh_max_age.max(Duration::from_secs(3600))
 }
+pub(super) fn default_snapshot_interval() -> Duration {
+    Duration::from_secs(30)
+}
 pub(super) fn default_log_level() -> String {
     "info".into()
 }

@@ -31,6 +31,10 @@ pub use secret::decode_store_key;
 /// File name of the admin socket beside `listen.socket` when `admin.socket` is not set.
 pub const ADMIN_SOCKET_NAME: &str = "tokend-admin.sock";
 
+/// File name of the sessions snapshot in the state directory when `sessions.snapshot_file` is
+/// not set.
+pub const SNAPSHOT_NAME: &str = "snapshot.json";
+
 /// Where `tokend` looks when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/tokend/tokend.toml";
 
@@ -353,6 +357,17 @@ pub struct SessionsConfig {
     /// which is also the default (at least 1h). Resolved at load (issue #7).
     #[serde(default, with = "duration")]
     pub revocation_ttl: Option<Duration>,
+    /// `false` turns the snapshot off: a restart then forgets every revocation.
+    #[serde(default = "default_true")]
+    pub snapshot: bool,
+    /// The snapshot file (revocations, seen logout-token `jti`s, ended refresh tokens,
+    /// sessions without tokens), so a restart forgets no revocation. Default:
+    /// `snapshot.json` beside `jwks.cache_file`, else in systemd's `$STATE_DIRECTORY`; with
+    /// neither, no snapshot. Resolved at load; relative to the config file.
+    pub snapshot_file: Option<PathBuf>,
+    /// How often the snapshot is written when something changed (and always on shutdown).
+    #[serde(default = "default_snapshot_interval", with = "duration")]
+    pub snapshot_interval: Duration,
 }
 
 /// `[store]`: where exchange codes and login states live. `memory` (the default) is in the
@@ -573,6 +588,7 @@ impl Config {
                 message: with_duration_example(e.to_string().trim_end()),
             })?;
         config.resolve_paths(base_dir);
+        config.sessions.snapshot_file = config.resolve_snapshot_file(env.get("STATE_DIRECTORY"));
         let credentials = env.get("CREDENTIALS_DIRECTORY").map(Path::new);
         config.resolve_secret(credentials)?;
         if let Some(events) = config.events.as_mut() {
@@ -606,6 +622,37 @@ impl Config {
         {
             resolve(p);
         }
+        if let Some(p) = self.sessions.snapshot_file.as_mut() {
+            resolve(p);
+        }
+    }
+
+    /// Where the sessions snapshot goes: `sessions.snapshot_file`, else `snapshot.json` in
+    /// the state directory — beside `jwks.cache_file`, else systemd's `$STATE_DIRECTORY`
+    /// (its first entry) — else nowhere; nowhere when `sessions.snapshot = false`.
+    fn resolve_snapshot_file(&self, state_directory: Option<&String>) -> Option<PathBuf> {
+        if !self.sessions.snapshot {
+            return None;
+        }
+        let state_dir = || {
+            let beside_cache = self
+                .jwks
+                .cache_file
+                .as_ref()
+                .and_then(|c| c.parent())
+                .filter(|d| !d.as_os_str().is_empty())
+                .map(Path::to_path_buf);
+            beside_cache.or_else(|| {
+                state_directory
+                    .and_then(|s| s.split(':').next())
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from)
+            })
+        };
+        self.sessions
+            .snapshot_file
+            .clone()
+            .or_else(|| state_dir().map(|d| d.join(SNAPSHOT_NAME)))
     }
 
     /// Where the admin socket is: `admin.socket`, else `tokend-admin.sock` beside

@@ -91,3 +91,38 @@ fn issue_7_revocation_ttl_covers_refresh_max_age() {
     .expect("longer is fine");
     assert_eq!(c.revocation_ttl(), Duration::from_secs(45 * 24 * 3600));
 }
+
+/// Issue #12: the sessions snapshot lives in the state directory: `sessions.snapshot_file`,
+/// else beside `jwks.cache_file`, else in systemd's `$STATE_DIRECTORY`; off with
+/// `sessions.snapshot = false` or with no state directory.
+#[test]
+fn issue_12_the_snapshot_file_is_resolved_in_the_state_directory() {
+    let file =
+        |text: &str, env: &[(&str, &str)]| load(text, env).expect("valid").sessions.snapshot_file;
+    let snapshot = |p: &str| Some(PathBuf::from(p));
+    assert_eq!(file(MINIMAL, &[]), None, "no state directory");
+    let cached = format!("{MINIMAL}\n[jwks]\ncache_file = \"/var/lib/tokend/jwks.json\"\n");
+    assert_eq!(
+        file(&cached, &[]),
+        snapshot("/var/lib/tokend/snapshot.json")
+    );
+    assert_eq!(
+        file(
+            MINIMAL,
+            &[("STATE_DIRECTORY", "/var/lib/tokend:/var/lib/other")]
+        ),
+        snapshot("/var/lib/tokend/snapshot.json")
+    );
+    assert_eq!(
+        file(&cached, &[("STATE_DIRECTORY", "/elsewhere")]),
+        snapshot("/var/lib/tokend/snapshot.json"),
+        "beside the JWKS cache first"
+    );
+    let explicit = format!("{cached}\n[sessions]\nsnapshot_file = \"state/s.json\"\n");
+    assert_eq!(file(&explicit, &[]), snapshot("/etc/tokend/state/s.json"));
+    let off = format!("{cached}\n[sessions]\nsnapshot = false\n");
+    assert_eq!(file(&off, &[("STATE_DIRECTORY", "/var/lib/tokend")]), None);
+    let c = load(MINIMAL, &[]).expect("valid");
+    assert_eq!(c.sessions.snapshot_interval, Duration::from_secs(30));
+    assert!(c.sessions.snapshot);
+}

@@ -232,6 +232,13 @@ impl Config {
             ));
         }
         self.validate_store()?;
+        if self.sessions.snapshot_interval < std::time::Duration::from_secs(1) {
+            return Err(invalid(
+                "sessions.snapshot_interval",
+                "must be at least 1s (the snapshot is written at most that often, and only \
+                 when something changed)",
+            ));
+        }
         tracing_subscriber::EnvFilter::try_new(&self.log.level)
             .map_err(|e| invalid("log.level", format!("not a valid filter: {e}")))?;
         Ok(())

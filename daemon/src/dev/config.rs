@@ -85,6 +85,11 @@ pub fn build(
         str_v(&listen.dir.join("jwks.json").to_string_lossy()),
     );
 
+    // The dev issuer's keys and sessions die with the process: nothing worth a snapshot.
+    section(&mut table, "sessions")
+        .entry("snapshot")
+        .or_insert(Value::Boolean(false));
+
     let c = section(&mut table, "cookies");
     c.entry("secure").or_insert(Value::Boolean(false));
 
