@@ -162,6 +162,21 @@ pub(super) mod tests {
         assert_eq!(c.role, "user");
     }
 
+    /// Issue #8 (mutation testing): an empty organization is no organization (the fallback
+    /// applies), a numeric one is its decimal text, and a `scope` array is joined by spaces.
+    #[test]
+    fn issue_8_empty_organization_falls_back_and_scope_arrays_join() {
+        let c = mapper().map(
+            claims(json!({"organizationId": "", "scope": ["openid", "email", 7]})),
+            "u4".into(),
+            1,
+        );
+        assert_eq!(c.organization_id.as_deref(), Some("u4"));
+        assert_eq!(c.scope.as_deref(), Some("openid email"));
+        let c = mapper().map(claims(json!({"organizationId": 42})), "u5".into(), 1);
+        assert_eq!(c.organization_id.as_deref(), Some("42"));
+    }
+
     /// Issue #7: with `organization_fallback = "none"` a token without the organization claim
     /// has no `organizationId` (left out of the JSON), instead of `sub`.
     #[test]

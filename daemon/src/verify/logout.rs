@@ -240,6 +240,45 @@ mod tests {
         }
     }
 
+    /// Issue #8 (mutation testing): the logout path's access-token check — an `exp` may lie
+    /// up to leeway + `max_expired` in the past and no further; a logout token is not an
+    /// access token; `sub` must be a non-empty string; `sid` comes along when present.
+    #[tokio::test]
+    async fn issue_8_logout_subject_window_and_shape() {
+        let v = crate::verify::tests::verifier_with("[verify]\nleeway = \"30s\"\n");
+        let access = |exp_offset: i64, sub: Value| {
+            let mut a = crate::verify::tests::access_claims("alice", "s-ls");
+            a["exp"] = json!(now_unix() + exp_offset);
+            a["sub"] = sub;
+            hs_token(json!({}), &a)
+        };
+        let got = v
+            .logout_subject(&access(-(30 + 100 - 5), json!("alice")), 100)
+            .await
+            .expect("within leeway + max_expired");
+        assert_eq!(
+            (got.sub.as_str(), got.sid.as_deref()),
+            ("alice", Some("s-ls"))
+        );
+        assert!(matches!(
+            v.logout_subject(&access(-(30 + 100 + 5), json!("alice")), 100)
+                .await,
+            Err(VerifyError::Expired(_))
+        ));
+        for sub in [json!(""), json!(7)] {
+            assert_eq!(
+                v.logout_subject(&access(60, sub.clone()), 100).await.err(),
+                Some(VerifyError::MissingClaim("sub")),
+                "{sub}"
+            );
+        }
+        let logout_token = hs_token(json!({}), &logout_claims("s-ls"));
+        assert!(matches!(
+            v.logout_subject(&logout_token, 100).await,
+            Err(VerifyError::WrongTokenType(_))
+        ));
+    }
+
     /// Issue #9: a leeway near the largest duration does not overflow the jti memory time.
     #[tokio::test]
     async fn issue_9_huge_leeway_does_not_overflow_the_jti_memory() {
