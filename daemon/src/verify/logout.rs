@@ -223,6 +223,24 @@ mod tests {
             assert!(err.is_err(), "{field} {outside:+}s is outside the leeway");
         }
 
+        // Exactly at the edge is still inside (`>` in each check, not `>=`). The clock has
+        // whole seconds, so a try counts only when the second did not change meanwhile.
+        for (field, offset) in [("iat", 30), ("nbf", 30), ("exp", -30)] {
+            loop {
+                n += 1;
+                let before = now_unix();
+                let result = v.verify_logout_token(&check(field, offset, n)).await;
+                if now_unix() != before {
+                    continue;
+                }
+                assert!(
+                    result.is_ok(),
+                    "{field} {offset:+}s is the edge: {result:?}"
+                );
+                break;
+            }
+        }
+
         let now = now_unix();
         for (iat, exp, until) in [
             (now, now + 120, now + 300 + 30),   // iat + 10 × leeway is later
