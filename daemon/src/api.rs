@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -229,10 +230,12 @@ pub(crate) async fn method_not_allowed() -> ApiError {
 
 /// `POST /v1/verify {"token": "…"}`.
 async fn verify_post(Extension(rt): Pinned, body: Bytes) -> Result<Response, ApiError> {
+    let started = Instant::now();
     let req: VerifyRequest = parse_json(&body)?;
     let token = strip_bearer(req.token.expose());
     if token.is_empty() {
-        return Err(ApiError::inactive(Reason::MissingToken, "`token` is empty"));
+        let refused = ApiError::inactive(Reason::MissingToken, "`token` is empty");
+        return Err(counted(&rt, refused, started));
     }
     verify(&rt, token).await
 }
@@ -240,8 +243,19 @@ async fn verify_post(Extension(rt): Pinned, body: Bytes) -> Result<Response, Api
 /// `GET /v1/verify`: the token from the access cookie, else `Authorization: Bearer`; never
 /// from the query string.
 async fn verify_get(Extension(rt): Pinned, headers: HeaderMap) -> Result<Response, ApiError> {
-    let token = token_from_headers(&headers, &rt.config.cookies.access_name)?;
+    let started = Instant::now();
+    let token = token_from_headers(&headers, &rt.config.cookies.access_name)
+        .map_err(|e| counted(&rt, e, started))?;
     verify(&rt, token.expose()).await
+}
+
+/// A verification refused before the verifier saw a token (`missing_token`), counted like the
+/// verifier's own refusals (metrics, the admin overview's counts and last minute).
+fn counted(rt: &Runtime, refused: ApiError, started: Instant) -> ApiError {
+    rt.verifier
+        .metrics()
+        .refused_before_verify(refused.reason, started);
+    refused
 }
 
 async fn verify(rt: &Runtime, token: &str) -> Result<Response, ApiError> {

@@ -184,6 +184,7 @@ impl AppState {
             max_logins(&config),
             &metrics,
         )?;
+        metrics.precreate_store(store.kind_name());
         let jwks = build_jwks(&config, &metrics)?;
         match jwks.load_disk_cache() {
             Ok(true) => tracing::info!(

@@ -11,6 +11,34 @@ use prometheus::{
 };
 use tokend_shared::Reason;
 
+/// `step` labels of `tokend_login_flow_steps_total` (the flow's steps, `flow/`).
+pub const FLOW_STEPS: [&str; 5] = ["login", "callback", "exchange", "refresh", "logout"];
+/// `outcome` labels of `tokend_refreshes_total` (`flow::refresh`).
+pub const REFRESH_OUTCOMES: [&str; 4] = ["upstream", "coalesced", "failed", "rate_limited"];
+/// `reason` labels of `tokend_sessions_ended_total`: one per `sessions::EndReason`.
+pub const SESSION_END_REASONS: [&str; 4] = [
+    "logout",
+    "backchannel_logout",
+    "admin_revocation",
+    "expired",
+];
+/// `result` labels of `tokend_authentik_event_polls_total` (`events::fetch::FetchError::label`
+/// and `success`).
+pub const EVENT_POLL_RESULTS: [&str; 6] = [
+    "success",
+    "unauthorized",
+    "forbidden",
+    "http_error",
+    "unreachable",
+    "invalid",
+];
+/// `endpoint` labels of `tokend_upstream_request_duration_seconds`.
+pub const UPSTREAM_ENDPOINTS: [&str; 4] = ["discovery", "jwks", "token", "revocation"];
+/// `outcome` labels of `tokend_store_operations_total{op="put"}` (`store::Instrumented`).
+pub const STORE_PUT_OUTCOMES: &[&str] = &["stored", "full", "duplicate", "unavailable"];
+/// `outcome` labels of `tokend_store_operations_total{op="take"}` (`store::Instrumented`).
+pub const STORE_TAKE_OUTCOMES: &[&str] = &["taken", "unknown", "expired", "used", "unavailable"];
+
 /// Every metric tokend exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -367,19 +395,64 @@ impl Metrics {
         m.last_reload_timestamp.set(unix_now());
         m.jwks_age.set(-1.0);
         m.store_up.set(1);
-        // Pre-create the common series so they are visible (at 0) before the first event.
+        m.precreate();
+        Arc::new(m)
+    }
+
+    /// Creates every known label combination at 0, so each series a dashboard panel or an
+    /// alert (`docs/grafana`, `docs/prometheus`) reads exists from the start: `rate()` and
+    /// `increase()` see nothing of a series until its second sample. The store's series wait
+    /// for [`Metrics::precreate_store`], which knows the engine.
+    fn precreate(&self) {
         for result in ["success", "failure"] {
-            m.jwks_fetches.with_label_values(&[result]);
-            m.reloads.with_label_values(&[result]);
-            m.backchannel_logouts.with_label_values(&[result]);
+            self.jwks_fetches.with_label_values(&[result]);
+            self.reloads.with_label_values(&[result]);
+            self.backchannel_logouts.with_label_values(&[result]);
         }
-        for outcome in ["upstream", "coalesced", "failed", "rate_limited"] {
-            m.refreshes.with_label_values(&[outcome]);
+        for outcome in REFRESH_OUTCOMES {
+            self.refreshes.with_label_values(&[outcome]);
+        }
+        for reason in Reason::all().filter(|r| r.is_verification()) {
+            self.verifications
+                .with_label_values(&["invalid", reason.as_str()]);
+        }
+        for step in FLOW_STEPS {
+            for result in ["success", "failure"] {
+                self.flow_steps.with_label_values(&[step, result]);
+            }
+        }
+        for reason in SESSION_END_REASONS {
+            self.sessions_ended.with_label_values(&[reason]);
+        }
+        for result in EVENT_POLL_RESULTS {
+            self.events_polls.with_label_values(&[result]);
+        }
+        for endpoint in UPSTREAM_ENDPOINTS {
+            self.upstream_duration.with_label_values(&[endpoint]);
         }
         for result in ["ok", "error"] {
-            m.snapshot_writes.with_label_values(&[result]);
+            self.snapshot_writes.with_label_values(&[result]);
         }
-        Arc::new(m)
+    }
+
+    /// Creates the record store's series for `engine` (`memory`, `redis`) at 0: every
+    /// operation's outcomes, errors and duration.
+    pub fn precreate_store(&self, engine: &str) {
+        for (op, outcomes) in [("put", STORE_PUT_OUTCOMES), ("take", STORE_TAKE_OUTCOMES)] {
+            for outcome in outcomes {
+                self.store_operations
+                    .with_label_values(&[engine, op, outcome]);
+            }
+            self.store_errors.with_label_values(&[engine, op]);
+            self.store_duration.with_label_values(&[engine, op]);
+        }
+    }
+
+    /// Counts a verification refused before a token reached the verifier (`missing_token`:
+    /// no cookie, no Bearer header, an empty `token`), like every other refusal: the
+    /// Prometheus counter, the admin overview's counts and its last minute.
+    pub fn refused_before_verify(&self, reason: Reason, started: Instant) {
+        self.verified(Err(reason), started);
     }
 
     /// Counts one verification that began at `started` and ends now.
@@ -456,5 +529,29 @@ mod tests {
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             assert!(line.starts_with("tokend_"), "{line}");
         }
+    }
+
+    /// Issue #13: the labelled series dashboards and alerts read exist at 0 from the start.
+    #[test]
+    fn issue_13_labelled_series_exist_at_zero_from_start() {
+        let m = Metrics::new();
+        m.precreate_store("memory");
+        let text = m.render(0, 0);
+        for line in [
+            "tokend_verifications_total{reason=\"missing_token\",result=\"invalid\"} 0",
+            "tokend_verifications_total{reason=\"bad_signature\",result=\"invalid\"} 0",
+            "tokend_verifications_total{reason=\"revoked_by_admin\",result=\"invalid\"} 0",
+            "tokend_login_flow_steps_total{result=\"failure\",step=\"refresh\"} 0",
+            "tokend_sessions_ended_total{reason=\"backchannel_logout\"} 0",
+            "tokend_authentik_event_polls_total{result=\"unreachable\"} 0",
+            "tokend_store_operations_total{engine=\"memory\",op=\"take\",outcome=\"used\"} 0",
+            "tokend_store_errors_total{engine=\"memory\",op=\"put\"} 0",
+            "tokend_upstream_request_duration_seconds_count{endpoint=\"token\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing");
+        }
+        // Only verification reasons: not the flow's or the HTTP layer's.
+        assert!(!text.contains("reason=\"method_not_allowed\""));
+        assert!(!text.contains("reason=\"code_expired\""));
     }
 }

@@ -208,7 +208,7 @@ pub struct StoreReadiness {
 
 /// Stable, machine-readable failure reasons. New reasons may be added; clients should treat
 /// an unknown one like a generic failure (it deserializes as [`Reason::Other`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, strum::EnumIter)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// No token in the request (no cookie, no `Authorization: Bearer`).
@@ -280,6 +280,55 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// Every reason, in declaration order ([`Reason::Other`] last).
+    pub fn all() -> impl Iterator<Item = Reason> {
+        <Reason as strum::IntoEnumIterator>::iter()
+    }
+
+    /// Whether a token verification (`/v1/verify`, and the verifications inside other
+    /// endpoints) can answer with this reason — the vocabulary of
+    /// `tokend_verifications_total{result="invalid"}`. No wildcard: a new reason must be
+    /// placed here.
+    pub fn is_verification(self) -> bool {
+        match self {
+            Reason::MissingToken
+            | Reason::Malformed
+            | Reason::UnsupportedAlg
+            | Reason::UnsupportedHeader
+            | Reason::UnknownKid
+            | Reason::BadSignature
+            | Reason::Expired
+            | Reason::NotYetValid
+            | Reason::WrongIssuer
+            | Reason::WrongAudience
+            | Reason::IdTokenNotAccepted
+            | Reason::WrongTokenType
+            | Reason::MissingClaim
+            | Reason::KeysUnavailable
+            | Reason::TokenRevoked
+            | Reason::RevokedByAdmin
+            | Reason::NonceMismatch => true,
+            Reason::UnknownCode
+            | Reason::CodeExpired
+            | Reason::CodeAlreadyRedeemed
+            | Reason::CapacityExceeded
+            | Reason::RateLimited
+            | Reason::StoreUnavailable
+            | Reason::FlowNotConfigured
+            | Reason::NoSession
+            | Reason::RefreshFailed
+            | Reason::ProviderUnavailable
+            | Reason::Forbidden
+            | Reason::BadRequest
+            | Reason::PayloadTooLarge
+            | Reason::NotFound
+            | Reason::MethodNotAllowed
+            | Reason::Timeout
+            | Reason::Internal
+            | Reason::Other => false,
+        }
+    }
+
     /// The wire name, e.g. `bad_signature`.
     pub fn as_str(self) -> &'static str {
         match self {

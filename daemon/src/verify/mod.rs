@@ -210,6 +210,11 @@ impl Verifier {
         &self.jwks
     }
 
+    /// Where verifications are counted.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
     /// Verifies an access token. Cache hit: no parsing, no signature check.
     pub async fn verify(&self, token: &str) -> Result<Arc<Verified>, VerifyError> {
         let started = std::time::Instant::now();
