@@ -78,6 +78,8 @@ pub struct Metrics {
     pub store_duration: HistogramVec,
     /// Whether the record store answered its last call or health check (1) or not (0).
     pub store_up: IntGauge,
+    /// `/v1/auth` answers whose identity headers the budget cut (groups) or left out.
+    pub forward_auth_truncated: IntCounter,
     /// Pre-resolved children of `verifications`, so the hot path does no label lookup.
     valid: IntCounter,
 }
@@ -324,6 +326,11 @@ impl Metrics {
                 &r,
                 "tokend_store_up",
                 "Whether the record store answered its last call or health check (1) or not (0).",
+            ),
+            forward_auth_truncated: counter(
+                &r,
+                "tokend_forward_auth_truncated_total",
+                "Forward-auth answers whose identity headers were cut to forward_auth.max_header_bytes.",
             ),
             upstream_duration,
             registry: r,

@@ -7,6 +7,7 @@
 //! date) and finds it in the target dir. [`tmux`] runs the console in a real terminal.
 
 pub mod flow;
+pub mod nginx;
 pub mod redis_server;
 pub mod tmux;
 
