@@ -12,7 +12,7 @@ use axum::body::Bytes;
 use axum::extract::{Extension, Query, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use tokend_shared::{
     IssueCodeRequest, IssueCodeResponse, LogoutResponse, Reason, RedeemRequest, RedeemResponse,
     VerifyRequest,
@@ -45,6 +45,7 @@ pub fn router_with(
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/verify", get(verify_get).post(verify_post))
+        .route("/v1/auth", any(crate::forward::auth))
         .route("/v1/codes", post(codes_issue))
         .route("/v1/codes/redeem", post(codes_redeem))
         .route("/auth/login", get(auth_login))

@@ -10,6 +10,7 @@ use tokend_shared::{ErrorBody, Reason, VerifyResponse};
 use crate::admin::AdminError;
 use crate::codes::CodeError;
 use crate::flow::FlowError;
+use crate::forward::{ForwardError, REASON_HEADER};
 use crate::respond::json_headers;
 use crate::store::StoreError;
 use crate::verify::VerifyError;
@@ -65,6 +66,9 @@ pub struct ApiError {
     verify_shape: bool,
     /// Seconds for a `Retry-After` header (rate limits).
     retry_after: Option<u64>,
+    /// A forward-auth refusal (`/v1/auth`): the reason also in [`REASON_HEADER`] (proxies drop
+    /// 401 bodies), and `WWW-Authenticate` with a realm, without `error` when no token came.
+    forward: bool,
 }
 
 impl ApiError {
@@ -74,6 +78,7 @@ impl ApiError {
             message: message.into(),
             verify_shape: false,
             retry_after: None,
+            forward: false,
         }
     }
 
@@ -100,6 +105,25 @@ impl ApiError {
 impl From<VerifyError> for ApiError {
     fn from(e: VerifyError) -> Self {
         Self::inactive(e.reason(), e.to_string())
+    }
+}
+
+impl From<ForwardError> for ApiError {
+    fn from(e: ForwardError) -> Self {
+        let reason = match &e {
+            ForwardError::NoToken(_) => Reason::MissingToken,
+            ForwardError::Refused(v) => v.reason(),
+        };
+        Self {
+            forward: true,
+            ..Self::new(reason, e.to_string())
+        }
+    }
+}
+
+impl IntoResponse for ForwardError {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
     }
 }
 
@@ -170,10 +194,22 @@ impl IntoResponse for ApiError {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
+        if self.forward {
+            resp.headers_mut().insert(
+                REASON_HEADER,
+                HeaderValue::from_static(self.reason.as_str()),
+            );
+        }
         if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750 §3: no `error` when the request carried no token at all.
+            let challenge = match (self.forward, self.reason) {
+                (false, _) => "Bearer error=\"invalid_token\"",
+                (true, Reason::MissingToken) => "Bearer realm=\"tokend\"",
+                (true, _) => "Bearer realm=\"tokend\", error=\"invalid_token\"",
+            };
             resp.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                HeaderValue::from_static(challenge),
             );
         }
         resp

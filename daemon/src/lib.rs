@@ -15,6 +15,7 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod flow;
+pub mod forward;
 /// Entry points for the fuzz targets (`fuzz/`), with the `fuzzing` feature only.
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

@@ -113,6 +113,8 @@ pub struct Metrics {
     pub snapshot_loads: IntCounterVec,
     /// Entries the start restored from the snapshot, by kind.
     pub snapshot_loaded: IntGaugeVec,
+    /// `/v1/auth` answers whose identity headers the budget cut (groups) or left out.
+    pub forward_auth_truncated: IntCounter,
     /// Pre-resolved children of `verifications`, so the hot path does no label lookup.
     valid: IntCounter,
 }
@@ -385,6 +387,11 @@ impl Metrics {
                 "tokend_snapshot_loaded_entries",
                 "Entries restored from the sessions snapshot at start, by kind.",
                 &["kind"],
+            ),
+            forward_auth_truncated: counter(
+                &r,
+                "tokend_forward_auth_truncated_total",
+                "Forward-auth answers whose identity headers were cut to forward_auth.max_header_bytes.",
             ),
             upstream_duration,
             registry: r,

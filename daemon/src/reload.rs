@@ -169,6 +169,7 @@ async fn try_reload(state: &AppState) -> Result<Outcome, ReloadError> {
         ("sessions", !same(&old.sessions, &new.sessions)),
         ("admin", !same(&old.admin, &new.admin)),
         ("events", events_changed),
+        ("forward_auth", !same(&old.forward_auth, &new.forward_auth)),
     ] {
         if differs {
             changed.push(name);

@@ -8,6 +8,7 @@
 
 pub mod flow;
 mod metrics;
+pub mod nginx;
 mod output;
 mod process;
 mod provider;

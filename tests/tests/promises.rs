@@ -250,6 +250,7 @@ async fn issue_8_every_answer_is_no_store() -> R {
                 401,
             ),
             ("verify no token", "GET", "/v1/verify", None, 401),
+            ("forward auth no token (#13)", "GET", "/v1/auth", None, 401),
             (
                 "verify bad JSON",
                 "POST",

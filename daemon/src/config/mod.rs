@@ -10,6 +10,7 @@ mod defaults;
 mod duration;
 mod env;
 mod events;
+mod forward;
 mod secret;
 mod validate;
 
@@ -26,6 +27,7 @@ use crate::alg::Alg;
 use defaults::*;
 use env::apply_env;
 pub use events::EventsConfig;
+pub use forward::{ForwardAuthConfig, HeaderSet};
 pub use secret::decode_store_key;
 
 /// File name of the admin socket beside `listen.socket` when `admin.socket` is not set.
@@ -103,6 +105,9 @@ pub struct Config {
     pub admin: AdminConfig,
     /// The Authentik events poller; off without this section.
     pub events: Option<EventsConfig>,
+    /// The identity headers of forward auth (`GET /v1/auth`) for reverse proxies.
+    #[serde(default)]
+    pub forward_auth: ForwardAuthConfig,
     /// The file this was loaded from (for reloads); not a config key.
     #[serde(skip)]
     pub source: Option<PathBuf>,

@@ -9,6 +9,7 @@ use super::{Config, ConfigError, GroupSpec, StoreKind, invalid};
 
 impl Config {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        self.forward_auth.validate()?;
         let l = &self.listen;
         if l.socket.is_none() && l.http.is_none() {
             return Err(invalid(
