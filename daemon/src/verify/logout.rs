@@ -297,6 +297,31 @@ mod tests {
         ));
     }
 
+    /// Issue #8 (mutation testing): a logout token needs a non-empty string `jti` (replay
+    /// protection keys on it) and a `sid` or a `sub`.
+    #[tokio::test]
+    async fn issue_8_logout_token_needs_a_jti_and_a_subject() {
+        let v = verifier();
+        for jti in [json!(""), json!(5), Value::Null] {
+            let mut c = logout_claims("s-jti");
+            c["jti"] = jti.clone();
+            assert_eq!(
+                v.verify_logout_token(&hs_token(json!({}), &c)).await.err(),
+                Some(VerifyError::MissingClaim("jti")),
+                "{jti}"
+            );
+        }
+        let mut c = logout_claims("s-none");
+        c.as_object_mut().map(|o| o.remove("sid"));
+        assert_eq!(
+            v.verify_logout_token(&hs_token(json!({}), &c)).await.err(),
+            Some(VerifyError::MissingClaim("sid"))
+        );
+        c["sub"] = json!("alice");
+        let ok = v.verify_logout_token(&hs_token(json!({}), &c)).await;
+        assert_eq!(ok.map(|l| (l.sid, l.sub)), Ok((None, Some("alice".into()))));
+    }
+
     /// Issue #9: a leeway near the largest duration does not overflow the jti memory time.
     #[tokio::test]
     async fn issue_9_huge_leeway_does_not_overflow_the_jti_memory() {
