@@ -322,6 +322,26 @@ mod tests {
         assert_eq!(ok.map(|l| (l.sid, l.sub)), Ok((None, Some("alice".into()))));
     }
 
+    /// Issue #8 (mutation testing): each accepted `typ` of a logout token — `logout+jwt`, its
+    /// media-type form, `JWT` (Authentik before 2025.12), any case — and no other.
+    #[tokio::test]
+    async fn issue_8_logout_token_typ() {
+        let v = verifier();
+        for (n, typ) in ["logout+jwt", "application/logout+jwt", "JWT", "Logout+JWT"]
+            .into_iter()
+            .enumerate()
+        {
+            let token = hs_token(json!({ "typ": typ }), &logout_claims(&format!("typ{n}")));
+            let ok = v.verify_logout_token(&token).await;
+            assert!(ok.is_ok(), "{typ}: {ok:?}");
+        }
+        let token = hs_token(json!({"typ": "at+jwt"}), &logout_claims("typ-at"));
+        assert!(matches!(
+            v.verify_logout_token(&token).await,
+            Err(VerifyError::WrongTokenType(_))
+        ));
+    }
+
     /// Issue #9: a leeway near the largest duration does not overflow the jti memory time.
     #[tokio::test]
     async fn issue_9_huge_leeway_does_not_overflow_the_jti_memory() {
