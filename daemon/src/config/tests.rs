@@ -1,5 +1,7 @@
 //! Unit tests of loading, defaults and accessors of the configuration.
 
+use std::path::Path;
+
 use super::*;
 
 pub(in crate::config) const MINIMAL: &str = r#"
