@@ -203,6 +203,7 @@ impl IntoResponse for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             // RFC 6750 §3: no `error` when the request carried no token at all.
             let challenge = match (self.forward, self.reason) {
+                (false, Reason::MissingToken) => "Bearer",
                 (false, _) => "Bearer error=\"invalid_token\"",
                 (true, Reason::MissingToken) => "Bearer realm=\"tokend\"",
                 (true, _) => "Bearer realm=\"tokend\", error=\"invalid_token\"",
