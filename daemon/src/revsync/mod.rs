@@ -263,8 +263,9 @@ impl Inner {
     }
 }
 
-/// Writes what this instance revokes. After a failure it retries every [`RETRY`] with the
-/// whole local list (so nothing made during the outage is lost, however long it was).
+/// Writes what this instance revokes. After a failure (and once at start) it writes the whole
+/// local list, retrying every [`RETRY`], so nothing made during an outage is lost, however
+/// long it was.
 async fn writer(
     inner: Arc<Inner>,
     mut rx: mpsc::UnboundedReceiver<Change>,
@@ -272,8 +273,11 @@ async fn writer(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut pending: Vec<Change> = Vec::new();
-    let mut behind = false;
-    let mut retry = tokio::time::interval(RETRY);
+    // The whole list is written once at start too: what the sessions snapshot restored (it
+    // is loaded before the first tick) may be missing from Redis (a Redis without
+    // persistence restarted meanwhile).
+    let mut behind = true;
+    let mut retry = tokio::time::interval_at(tokio::time::Instant::now() + RETRY, RETRY);
     loop {
         tokio::select! {
             change = rx.recv() => match change {

@@ -207,3 +207,95 @@ fn merge(
         });
     fresh
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::sessions::NewSession;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    #[derive(Debug, Default)]
+    struct Recorder(Mutex<Vec<Change>>);
+
+    impl Outbox for Recorder {
+        fn publish(&self, change: Change) {
+            self.0.lock().expect("lock").push(change);
+        }
+        fn claim_jti(&self, _: &str, _: i64) -> BoxFuture<'_, Result<bool, Unavailable>> {
+            Box::pin(async { Err(Unavailable("down".into())) })
+        }
+    }
+
+    fn login(s: &Sessions, sub: &str, sid: &str, now: i64) {
+        let claims = tokend_shared::Claims {
+            sub: sub.into(),
+            email: None,
+            name: None,
+            preferred_username: None,
+            organization_id: None,
+            groups: vec![],
+            role: "user".into(),
+            scope: None,
+            exp: now + 300,
+            extra: Default::default(),
+        };
+        s.create(NewSession {
+            claims: &claims,
+            sid: Some(sid.into()),
+            id_token: None,
+            refresh_token: Some(tokend_shared::Secret::new(format!("rt-{sid}"))),
+            refresh_expires: now + 3600,
+            now,
+        });
+    }
+
+    #[tokio::test]
+    async fn issue_12_local_revocations_are_published_remote_ones_applied_not_told_back() {
+        let s = Sessions::new(Duration::from_secs(3600), Metrics::new());
+        let out = Arc::new(Recorder::default());
+        s.set_outbox(out.clone());
+        login(&s, "alice", "s1", 100);
+        login(&s, "bob", "s2", 100);
+        s.end_sid("s1", EndReason::Logout, 110);
+        let sent = out.0.lock().expect("lock").clone();
+        assert!(matches!(&sent[0], Change::EndedRefresh { .. }), "{sent:?}");
+        assert!(matches!(&sent[1], Change::Sid { sid, at: 110, .. } if sid == "s1"));
+        assert_eq!(s.revocation_entries(110).len(), 2);
+
+        // Another instance revoked bob: his session here ends, nothing is told back.
+        let before = s.revocation_generation();
+        let remote = Change::Sub {
+            sub: "bob".into(),
+            at: 120,
+            until: 4000,
+            why: EndReason::AdminRevocation,
+        };
+        let ended = s.apply_remote(remote.clone(), 120);
+        assert_eq!(ended.len(), 1);
+        assert!(s.is_revoked(None, "bob", 119, 121));
+        assert_ne!(s.revocation_generation(), before);
+        // Its refresh token was this instance's to share.
+        let sent = out.0.lock().expect("lock").clone();
+        assert_eq!(sent.len(), 3);
+        assert!(matches!(&sent[2], Change::EndedRefresh { .. }));
+        // Applied again (a resync): nothing changes.
+        let gen_now = s.revocation_generation();
+        assert!(s.apply_remote(remote, 125).is_empty());
+        assert_eq!(s.revocation_generation(), gen_now);
+        // Expired entries are ignored.
+        let old = Change::Sid {
+            sid: "s9".into(),
+            at: 1,
+            until: 2,
+            why: EndReason::Logout,
+        };
+        assert!(s.apply_remote(old, 125).is_empty());
+        assert!(!s.is_revoked(Some("s9"), "x", 1, 125));
+
+        // Redis unreachable: the local jti list decides.
+        assert!(s.claim_jti("j1", 500).await);
+        assert!(!s.claim_jti("j1", 500).await);
+    }
+}
