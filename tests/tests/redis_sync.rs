@@ -221,9 +221,10 @@ async fn issue_12_a_revocation_made_while_redis_was_down_reaches_the_other_insta
         "the outage is logged:\n{log}"
     );
     let failures = log.matches("revocation sync: Redis failed").count();
+    // At most once for each of the sync's operations (publish, subscribe, read, resync, jti).
     assert!(
-        failures <= 4,
-        "logged once per operation, not per retry ({failures})"
+        failures <= 5,
+        "logged once per operation, not per retry ({failures}):\n{log}"
     );
     Ok(())
 }

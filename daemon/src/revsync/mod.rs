@@ -49,7 +49,8 @@ struct Inner {
     /// `store.timeout`, bounding every call.
     timeout: Duration,
     metrics: Arc<Metrics>,
-    /// The failure each operation last logged, so an outage is logged once, not per call.
+    /// The operations failing now (with the failure logged), so an outage is logged once
+    /// when it starts and once when it ends, not per call.
     failing: Mutex<HashMap<&'static str, String>>,
 }
 
@@ -147,7 +148,8 @@ impl Inner {
         match error {
             Some(e) => {
                 self.metrics.sync_errors.with_label_values(&[op]).inc();
-                if failing.get(op).map(String::as_str) != Some(e) {
+                // Once per outage of `op`, whatever the errors in it (refused, timed out).
+                if !failing.contains_key(op) {
                     tracing::warn!(op, error = %e, "revocation sync: Redis failed; revocations apply here and are shared when it answers");
                     failing.insert(op, e.to_string());
                 }
