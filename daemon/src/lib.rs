@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod provider;
 pub mod reload;
 pub mod respond;
+pub mod revsync;
 pub mod sessions;
 pub mod snapshot;
 pub mod store;
@@ -222,6 +223,15 @@ impl AppState {
             last_reload: std::sync::Mutex::new(None),
             loader,
         });
+        if state.config().store.kind == config::StoreKind::Redis {
+            revsync::start(
+                &state.config().store,
+                &state.sessions,
+                remote_revocations(&state),
+                &state.metrics,
+                state.stop.clone(),
+            )?;
+        }
         Ok(state)
     }
 
@@ -261,6 +271,25 @@ impl AppState {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(status);
     }
+}
+
+/// How a revocation another instance made applies here (`revsync`): through the verifier in
+/// force (sessions ended, cached verifications forgotten), and the refresh tokens of the local
+/// sessions it ended revoked at the provider, as a local logout would.
+fn remote_revocations(state: &Arc<AppState>) -> revsync::Apply {
+    let weak = Arc::downgrade(state);
+    Arc::new(move |change| {
+        let Some(state) = weak.upgrade() else { return };
+        let rt = state.runtime();
+        let ended = rt.verifier.apply_remote(change, verify::now_unix());
+        let tokens: Vec<_> = ended.iter().filter_map(|s| s.refresh_token()).collect();
+        if !tokens.is_empty() {
+            let flow = rt.flow.clone();
+            tokio::spawn(async move {
+                flow.revoke_refresh_tokens(tokens).await;
+            });
+        }
+    })
 }
 
 fn max_logins(config: &Config) -> usize {

@@ -34,6 +34,10 @@ pub const EVENT_POLL_RESULTS: [&str; 6] = [
 ];
 /// `endpoint` labels of `tokend_upstream_request_duration_seconds`.
 pub const UPSTREAM_ENDPOINTS: [&str; 4] = ["discovery", "jwks", "token", "revocation"];
+/// `direction` labels of `tokend_revocation_sync_messages_total` (`revsync`).
+pub const SYNC_DIRECTIONS: &[&str] = &["published", "received"];
+/// `op` labels of `tokend_revocation_sync_errors_total` (`revsync`).
+pub const SYNC_OPS: &[&str] = &["publish", "subscribe", "read", "resync", "jti"];
 /// `outcome` labels of `tokend_store_operations_total{op="put"}` (`store::Instrumented`).
 pub const STORE_PUT_OUTCOMES: &[&str] = &["stored", "full", "duplicate", "unavailable"];
 /// `outcome` labels of `tokend_store_operations_total{op="take"}` (`store::Instrumented`).
@@ -106,6 +110,15 @@ pub struct Metrics {
     pub store_duration: HistogramVec,
     /// Whether the record store answered its last call or health check (1) or not (0).
     pub store_up: IntGauge,
+    /// Revocation sync (Redis store): messages by direction (`published`, `received`).
+    pub sync_messages: IntCounterVec,
+    /// Revocation sync: full resyncs by result (`ok`, `error`).
+    pub sync_resyncs: IntCounterVec,
+    /// Revocation sync: failed Redis calls by operation (`publish`, `subscribe`, `read`,
+    /// `resync`, `jti`).
+    pub sync_errors: IntCounterVec,
+    /// Revocation sync: 1 while subscribed to the revocation channel.
+    pub sync_connected: IntGauge,
     /// Sessions-snapshot writes by result (`ok`, `error`).
     pub snapshot_writes: IntCounterVec,
     /// Sessions-snapshot loads at start by result (`loaded`, `absent`, `refused`: moved
@@ -370,6 +383,29 @@ impl Metrics {
                 "tokend_store_up",
                 "Whether the record store answered its last call or health check (1) or not (0).",
             ),
+            sync_messages: counter_vec(
+                &r,
+                "tokend_revocation_sync_messages_total",
+                "Revocations shared through Redis by direction (published, received).",
+                &["direction"],
+            ),
+            sync_resyncs: counter_vec(
+                &r,
+                "tokend_revocation_sync_resyncs_total",
+                "Full reads of the shared revocation list by result (ok, error).",
+                &["result"],
+            ),
+            sync_errors: counter_vec(
+                &r,
+                "tokend_revocation_sync_errors_total",
+                "Failed Redis calls of the revocation sync by operation.",
+                &["op"],
+            ),
+            sync_connected: int_gauge(
+                &r,
+                "tokend_revocation_sync_connected",
+                "1 while subscribed to the shared revocation channel (Redis store).",
+            ),
             snapshot_writes: counter_vec(
                 &r,
                 "tokend_snapshot_writes_total",
@@ -452,6 +488,17 @@ impl Metrics {
             }
             self.store_errors.with_label_values(&[engine, op]);
             self.store_duration.with_label_values(&[engine, op]);
+        }
+        if engine == "redis" {
+            for direction in SYNC_DIRECTIONS {
+                self.sync_messages.with_label_values(&[direction]);
+            }
+            for result in ["ok", "error"] {
+                self.sync_resyncs.with_label_values(&[result]);
+            }
+            for op in SYNC_OPS {
+                self.sync_errors.with_label_values(&[op]);
+            }
         }
     }
 

@@ -1,14 +1,16 @@
 //! The session registry (logins made through tokend's flow), the revocation list of ended
 //! sessions (by `sid`, or by `sub` for sub-only logout tokens — bounded by token lifetime), and
 //! the replay cache of back-channel logout token `jti`s. Their export and import for the
-//! memory mode's snapshot are in `sessions/export.rs`.
+//! memory mode's snapshot are in `sessions/export.rs`; their sharing with other instances
+//! (the Redis store) in `sessions/remote.rs`.
 
 mod export;
+mod remote;
 #[cfg(test)]
 mod tests;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
@@ -18,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::store::{Key, key_of};
 
 pub use export::{Exported, Imported};
+pub use remote::{Change, Outbox};
 
 /// Why a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +138,9 @@ pub struct Sessions {
     /// periodic snapshot writes only when something changed. Never on the verification path.
     changes: AtomicU64,
     metrics: Arc<Metrics>,
+    /// Where revocations made here are shared with other instances (the Redis store's
+    /// `revsync`); unset in memory mode.
+    outbox: OnceLock<Arc<dyn Outbox>>,
 }
 
 impl Sessions {
@@ -150,6 +156,7 @@ impl Sessions {
             revocation_generation: AtomicU64::new(0),
             changes: AtomicU64::new(0),
             metrics,
+            outbox: OnceLock::new(),
         }
     }
 
@@ -242,8 +249,9 @@ impl Sessions {
                 && Some(old_rt) != refresh_key
             {
                 self.by_refresh.remove(&old_rt);
-                self.ended_refresh
-                    .insert(old_rt, old.refresh_expires.load(Ordering::Relaxed));
+                let until = old.refresh_expires.load(Ordering::Relaxed);
+                self.ended_refresh.insert(old_rt, until);
+                self.emit(Change::EndedRefresh { key: old_rt, until });
             }
             self.bump_generation();
         }
@@ -314,8 +322,8 @@ impl Sessions {
 
     /// Ends the sessions with this `sid` and refuses tokens of it issued until now.
     pub fn end_sid(&self, sid: &str, reason: EndReason, now: i64) -> Vec<Arc<Session>> {
-        self.revoked_sids
-            .insert(sid.to_string(), self.revocation(now, reason));
+        let r = self.revocation(now, reason);
+        self.revoked_sids.insert(sid.to_string(), r);
         let ended: Vec<_> = self
             .by_key
             .remove(sid)
@@ -325,13 +333,19 @@ impl Sessions {
         self.finish(&ended, reason);
         self.bump_generation();
         self.changed();
+        self.emit(Change::Sid {
+            sid: sid.to_string(),
+            at: r.at,
+            until: r.until,
+            why: r.why,
+        });
         ended
     }
 
     /// Ends every session of `sub` and refuses the user's tokens issued until now.
     pub fn end_sub(&self, sub: &str, reason: EndReason, now: i64) -> Vec<Arc<Session>> {
-        self.revoked_subs
-            .insert(sub.to_string(), self.revocation(now, reason));
+        let r = self.revocation(now, reason);
+        self.revoked_subs.insert(sub.to_string(), r);
         let keys: Vec<String> = self
             .by_key
             .iter()
@@ -345,6 +359,12 @@ impl Sessions {
         self.finish(&ended, reason);
         self.bump_generation();
         self.changed();
+        self.emit(Change::Sub {
+            sub: sub.to_string(),
+            at: r.at,
+            until: r.until,
+            why: r.why,
+        });
         ended
     }
 
@@ -354,8 +374,9 @@ impl Sessions {
             if let Some(key) = lock(&s.secrets).refresh_key {
                 self.by_refresh.remove(&key);
                 if reason != EndReason::Expired {
-                    self.ended_refresh
-                        .insert(key, s.refresh_expires.load(Ordering::Relaxed));
+                    let until = s.refresh_expires.load(Ordering::Relaxed);
+                    self.ended_refresh.insert(key, until);
+                    self.emit(Change::EndedRefresh { key, until });
                 }
             }
         }

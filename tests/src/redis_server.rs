@@ -1,6 +1,7 @@
 //! A real `redis-server` for the tests of the Redis store (issue #12): on a free loopback port,
 //! in a temp dir, no persistence; stopped and started again on the same port at will, killed
 //! when dropped. `raw` is a plain client of the `redis` crate for looking at what tokend wrote.
+//! [`pair`]: two tokends with the login flow on one such Redis, as behind a load balancer.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -9,7 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tokio::process::{Child, Command};
 
-use crate::{free_port, is_root, skip};
+use crate::flow::FRONTEND;
+use crate::{Provider, ProviderOptions, Tokend, TokendConfig, free_port, is_root, skip};
 
 /// A running (or stopped) redis-server of the test's own.
 pub struct RedisServer {
@@ -125,5 +127,66 @@ impl RedisServer {
             out.push((k, ttl, bytes));
         }
         Ok(out)
+    }
+}
+
+/// A provider, and two tokends (A, B) with the login flow and one Redis store; both have A's
+/// callback URL as their redirect URI, as instances behind one load balancer would.
+pub struct Pair {
+    pub provider: Provider,
+    pub a: Tokend,
+    pub b: Tokend,
+    pub _key_dir: tempfile::TempDir,
+}
+
+/// `timeout` is `store.timeout`: the contest of 1,000 redemptions on a debug build sharing two
+/// cores needs more than the default 500ms for some calls (they would answer 503).
+pub async fn pair(redis: &RedisServer, timeout: &str) -> anyhow::Result<Pair> {
+    let key_dir = tempfile::tempdir()?;
+    let key_file = key_dir.path().join("store.key");
+    std::fs::write(
+        &key_file,
+        "5f1c0a7e93b24d68a0c1e2f3041526374859a6b7c8d9eafb0c1d2e3f40516273\n",
+    )?;
+    let port = free_port()?;
+    let callback = format!("http://127.0.0.1:{port}/auth/callback");
+    let provider = Provider::start_with(ProviderOptions {
+        redirect_uris: vec![callback.clone()],
+        ..Default::default()
+    })
+    .await?;
+    let mut cfg = TokendConfig::for_provider(&provider);
+    cfg.http_port = Some(port);
+    cfg.tail = format!(
+        "\n[flow]\nredirect_uri = {callback:?}\nfrontend_url = {FRONTEND:?}\n\n[store]\n\
+         kind = \"redis\"\nurl = {:?}\nencryption_key_file = {key_file:?}\ntimeout = {timeout:?}\n",
+        redis.url()
+    );
+    let a = Tokend::start(&cfg).await?;
+    cfg.http_port = Some(free_port()?);
+    let b = Tokend::start(&cfg).await?;
+    a.wait_ready().await?;
+    b.wait_ready().await?;
+    Ok(Pair {
+        provider,
+        a,
+        b,
+        _key_dir: key_dir,
+    })
+}
+
+/// Polls `f` until it holds, at most `limit`.
+pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut f: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if f().await? {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -8,56 +8,11 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokend_e2e::flow::{FRONTEND, at_provider, cookie_value, query, set_cookies, start_login};
-use tokend_e2e::redis_server::RedisServer;
-use tokend_e2e::{Provider, ProviderOptions, Tokend, TokendConfig, free_port};
+use tokend_e2e::Tokend;
+use tokend_e2e::flow::{at_provider, cookie_value, query, set_cookies, start_login};
+use tokend_e2e::redis_server::{Pair, RedisServer, eventually, pair};
 
 type R = anyhow::Result<()>;
-
-/// A provider, and two tokends (A, B) with the login flow and one Redis store; both have A's
-/// callback URL as their redirect URI, as instances behind one load balancer would.
-struct Pair {
-    provider: Provider,
-    a: Tokend,
-    b: Tokend,
-    _key_dir: tempfile::TempDir,
-}
-
-/// `timeout` is `store.timeout`: the contest of 1,000 redemptions on a debug build sharing two
-/// cores needs more than the default 500ms for some calls (they would answer 503).
-async fn pair(redis: &RedisServer, timeout: &str) -> anyhow::Result<Pair> {
-    let key_dir = tempfile::tempdir()?;
-    let key_file = key_dir.path().join("store.key");
-    std::fs::write(
-        &key_file,
-        "5f1c0a7e93b24d68a0c1e2f3041526374859a6b7c8d9eafb0c1d2e3f40516273\n",
-    )?;
-    let port = free_port()?;
-    let callback = format!("http://127.0.0.1:{port}/auth/callback");
-    let provider = Provider::start_with(ProviderOptions {
-        redirect_uris: vec![callback.clone()],
-        ..Default::default()
-    })
-    .await?;
-    let mut cfg = TokendConfig::for_provider(&provider);
-    cfg.http_port = Some(port);
-    cfg.tail = format!(
-        "\n[flow]\nredirect_uri = {callback:?}\nfrontend_url = {FRONTEND:?}\n\n[store]\n\
-         kind = \"redis\"\nurl = {:?}\nencryption_key_file = {key_file:?}\ntimeout = {timeout:?}\n",
-        redis.url()
-    );
-    let a = Tokend::start(&cfg).await?;
-    cfg.http_port = Some(free_port()?);
-    let b = Tokend::start(&cfg).await?;
-    a.wait_ready().await?;
-    b.wait_ready().await?;
-    Ok(Pair {
-        provider,
-        a,
-        b,
-        _key_dir: key_dir,
-    })
-}
 
 async fn issue(t: &Tokend, access: &str, refresh: &str) -> anyhow::Result<String> {
     let a = t
@@ -68,22 +23,6 @@ async fn issue(t: &Tokend, access: &str, refresh: &str) -> anyhow::Result<String
         .await?;
     anyhow::ensure!(a.status == 201, "POST /v1/codes answered {}", a.status);
     Ok(a.json()["code"].as_str().unwrap_or_default().to_string())
-}
-
-/// Polls `f` until it holds, at most `limit`.
-async fn eventually<F, Fut>(what: &str, limit: Duration, mut f: F) -> R
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<bool>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if f().await? {
-            return Ok(());
-        }
-        anyhow::ensure!(Instant::now() < deadline, "{what}: not within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,5 @@
 //! `POST /auth/backchannel-logout`: OpenID Connect Back-Channel Logout 1.0. A verified logout
-//! token (seen once: its `jti` is remembered) ends the sessions it names, by `sid` or `sub`,
+//! token (seen once: its `jti` is remembered — with the Redis store, by every instance) ends the sessions it names, by `sid` or `sub`,
 //! and their refresh tokens are revoked at the provider (RFC 7009): Authentik keeps refresh
 //! tokens alive when a session ends, and what a refresh with them mints carries no `sid`, so
 //! tokend could not link it to the ended session (issue #8).
@@ -25,7 +25,8 @@ impl Flow {
         if !self
             .verifier
             .sessions()
-            .first_use_of_jti(&claims.jti, claims.valid_until)
+            .claim_jti(&claims.jti, claims.valid_until)
+            .await
         {
             return Err(VerifyError::WrongTokenType(
                 "this logout token was already used (jti replayed)".into(),

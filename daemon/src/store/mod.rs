@@ -7,7 +7,7 @@
 
 mod instrumented;
 mod memory;
-mod redis;
+pub(crate) mod redis;
 mod seal;
 
 #[cfg(test)]
@@ -26,7 +26,7 @@ use crate::metrics::Metrics;
 pub use instrumented::Instrumented;
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
-pub use seal::SealKey;
+pub use seal::{SealError, SealKey};
 
 /// A boxed future, so that stores are usable as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

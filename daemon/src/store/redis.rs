@@ -109,21 +109,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn hex(key: &Key) -> String {
-    key.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Key> {
-    let mut key = [0u8; 32];
-    if text.len() != 64 {
-        return None;
-    }
-    for (i, pair) in text.as_bytes().chunks(2).enumerate() {
-        key[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
-    Some(key)
-}
-
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
@@ -144,31 +129,9 @@ impl RedisStore {
     ) -> Result<Self, OpenError> {
         let url = config.url.as_deref().unwrap_or_default();
         let bad = |e: redis::RedisError| OpenError::Url(e.to_string());
-        let info = url.into_connection_info().map_err(bad)?;
-        let mut settings = info.redis_settings().clone();
-        if let Some(user) = &config.username {
-            settings = settings.set_username(user);
-        }
-        if let Some(password) = &config.password {
-            settings = settings.set_password(password.expose());
-        }
-        let info = info.set_redis_settings(settings);
-        let client = redis::Client::open(info).map_err(bad)?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(config.timeout))
-            .set_response_timeout(Some(config.timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
-        let manager =
-            ConnectionManager::new_lazy_with_config(client, manager_config).map_err(bad)?;
-        let key_text = config
-            .encryption_key
-            .as_ref()
-            .map(|k| k.expose())
-            .unwrap_or_default();
-        let key = decode_store_key(key_text)
-            .ok_or_else(|| OpenError::Key("not 32 bytes written in hex or base64".into()))?;
-        let seal = SealKey::new(&key).map_err(|e| OpenError::Key(e.to_string()))?;
+        let client = client(config)?;
+        let manager = manager(client, config).map_err(bad)?;
+        let seal = seal_key(config)?;
         let inner = Arc::new(Inner {
             manager,
             seal,
@@ -199,6 +162,76 @@ impl RedisStore {
     pub async fn refresh(&self) {
         self.inner.refresh().await;
     }
+}
+
+/// A client for `[store]`'s Redis (URL, ACL user, password); connects nothing yet.
+pub fn client(config: &StoreConfig) -> Result<redis::Client, OpenError> {
+    let url = config.url.as_deref().unwrap_or_default();
+    let bad = |e: redis::RedisError| OpenError::Url(e.to_string());
+    let info = url.into_connection_info().map_err(bad)?;
+    let mut settings = info.redis_settings().clone();
+    if let Some(user) = &config.username {
+        settings = settings.set_username(user);
+    }
+    if let Some(password) = &config.password {
+        settings = settings.set_password(password.expose());
+    }
+    let info = info.set_redis_settings(settings);
+    redis::Client::open(info).map_err(bad)
+}
+
+/// A lazily connecting manager bounded by `store.timeout`, reconnecting by itself.
+pub fn manager(
+    client: redis::Client,
+    config: &StoreConfig,
+) -> redis::RedisResult<ConnectionManager> {
+    let manager_config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(config.timeout))
+        .set_response_timeout(Some(config.timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_secs(1));
+    ConnectionManager::new_lazy_with_config(client, manager_config)
+}
+
+/// The AEAD key of `store.encryption_key`.
+pub fn seal_key(config: &StoreConfig) -> Result<SealKey, OpenError> {
+    let key_text = config
+        .encryption_key
+        .as_ref()
+        .map(|k| k.expose())
+        .unwrap_or_default();
+    let key = decode_store_key(key_text)
+        .ok_or_else(|| OpenError::Key("not 32 bytes written in hex or base64".into()))?;
+    SealKey::new(&key).map_err(|e| OpenError::Key(e.to_string()))
+}
+
+/// A Redis error as the operator should read it (no keys or values: ours are hashes and
+/// sealed anyway).
+pub fn describe(e: &redis::RedisError) -> String {
+    if e.is_connection_refusal() {
+        "connection to Redis refused".into()
+    } else if e.is_timeout() {
+        "Redis timed out".into()
+    } else {
+        format!("Redis: {e}")
+    }
+}
+
+/// Lower-case hex of a storage key (the `{H}` of Redis key names).
+pub fn hex(key: &Key) -> String {
+    key.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The key a [`hex`] wrote, or `None`.
+pub fn unhex(text: &str) -> Option<Key> {
+    let mut key = [0u8; 32];
+    if text.len() != 64 {
+        return None;
+    }
+    for (i, pair) in text.as_bytes().chunks(2).enumerate() {
+        key[i] = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(key)
 }
 
 async fn monitor(inner: Weak<Inner>) {
@@ -391,18 +424,6 @@ fn aad(name: &str, expires: i64) -> Vec<u8> {
 
 fn decrement(n: &AtomicUsize) {
     let _ = n.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| v.checked_sub(1));
-}
-
-/// A Redis error as the operator should read it (no keys or values: ours are hashes and
-/// sealed anyway).
-fn describe(e: &redis::RedisError) -> String {
-    if e.is_connection_refusal() {
-        "connection to Redis refused".into()
-    } else if e.is_timeout() {
-        "Redis timed out".into()
-    } else {
-        format!("Redis: {e}")
-    }
 }
 
 impl Store for RedisStore {

@@ -158,6 +158,12 @@ impl SealKey {
         let plain = Zeroizing::new(
             serde_json::to_vec(&Plain::from(record)).map_err(|_| SealError::Decode)?,
         );
+        self.seal_bytes(aad, &plain)
+    }
+
+    /// Seals any bytes (the revocation list's entries, the shared refresh results); `aad`
+    /// binds them to where they are stored.
+    pub fn seal_bytes(&self, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, SealError> {
         let mut nonce = [0u8; NONCE_LEN];
         getrandom::fill(&mut nonce).map_err(|_| SealError::Crypto)?;
         let mut out = Vec::with_capacity(1 + NONCE_LEN + plain.len() + 16);
@@ -177,6 +183,13 @@ impl SealKey {
 
     /// Opens a value made by [`SealKey::seal`] with the same `aad`.
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Record, SealError> {
+        let plain = self.open_bytes(aad, sealed)?;
+        let plain: Plain = serde_json::from_slice(&plain).map_err(|_| SealError::Decode)?;
+        Record::try_from(plain)
+    }
+
+    /// Opens a value made by [`SealKey::seal_bytes`] with the same `aad`.
+    pub fn open_bytes(&self, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, SealError> {
         let Some((&FORMAT_V1, rest)) = sealed.split_first() else {
             return Err(SealError::Format);
         };
@@ -186,12 +199,13 @@ impl SealKey {
         let (nonce, body) = rest.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError::Format)?;
         let mut body = Zeroizing::new(body.to_vec());
-        let plain = self
+        let len = self
             .0
             .open_in_place(nonce, Aad::from(aad), &mut body)
-            .map_err(|_| SealError::Open)?;
-        let plain: Plain = serde_json::from_slice(plain).map_err(|_| SealError::Decode)?;
-        Record::try_from(plain)
+            .map_err(|_| SealError::Open)?
+            .len();
+        body.truncate(len);
+        Ok(body)
     }
 }
 

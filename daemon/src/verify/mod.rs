@@ -188,6 +188,25 @@ impl Verifier {
         ended
     }
 
+    /// Applies a revocation another instance made (see `sessions::Sessions::apply_remote`)
+    /// and forgets the cached verifications it refuses now. Returns the local sessions ended.
+    pub fn apply_remote(&self, change: crate::sessions::Change, now: i64) -> Vec<Arc<Session>> {
+        use crate::sessions::Change;
+        let forget = match &change {
+            Change::Sid { sid, .. } => Some((Some(sid.clone()), None)),
+            Change::Sub { sub, .. } => Some((None, Some(sub.clone()))),
+            Change::EndedRefresh { .. } => None,
+        };
+        let ended = self.sessions.apply_remote(change, now);
+        match forget {
+            Some((Some(sid), _)) => self.cache.forget(|v| v.claims.sid() == Some(sid.as_str())),
+            // All of the user's: verified again, the revocation's `at` decides.
+            Some((None, Some(sub))) => self.cache.forget(|v| v.claims.sub == sub),
+            _ => {}
+        }
+        ended
+    }
+
     /// Registers a login (the flow calls this, not `sessions().create`): a session with the
     /// same `sid` is replaced, and the cached verifications of that sid are forgotten so they
     /// link to the new session when verified again.
