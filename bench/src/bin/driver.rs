@@ -139,8 +139,7 @@ fn main() -> Result<()> {
             } => {
                 let text = std::fs::read_to_string(&tokens)
                     .with_context(|| format!("read {}", tokens.display()))?;
-                let tokens: Arc<Vec<String>> =
-                    Arc::new(text.lines().map(str::to_string).collect());
+                let tokens: Arc<Vec<String>> = Arc::new(text.lines().map(str::to_string).collect());
                 let n = tokens.len();
                 fill(&addr, n, concurrency, move |i| {
                     let t = tokens[i].clone();
@@ -187,7 +186,13 @@ async fn ready(addr: &str, since_ns: u128, timeout_ms: u64) -> Result<()> {
     }
 }
 
-type Request = (&'static str, &'static str, Option<String>, Option<Value>, u16);
+type Request = (
+    &'static str,
+    &'static str,
+    Option<String>,
+    Option<Value>,
+    u16,
+);
 
 /// Sends request `i` for every `i < n` on `concurrency` connections; fails on a wrong status.
 async fn fill<F>(addr: &str, n: usize, concurrency: usize, make: F) -> Result<()>
@@ -238,7 +243,9 @@ async fn pairs(addr: &str, token: &str, seconds: f64, concurrency: usize) -> Res
             let issue = json!({ "access_token": token });
             while Instant::now() < end {
                 let t0 = Instant::now();
-                let (s, body) = c.send("POST", "/v1/codes", None, Some(issue.clone())).await?;
+                let (s, body) = c
+                    .send("POST", "/v1/codes", None, Some(issue.clone()))
+                    .await?;
                 let code = serde_json::from_slice::<Value>(&body)
                     .ok()
                     .and_then(|v| v["code"].as_str().map(str::to_string));
@@ -247,7 +254,9 @@ async fn pairs(addr: &str, token: &str, seconds: f64, concurrency: usize) -> Res
                     continue;
                 };
                 let redeem = json!({ "code": code });
-                let (s, _) = c.send("POST", "/v1/codes/redeem", None, Some(redeem)).await?;
+                let (s, _) = c
+                    .send("POST", "/v1/codes/redeem", None, Some(redeem))
+                    .await?;
                 if s != 200 {
                     errors.fetch_add(1, Ordering::Relaxed);
                     continue;
