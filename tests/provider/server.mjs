@@ -879,6 +879,13 @@ const control = {
     const defaults = { alg, ...(kid !== undefined && alg !== 'HS256' ? { kid } : {}), typ: 'JWT' };
     const merged = { ...defaults, ...header };
     if (alg === 'HS256' && merged.kid === null) delete merged.kid;
+    // `count` (bench/run): that many tokens, each with a fresh random `jti`, as `{tokens}`.
+    if (body.count !== undefined) {
+      if (!Number.isInteger(body.count) || body.count < 1 || body.count > 200000) throw new HttpError(400, 'count must be 1..200000');
+      const tokens = [];
+      for (let i = 0; i < body.count; i++) tokens.push(signJws(merged, { ...payload, jti: randomId(40) }, alg, KEYS[kid]?.privateKey));
+      return { tokens };
+    }
     return { token: signJws(merged, payload, alg, KEYS[kid]?.privateKey) };
   },
   'GET /_test/claims-template': ({ query }) => {
