@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use tokend::Config;
 use tokend::config::{ConfigError, LogFormat};
 
@@ -43,10 +43,38 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
     },
+    /// Print the shell completion script for SHELL (bash, zsh, fish, …) to stdout; the Debian
+    /// package installs them (packaging/deb/build).
+    #[command(hide = true)]
+    Completions { shell: clap_complete::Shell },
+    /// Write the man pages (tokend.1 and one per subcommand, e.g. tokend-check-config.1) into
+    /// DIR; the Debian package installs them.
+    #[command(hide = true)]
+    Manpage { dir: PathBuf },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Completions { shell }) => {
+            let mut cmd = without_hidden_subcommands(Cli::command());
+            clap_complete::generate(shell, &mut cmd, "tokend", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Manpage { dir }) => {
+            return match clap_mangen::generate_to(Cli::command(), &dir) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!(
+                        "tokend: cannot write the man pages into {}: {e}",
+                        dir.display()
+                    );
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
+    }
     if let Some(Command::Dev { http, socket }) = cli.command {
         let opts = tokend::dev::DevOptions {
             config: cli.config,
@@ -87,8 +115,11 @@ fn main() -> ExitCode {
             eprintln!("tokend: {} is valid", path.display());
             ExitCode::SUCCESS
         }
-        // Both answered above, before the config is loaded.
-        Command::Doctor { .. } | Command::Dev { .. } => ExitCode::FAILURE,
+        // All answered above, before the config is loaded.
+        Command::Doctor { .. }
+        | Command::Dev { .. }
+        | Command::Completions { .. }
+        | Command::Manpage { .. } => ExitCode::FAILURE,
         Command::Run => {
             let json_log = matches!(config.log.format, LogFormat::Json);
             match run(config) {
@@ -105,6 +136,24 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `cmd` without its hidden subcommands (`completions`, `manpage`), which clap_complete would
+/// offer otherwise.
+fn without_hidden_subcommands(cmd: clap::Command) -> clap::Command {
+    let visible: Vec<clap::Command> = cmd
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set())
+        .cloned()
+        .collect();
+    let mut out = clap::Command::new("tokend")
+        .version(env!("CARGO_PKG_VERSION"))
+        .args(cmd.get_arguments().cloned())
+        .subcommands(visible);
+    if let Some(about) = cmd.get_about() {
+        out = out.about(about.clone());
+    }
+    out
 }
 
 fn doctor(path: &Path, json: bool) -> ExitCode {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use crossterm::event::Event;
 use tokend_shared::client::AdminClient;
 use tokentop::app::{Action, State, update};
@@ -29,6 +29,13 @@ struct Args {
     /// `tokend-admin.sock` beside `[listen] socket` (--socket wins over it).
     #[arg(long, env = "TOKEND_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Print the shell completion script for SHELL to stdout and exit (the Debian package
+    /// installs them; packaging/deb/build).
+    #[arg(long, hide = true, value_name = "SHELL")]
+    completions: Option<clap_complete::Shell>,
+    /// Write the man page tokentop.1 into DIR and exit (the Debian package installs it).
+    #[arg(long, hide = true, value_name = "DIR")]
+    manpage: Option<PathBuf>,
 }
 
 fn now_ms() -> i64 {
@@ -40,6 +47,32 @@ fn now_ms() -> i64 {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(shell) = args.completions {
+        // Without the hidden arguments, which clap_complete would offer otherwise.
+        let visible = Args::command()
+            .get_arguments()
+            .filter(|a| !a.is_hide_set())
+            .cloned()
+            .collect::<Vec<_>>();
+        let mut cmd = clap::Command::new("tokentop")
+            .version(env!("CARGO_PKG_VERSION"))
+            .about(Args::command().get_about().cloned().unwrap_or_default())
+            .args(visible);
+        clap_complete::generate(shell, &mut cmd, "tokentop", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
+    if let Some(dir) = args.manpage {
+        return match clap_mangen::generate_to(Args::command(), &dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!(
+                    "tokentop: cannot write the man page into {}: {e}",
+                    dir.display()
+                );
+                ExitCode::FAILURE
+            }
+        };
+    }
     let path = match (args.socket, args.config) {
         (Some(s), _) => s,
         (None, Some(c)) => match socket::from_config_file(&c) {
