@@ -266,6 +266,57 @@ mod tests {
         ));
     }
 
+    /// Issue #8 (mutation testing): the audit trail names who and what at every step (the
+    /// admin API's only record of a code), and the accessors tell the truth.
+    #[tokio::test]
+    async fn issue_8_each_step_is_audited_and_the_accessors_are_true() {
+        let c = codes(10);
+        assert_eq!(c.ttl(), Duration::from_secs(60));
+        assert_eq!(c.outstanding(), 0);
+        let code = c.issue(new_code(), 1000).await.expect("issued");
+        let late = c.issue(new_code(), 1000).await.expect("issued");
+        assert_eq!(c.outstanding(), 2);
+        c.redeem(CodeKind::Api, code.expose(), 1001)
+            .await
+            .expect("redeemed");
+        assert!(c.redeem(CodeKind::Api, code.expose(), 1001).await.is_err());
+        assert!(c.redeem(CodeKind::Api, late.expose(), 1060).await.is_err());
+        let got: Vec<_> = c
+            .metrics
+            .audit
+            .since(0, 100)
+            .into_iter()
+            .map(|e| (e.kind, e.sub, e.sid, e.detail, e.count))
+            .collect();
+        let (alice, sid, api) = (
+            Some("alice".to_string()),
+            Some("sid".to_string()),
+            Some("api".to_string()),
+        );
+        assert_eq!(
+            got,
+            vec![
+                (
+                    AuditKind::CodeIssued,
+                    alice.clone(),
+                    None,
+                    api.clone(),
+                    None
+                ),
+                (
+                    AuditKind::CodeIssued,
+                    alice.clone(),
+                    None,
+                    api.clone(),
+                    None
+                ),
+                (AuditKind::CodeRedeemed, alice, sid, api.clone(), None),
+                (AuditKind::CodeReplayed, None, None, api.clone(), None),
+                (AuditKind::CodeExpired, None, None, api, Some(1)),
+            ]
+        );
+    }
+
     #[test]
     fn handles_are_distinct() {
         let a = random_handle().expect("random");

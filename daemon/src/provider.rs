@@ -364,6 +364,13 @@ impl Provider {
         self.metadata.store(Some(Arc::new(meta)));
     }
 
+    /// Tests: a discovery document as if read from the provider just now.
+    #[cfg(test)]
+    pub(crate) fn set_live_metadata(&self, meta: ProviderMetadata) {
+        self.set_cached_metadata(meta);
+        self.live.store(true, std::sync::atomic::Ordering::Release);
+    }
+
     /// The discovery document, reading it from the provider when it has not been read live
     /// yet (a document from the disk cache is replaced once the provider answers).
     pub async fn live_metadata(&self) -> Result<Arc<ProviderMetadata>, ProviderError> {

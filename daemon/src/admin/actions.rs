@@ -25,11 +25,7 @@ pub async fn revoke(
     body: Bytes,
 ) -> Result<Response, AdminError> {
     let req: RevokeRequest = parse_json(&body)?;
-    let (sid, sub) = match (req.sid.as_deref(), req.sub.as_deref()) {
-        (Some(s), None) if !s.is_empty() => (Some(s), None),
-        (None, Some(s)) if !s.is_empty() => (None, Some(s)),
-        _ => return Err(AdminError::RevokeTarget),
-    };
+    let (sid, sub) = revoke_target(&req)?;
     let now = now_unix();
     let done = state
         .runtime()
@@ -71,6 +67,15 @@ pub async fn revoke(
         },
     );
     Ok(ok_json(&outcome))
+}
+
+/// The one target of a revoke: a non-empty `sid` or a non-empty `sub`, never both.
+fn revoke_target(req: &RevokeRequest) -> Result<(Option<&str>, Option<&str>), AdminError> {
+    match (req.sid.as_deref(), req.sub.as_deref()) {
+        (Some(s), None) if !s.is_empty() => Ok((Some(s), None)),
+        (None, Some(s)) if !s.is_empty() => Ok((None, Some(s))),
+        _ => Err(AdminError::RevokeTarget),
+    }
 }
 
 /// `POST /v1/admin/jwks/refresh`: fetches the provider's keys now.
@@ -127,4 +132,37 @@ pub async fn reload(
         },
     );
     ok_json(&status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(sid: Option<&str>, sub: Option<&str>) -> RevokeRequest {
+        RevokeRequest {
+            sid: sid.map(str::to_string),
+            sub: sub.map(str::to_string),
+        }
+    }
+
+    /// Issue #8 (mutation testing): each guard on the revoke target is needed.
+    #[test]
+    fn issue_8_revoke_needs_exactly_one_non_empty_target() {
+        let r = req(Some("s1"), None);
+        assert_eq!(revoke_target(&r).ok(), Some((Some("s1"), None)));
+        let r = req(None, Some("alice"));
+        assert_eq!(revoke_target(&r).ok(), Some((None, Some("alice"))));
+        for (sid, sub) in [
+            (Some(""), None),
+            (None, Some("")),
+            (Some("s1"), Some("alice")),
+            (None, None),
+        ] {
+            let r = req(sid, sub);
+            assert!(
+                matches!(revoke_target(&r), Err(AdminError::RevokeTarget)),
+                "{sid:?} {sub:?}"
+            );
+        }
+    }
 }

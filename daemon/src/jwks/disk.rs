@@ -171,4 +171,40 @@ mod tests {
         assert!(j.keys().by_kid("k1").is_some());
         assert!(j.provider().metadata().is_some());
     }
+
+    /// Issue #8 (mutation testing): a missing file is no cache, an unreadable one an error,
+    /// one older than `max_stale` is refused, and what `write_disk_cache` writes loads.
+    #[tokio::test]
+    async fn issue_8_disk_cache_missing_unreadable_stale_and_written() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut j = jwks();
+        j.cfg.cache_file = Some(dir.path().join("absent.json"));
+        assert!(!j.load_disk_cache().expect("a missing file is no cache"));
+        j.cfg.cache_file = Some(dir.path().to_path_buf());
+        assert!(
+            j.load_disk_cache().is_err(),
+            "a directory is not readable as a file"
+        );
+
+        let stale = now_secs() - j.cfg.max_stale.as_secs() - 60;
+        let j = jwks_with_disk_cache(dir.path(), stale);
+        assert!(j.load_disk_cache().is_err(), "older than max_stale");
+        assert!(j.keys().is_empty());
+
+        let path = dir.path().join("written.json");
+        let mut writer = jwks();
+        writer.cfg.cache_file = Some(path.clone());
+        let meta = ProviderMetadata {
+            issuer: "http://127.0.0.1:1/application/o/x/".into(),
+            jwks_uri: "http://127.0.0.1:1/application/o/x/jwks/".into(),
+            ..Default::default()
+        };
+        writer
+            .write_disk_cache(&meta, json!({"keys": [rsa("k1")]}), SystemTime::now())
+            .await;
+        let mut reader = jwks();
+        reader.cfg.cache_file = Some(path);
+        assert!(reader.load_disk_cache().expect("loads what was written"));
+        assert!(reader.keys().by_kid("k1").is_some());
+    }
 }

@@ -457,4 +457,67 @@ pub(super) mod tests {
         assert_eq!(keys.len(), 1);
         assert!(keys.by_kid("good").is_some());
     }
+
+    /// Issue #8: mutants of the staleness check survived the suite.
+    #[test]
+    fn issue_8_max_stale_drops_provider_keys_only_when_older() {
+        let j = jwks();
+        let max_stale = j.cfg.max_stale;
+        let margin = Duration::from_secs(60);
+        j.install(
+            &[rsa("k1")],
+            SystemTime::now() - (max_stale - margin),
+            KeySource::Provider,
+        );
+        j.drop_if_stale();
+        assert!(
+            j.keys().by_kid("k1").is_some(),
+            "younger than max_stale: kept"
+        );
+        j.install(
+            &[rsa("k1")],
+            SystemTime::now() - (max_stale + margin),
+            KeySource::Provider,
+        );
+        let generation = j.keys().generation;
+        j.drop_if_stale();
+        let keys = j.keys();
+        assert!(keys.is_empty(), "older than max_stale: dropped");
+        assert_eq!(keys.generation, generation + 1);
+        assert!(!j.readiness().ready);
+    }
+
+    fn hs_jwks(max_stale: Duration) -> Jwks {
+        let cfg: crate::config::ProviderConfig =
+            toml::from_str("issuer = \"http://127.0.0.1:1/application/o/x/\"\nclient_id = \"c\"\n")
+                .expect("valid");
+        let provider = Arc::new(Provider::new(&cfg, Metrics::new()).expect("client"));
+        // Discovery done; the JWKS URI refuses connections.
+        provider.set_live_metadata(crate::provider::ProviderMetadata {
+            issuer: "http://127.0.0.1:1/application/o/x/".into(),
+            jwks_uri: "http://127.0.0.1:1/application/o/x/jwks/".into(),
+            ..Default::default()
+        });
+        let cfg = JwksConfig {
+            max_stale,
+            ..JwksConfig::default()
+        };
+        Jwks::new(provider, cfg, Some(&Secret::new("s")), Metrics::new())
+    }
+
+    /// Issue #8: in HS256 mode the client secret is the only key: a forced refresh, an
+    /// unknown kid and `max_stale` leave it alone (the JWKS is never fetched).
+    #[tokio::test]
+    async fn issue_8_hs_mode_never_fetches_nor_drops_the_client_secret() {
+        let j = hs_jwks(Duration::ZERO);
+        let generation = j.keys().generation;
+        assert!(j.refresh().await.is_ok(), "{:?}", j.last_error());
+        assert_eq!(j.refetch_unknown_kid(generation).await, Refetch::HeldBack);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        j.drop_if_stale();
+        let keys = j.keys();
+        assert_eq!(keys.source, KeySource::ClientSecret);
+        assert_eq!((keys.len(), keys.generation), (1, generation));
+        assert!(j.readiness().ready);
+    }
 }
