@@ -230,4 +230,38 @@ mod tests {
         cache.forget(|_| true);
         assert_eq!((cache.len(), cache.bytes()), (0, 0));
     }
+
+    /// Issue #14: through the verifier, distinct tokens fill the cache up to its byte budget
+    /// and no further; what is cached is still answered from the cache.
+    #[tokio::test]
+    async fn issue_14_distinct_tokens_stay_within_cache_max_bytes() {
+        use crate::verify::tests::{access_claims, hs_token, verifier_with};
+        let v = verifier_with("[verify]\ncache_max_bytes = \"16KiB\"\n");
+        let tokens: Vec<String> = (0..100)
+            .map(|i| {
+                hs_token(
+                    json!({}),
+                    &access_claims(&format!("user-{i}"), &format!("s{i}")),
+                )
+            })
+            .collect();
+        for t in &tokens {
+            v.verify(t).await.expect("valid");
+            assert!(v.cache().bytes() <= 16 * 1024, "{}", v.cache().bytes());
+        }
+        let cached = v.cache().len();
+        assert!(
+            cached > 5 && cached < 100,
+            "bounded by bytes: {cached} cached"
+        );
+        let sum: usize = v.cache().map.iter().map(|e| e.bytes()).sum();
+        assert_eq!(v.cache().bytes(), sum);
+        let hits = v.metrics().cache_hits.get();
+        v.verify(&tokens[0]).await.expect("valid");
+        assert_eq!(
+            v.metrics().cache_hits.get(),
+            hits + 1,
+            "the first token is a hit"
+        );
+    }
 }
