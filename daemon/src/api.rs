@@ -202,9 +202,12 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 
 /// `GET /metrics`: Prometheus text exposition.
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let rt = state.runtime();
+    let cache = rt.verifier.cache();
+    state.metrics.verify_cache(cache.len(), cache.bytes());
     let text = state
         .metrics
-        .render(state.runtime().codes.outstanding(), state.sessions.active());
+        .render(rt.codes.outstanding(), state.sessions.active());
     (
         [
             (
@@ -276,7 +279,7 @@ async fn codes_issue(Extension(rt): Pinned, body: Bytes) -> Result<Response, Api
         .verify(req.access_token.expose())
         .await
         .map_err(|e| ApiError::new(e.reason(), format!("access_token refused: {e}")))?;
-    let sid = verified.claims.sid().map(str::to_owned);
+    let sid = verified.sid().map(str::to_owned);
     let code = rt
         .codes
         .issue(
@@ -284,7 +287,7 @@ async fn codes_issue(Extension(rt): Pinned, body: Bytes) -> Result<Response, Api
                 access_token: req.access_token,
                 refresh_token: req.refresh_token,
                 id_token: req.id_token,
-                sub: verified.claims.sub.clone(),
+                sub: verified.sub().to_owned(),
                 sid,
                 kind: CodeKind::Api,
             },
@@ -314,7 +317,12 @@ async fn codes_redeem(Extension(rt): Pinned, body: Bytes) -> Result<Response, Ap
         access_token: payload.access_token.clone(),
         refresh_token: payload.refresh_token.clone(),
         id_token: payload.id_token.clone(),
-        claims: verified.claims.clone(),
+        claims: verified.claims().map_err(|e| {
+            ApiError::new(
+                Reason::Internal,
+                format!("the cached answer did not parse: {e}"),
+            )
+        })?,
     };
     Ok(respond::json(StatusCode::OK, &body))
 }

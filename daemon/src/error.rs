@@ -113,6 +113,7 @@ impl From<ForwardError> for ApiError {
         let reason = match &e {
             ForwardError::NoToken(_) => Reason::MissingToken,
             ForwardError::Refused(v) => v.reason(),
+            ForwardError::Claims(_) => Reason::Internal,
         };
         Self {
             forward: true,

@@ -87,6 +87,10 @@ pub struct Metrics {
     pub logouts: IntCounter,
     pub backchannel_logouts: IntCounterVec,
     pub sessions_active: IntGauge,
+    /// Verified tokens cached, and the bytes the cache accounts for them (bounded by
+    /// `verify.cache_max_bytes`): set at scrape time.
+    pub verify_cache_entries: IntGauge,
+    pub verify_cache_bytes: IntGauge,
     pub sessions_ended: IntCounterVec,
     pub reloads: IntCounterVec,
     pub last_reload_success: IntGauge,
@@ -326,6 +330,17 @@ impl Metrics {
                 &["result"],
             ),
             sessions_active: int_gauge(&r, "tokend_sessions_active", "Registered sessions."),
+            verify_cache_entries: int_gauge(
+                &r,
+                "tokend_verify_cache_entries",
+                "Verified tokens in the verified-token cache.",
+            ),
+            verify_cache_bytes: int_gauge(
+                &r,
+                "tokend_verify_cache_bytes",
+                "Bytes the verified-token cache accounts for its entries (at most \
+                 verify.cache_max_bytes).",
+            ),
             sessions_ended: counter_vec(
                 &r,
                 "tokend_sessions_ended_total",
@@ -538,6 +553,14 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
+    /// Sets the verified-token cache's gauges (before [`Metrics::render`]).
+    pub fn verify_cache(&self, entries: usize, bytes: usize) {
+        self.verify_cache_entries
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
+        self.verify_cache_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
     /// The text exposition, after refreshing the gauges derived at scrape time.
     pub fn render(&self, codes_outstanding: usize, sessions_active: usize) -> String {
         self.codes_outstanding
@@ -578,6 +601,10 @@ mod tests {
         assert!(text.contains("tokend_verifications_total{reason=\"\",result=\"valid\"} 1"));
         assert!(text.contains("tokend_codes_outstanding 3"));
         assert!(text.contains("tokend_sessions_active 2"));
+        m.verify_cache(4, 4096);
+        let text = m.render(3, 2);
+        assert!(text.contains("tokend_verify_cache_entries 4"));
+        assert!(text.contains("tokend_verify_cache_bytes 4096"));
         assert!(text.contains("tokend_build_info{version="));
         assert!(text.contains("tokend_jwks_age_seconds -1"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {

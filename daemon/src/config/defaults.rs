@@ -69,6 +69,9 @@ pub(super) fn default_cache_ttl() -> Duration {
 pub(super) fn default_cache_max_entries() -> usize {
     100_000
 }
+pub(super) fn default_cache_max_bytes() -> u64 {
+    32 << 20
+}
 pub(super) fn default_max_token_bytes() -> usize {
     16 * 1024
 }

@@ -13,6 +13,7 @@ mod events;
 mod forward;
 mod load;
 mod secret;
+mod size;
 mod validate;
 
 use std::net::SocketAddr;
@@ -215,9 +216,15 @@ pub struct VerifyConfig {
     /// How long a verified token is remembered (never past its exp).
     #[serde(default = "default_cache_ttl", with = "duration")]
     pub cache_ttl: Duration,
-    /// Most tokens remembered; 0 disables the cache.
+    /// Most tokens remembered; 0 disables the cache. A second bound beside `cache_max_bytes`
+    /// (kept so existing configs, and `0` to turn the cache off, mean what they meant).
     #[serde(default = "default_cache_max_entries")]
     pub cache_max_entries: usize,
+    /// Most bytes the cache holds, by its own account (each entry's rendered answer, its
+    /// bookkeeping and its map slot); 0 disables the cache. Bounds the daemon's memory, which
+    /// an entry count alone does not (issue #14).
+    #[serde(default = "default_cache_max_bytes", with = "size")]
+    pub cache_max_bytes: u64,
     /// Longer tokens are refused as malformed before any parsing.
     #[serde(default = "default_max_token_bytes")]
     pub max_token_bytes: usize,

@@ -128,3 +128,21 @@ fn issue_12_the_snapshot_file_is_resolved_in_the_state_directory() {
     assert_eq!(c.sessions.snapshot_interval, Duration::from_secs(30));
     assert!(c.sessions.snapshot);
 }
+
+/// Issue #14: the cache's byte bound defaults to 32 MiB and, like every key, can come from the
+/// environment as a number of bytes or a size with a unit.
+#[test]
+fn issue_14_cache_max_bytes_default_and_environment() {
+    let c = load(MINIMAL, &[]).expect("valid");
+    assert_eq!(c.verify.cache_max_bytes, 32 * 1024 * 1024);
+    assert_eq!(c.verify.cache_max_entries, 100_000, "the entry bound stays");
+    for (value, bytes) in [("16MiB", 16 << 20), ("1048576", 1 << 20), ("0", 0)] {
+        let c = load(MINIMAL, &[("TOKEND_VERIFY_CACHE_MAX_BYTES", value)]).expect("valid");
+        assert_eq!(c.verify.cache_max_bytes, bytes, "{value}");
+    }
+    let err = load(MINIMAL, &[("TOKEND_VERIFY_CACHE_MAX_BYTES", "lots")]).expect_err("bad");
+    assert!(
+        err.to_string().contains("TOKEND_VERIFY_CACHE_MAX_BYTES"),
+        "{err}"
+    );
+}

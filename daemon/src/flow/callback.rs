@@ -139,7 +139,7 @@ impl Flow {
                 tracing::warn!(reason = %e.reason(), error = %e, "ID token refused");
                 LoginError::InvalidIdToken
             })?;
-        let verified = self
+        let claims = self
             .verifier
             .verify_uncached(access_token.expose())
             .await
@@ -152,7 +152,7 @@ impl Flow {
             .and_then(|s| s.as_str())
             .map(str::to_owned);
         let session = self.verifier.create_session(NewSession {
-            claims: &verified.claims,
+            claims: &claims,
             sid: sid.clone(),
             id_token: Some(id_token.clone()),
             refresh_token: refresh_token.clone(),
@@ -166,7 +166,7 @@ impl Flow {
                     access_token,
                     refresh_token,
                     id_token: Some(id_token),
-                    sub: verified.claims.sub.clone(),
+                    sub: claims.sub.clone(),
                     sid,
                     kind: CodeKind::Flow,
                 },

@@ -223,13 +223,13 @@ impl Flow {
             .refresh_token()
             .map(|r| Secret::new(r.secret().clone()));
         let id_token = response.id_token().map(|t| Secret::new(t.to_string()));
-        let verified = self.verifier.verify_uncached(access_token.expose()).await?;
+        let claims = self.verifier.verify_uncached(access_token.expose()).await?;
         let installed = self.verifier.sessions().refreshed(
             session,
             refresh_token.expose(),
             new_refresh.clone(),
             id_token.clone(),
-            verified.claims.exp,
+            claims.exp,
             now_unix(),
         );
         if !installed {
@@ -244,7 +244,7 @@ impl Flow {
             access_token,
             refresh_token: new_refresh,
             id_token,
-            claims: verified.claims,
+            claims,
         }))
     }
 }

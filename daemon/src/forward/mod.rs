@@ -33,6 +33,9 @@ pub enum ForwardError {
     /// A token was given and refused.
     #[error(transparent)]
     Refused(#[from] VerifyError),
+    /// The verified answer's claims did not parse back (a bug, never the client's doing).
+    #[error("the claims of the verified token could not be read: {0}")]
+    Claims(#[from] serde_json::Error),
 }
 
 /// `/v1/auth` (any method: nginx's `auth_request` keeps the original request's method):
@@ -65,7 +68,9 @@ async fn check(
     };
     let verified = rt.verifier.verify(token.expose()).await?;
     let cfg = &rt.config.forward_auth;
-    let id = identity(&verified.claims, cfg.headers, cfg.max_header_bytes);
+    // The cache keeps the rendered answer only (issue #14): the claims are parsed back from it.
+    let claims = verified.claims()?;
+    let id = identity(&claims, cfg.headers, cfg.max_header_bytes);
     if id.truncated {
         state.metrics.forward_auth_truncated.inc();
     }

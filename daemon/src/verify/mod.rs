@@ -1,8 +1,8 @@
 //! Token verification: [`Verifier`] and its checks of access and ID tokens (`exp`, `nbf`,
 //! `iat`, `iss`, `aud`, token type, revocation), [`VerifyError`], [`Verified`], and the glue
 //! between the verified-token cache and the session registry. The JWS layer (shape, header,
-//! key, signature) is in `jws`, the claim mapping in `claims`, the cache in `cache`, logout
-//! tokens in `logout`.
+//! key, signature) is in `jws`, the claim mapping in `claims`, the cache in `cache`, what a
+//! verification yields (and the cache keeps) in `verified`, logout tokens in `logout`.
 
 mod cache;
 mod claims;
@@ -10,11 +10,11 @@ mod jws;
 mod logout;
 #[cfg(test)]
 mod properties;
+mod verified;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
 use serde_json::{Map, Value};
 use tokend_shared::{Claims, Reason};
 
@@ -24,13 +24,13 @@ use crate::jwks::{Jwks, VerifyKey};
 use crate::metrics::Metrics;
 use crate::sessions::{EndReason, NewSession, Session, Sessions};
 use cache::CacheEntry;
-use claims::render_active;
 use jws::{numeric, short};
 
 pub use cache::TokenCache;
 pub use claims::ClaimMapper;
 pub use jws::constant_time_eq;
 pub use logout::{LogoutClaims, LogoutSubject};
+pub use verified::Verified;
 
 /// Why a token was refused. Messages never contain the token or its signature.
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
@@ -105,19 +105,6 @@ impl VerifyError {
     }
 }
 
-/// A verified token.
-#[derive(Debug)]
-pub struct Verified {
-    pub claims: Claims,
-    /// The `200` body of `/v1/verify`, rendered once so cache hits serialize nothing.
-    pub body: Bytes,
-    /// Issued-at, to compare with revocations.
-    pub iat: i64,
-    /// The session registered for the token's `sid` when it was verified, if any: hits update
-    /// its last-seen time and see its end without any map lookup.
-    pub session: Option<Arc<Session>>,
-}
-
 /// The verifier. Shared as `Arc<Verifier>`.
 #[derive(Debug)]
 pub struct Verifier {
@@ -156,7 +143,11 @@ impl Verifier {
             max_token_bytes: config.verify.max_token_bytes,
             mapper: ClaimMapper::new(&config.claims),
             jwks,
-            cache: TokenCache::new(config.verify.cache_max_entries, config.verify.cache_ttl),
+            cache: TokenCache::new(
+                config.verify.cache_max_entries,
+                usize::try_from(config.verify.cache_max_bytes).unwrap_or(usize::MAX),
+                config.verify.cache_ttl,
+            ),
             sessions,
             client_id: config.provider.client_id.clone(),
             metrics,
@@ -182,8 +173,8 @@ impl Verifier {
             (None, None) => return Vec::new(),
         };
         self.cache.forget(|v| match sid {
-            Some(sid) => v.claims.sid() == Some(sid),
-            None => Some(v.claims.sub.as_str()) == sub,
+            Some(sid) => v.sid() == Some(sid),
+            None => Some(v.sub()) == sub,
         });
         ended
     }
@@ -215,7 +206,7 @@ impl Verifier {
         if let Some(old) = replaced {
             self.cache.forget(|v| {
                 v.session.as_ref().is_some_and(|s| Arc::ptr_eq(s, &old))
-                    || (old.sid.is_some() && v.claims.sid() == old.sid.as_deref())
+                    || (old.sid.is_some() && v.sid() == old.sid.as_deref())
             });
         }
         session
@@ -259,7 +250,8 @@ impl Verifier {
         self.metrics.cache_misses.inc();
         // Read before the revocation check inside: see `remember`.
         let generation = self.sessions.revocation_generation();
-        let (verified, key) = self.verify_access(token, now).await?;
+        let (claims, iat, session, key) = self.verify_access(token, now).await?;
+        let verified = Verified::new(&claims, iat, session);
         Ok(self.remember(hash, verified, key, now, generation))
     }
 
@@ -280,7 +272,7 @@ impl Verifier {
             tracing::debug!("a session ended during this verification; result not cached");
             return verified;
         }
-        let valid_until = verified.claims.exp.min(now.saturating_add(self.cache.ttl));
+        let valid_until = verified.exp.min(now.saturating_add(self.cache.ttl));
         self.cache.insert(
             hash,
             CacheEntry {
@@ -291,22 +283,27 @@ impl Verifier {
             now,
         );
         if self.sessions.revocation_generation() != generation {
-            self.cache.map.remove(&hash);
+            self.cache.remove(&hash);
         }
         verified
     }
 
     /// Verifies an access token without consulting or filling the cache (the login flow uses
-    /// it before the session exists, so later verifications link to the session).
-    pub async fn verify_uncached(&self, token: &str) -> Result<Verified, VerifyError> {
-        self.verify_access(token, now_unix()).await.map(|(v, _)| v)
+    /// it before the session exists, so later verifications link to the session). Returns its
+    /// claims.
+    pub async fn verify_uncached(&self, token: &str) -> Result<Claims, VerifyError> {
+        self.verify_access(token, now_unix())
+            .await
+            .map(|(claims, ..)| claims)
     }
 
+    /// The checks of an access token. Returns its claims, `iat`, the session of its `sid` (if
+    /// registered) and the key that verified it.
     async fn verify_access(
         &self,
         token: &str,
         now: i64,
-    ) -> Result<(Verified, Arc<VerifyKey>), VerifyError> {
+    ) -> Result<(Claims, i64, Option<Arc<Session>>, Arc<VerifyKey>), VerifyError> {
         let signed = self.signed(token).await?;
         if let Some(typ) = &signed.typ {
             let t = typ.to_ascii_lowercase();
@@ -348,16 +345,7 @@ impl Verifier {
             s.touch(now);
         }
         let claims = self.mapper.map(signed.claims, sub, exp);
-        let body = render_active(&claims);
-        Ok((
-            Verified {
-                claims,
-                body,
-                iat,
-                session,
-            },
-            signed.key,
-        ))
+        Ok((claims, iat, session, signed.key))
     }
 
     /// Verifies an ID token from the token endpoint: signature, iss, aud (the client id),
@@ -503,11 +491,12 @@ pub(super) mod tests {
         let now = now_unix();
         // The verification reads the generation and passes the revocation check…
         let generation = v.sessions().revocation_generation();
-        let (verified, key) = v.verify_access(&token, now).await.expect("valid");
+        let (claims, iat, session, key) = v.verify_access(&token, now).await.expect("valid");
         // …then the session ends (admin revocation, logout, back-channel) before it caches.
         v.end_sessions(Some("sid-e"), None, EndReason::AdminRevocation, now);
+        let verified = Verified::new(&claims, iat, session);
         let answered = v.remember(hash, verified, key, now, generation);
-        assert_eq!(answered.claims.sub, "erin", "the in-flight answer stands");
+        assert_eq!(answered.sub(), "erin", "the in-flight answer stands");
         assert!(v.cache().is_empty(), "but it is not remembered");
         assert_eq!(
             v.verify(&token).await.err(),
@@ -531,7 +520,7 @@ pub(super) mod tests {
         let v = verifier();
         let c = access_claims("gina", "sid-g");
         let token = hs_token(json!({}), &c);
-        let claims = v.verify_uncached(&token).await.expect("valid").claims;
+        let claims = v.verify_uncached(&token).await.expect("valid");
         let new = |rt: &str| NewSession {
             claims: &claims,
             sid: Some("sid-g".into()),
