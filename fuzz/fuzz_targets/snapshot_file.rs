@@ -37,7 +37,10 @@ fuzz_target!(|data: &[u8]| {
         for r in kept.revoked_sids.iter().chain(&kept.revoked_subs) {
             assert!(now < r.until, "kept an expired revocation");
         }
-        assert!(kept.seen_jtis.iter().all(|j| now < j.until), "kept an expired jti");
+        assert!(
+            kept.seen_jtis.iter().all(|j| now < j.until),
+            "kept an expired jti"
+        );
         assert!(kept.ended_refresh.iter().all(|e| now < e.until));
         assert!(
             kept.sessions

@@ -190,9 +190,9 @@ impl Verifier {
         };
         let ended = self.sessions.apply_remote(change, now);
         match forget {
-            Some((Some(sid), _)) => self.cache.forget(|v| v.claims.sid() == Some(sid.as_str())),
+            Some((Some(sid), _)) => self.cache.forget(|v| v.sid() == Some(sid.as_str())),
             // All of the user's: verified again, the revocation's `at` decides.
-            Some((None, Some(sub))) => self.cache.forget(|v| v.claims.sub == sub),
+            Some((None, Some(sub))) => self.cache.forget(|v| v.sub() == sub),
             _ => {}
         }
         ended
