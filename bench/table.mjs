@@ -13,10 +13,10 @@ const na = Object.fromEntries(naText.split('\n').filter(Boolean).map((l) => {
 
 const CASES = [
   ['repeated', 'verify, repeated token, TCP (wrk)', 'tokend', ['bare', 'tokend', 'reference', 'go', 'apache']],
-  ['socket', 'verify, repeated token, Unix socket (oha)', 'tokend', ['bare', 'tokend']],
+  ['socket', 'verify, repeated token, Unix socket (oha)', 'tokend', ['bare', 'tokend', 'tokend-redis']],
   ['distinct', 'verify, distinct tokens, tokend cache off, TCP (wrk)', 'tokend-nocache', ['bare', 'tokend-nocache', 'reference', 'go', 'apache']],
   ['forward', 'forward auth GET with the cookie, TCP (wrk)', 'tokend', ['bare', 'tokend', 'reference', 'go', 'apache']],
-  ['codes', 'exchange code issue+redeem pairs, TCP (bench-driver; req/s = pairs/s)', 'tokend', ['tokend', 'tokend-redis']],
+  ['codes', 'exchange code issue+redeem pairs, Unix socket (bench-driver; req/s = pairs/s)', 'tokend', ['tokend', 'tokend-redis']],
 ];
 const NAMES = {
   bare: 'bare axum', tokend: 'tokend', 'tokend-nocache': 'tokend (cache off)', reference: 'reference (express+passport-jwt)',

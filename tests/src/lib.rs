@@ -60,8 +60,34 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// A TCP port that was free a moment ago.
+/// A TCP port that was free a moment ago, for a listener a test must name before it starts
+/// (a redirect URI, a restart on the same address).
+///
+/// Chosen below the kernel's ephemeral range, never by `bind(0)`: a port from that range can
+/// be handed to any outgoing connection (the provider's, tokend's to Redis) between this call
+/// and the listener's bind, which then fails with "Address already in use" — seen once in CI
+/// (`issue_12_store_changes_wait_for_a_restart`). Below the range only another explicit bind
+/// can take it; the start is random so that parallel test processes rarely pick the same one.
 pub fn free_port() -> Result<u16> {
+    use std::hash::{BuildHasher, Hasher};
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    const FROM: u16 = 10_000;
+    if low > FROM + 1000 {
+        let span = u64::from(low - FROM);
+        let mut seed = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        for _ in 0..500 {
+            let port = FROM + (seed % span) as u16;
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return Ok(port);
+            }
+            seed = seed.rotate_left(17).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
@@ -84,4 +110,24 @@ pub fn jwt_payload(token: &str) -> Value {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Regression (a CI flake of `issue_12_store_changes_wait_for_a_restart`): the port comes
+    /// from below the ephemeral range, where outgoing connections never take it.
+    #[test]
+    fn issue_8_free_port_is_below_the_ephemeral_range_and_bindable() -> anyhow::Result<()> {
+        let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")?
+            .split_whitespace()
+            .next()
+            .unwrap_or("32768")
+            .parse()?;
+        for _ in 0..20 {
+            let port = super::free_port()?;
+            assert!(port < low, "{port} is in the ephemeral range from {low}");
+            std::net::TcpListener::bind(("127.0.0.1", port))?;
+        }
+        Ok(())
+    }
 }

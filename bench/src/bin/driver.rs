@@ -73,15 +73,30 @@ struct Conn {
 }
 
 impl Conn {
+    /// `addr` is `host:port`, or `unix:/path` for tokend's Unix socket.
     async fn open(addr: &str) -> Result<Self> {
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .with_context(|| format!("connect {addr}"))?;
-        stream.set_nodelay(true)?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let sender = if let Some(path) = addr.strip_prefix("unix:") {
+            let stream = tokio::net::UnixStream::connect(path)
+                .await
+                .with_context(|| format!("connect {addr}"))?;
+            let (sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            sender
+        } else {
+            let stream = tokio::net::TcpStream::connect(addr)
+                .await
+                .with_context(|| format!("connect {addr}"))?;
+            stream.set_nodelay(true)?;
+            let (sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            sender
+        };
         Ok(Self {
             addr: addr.to_string(),
             sender,
@@ -101,7 +116,14 @@ impl Conn {
         let mut req = http::Request::builder()
             .method(method)
             .uri(path)
-            .header("host", &self.addr);
+            .header(
+                "host",
+                if self.addr.starts_with("unix:") {
+                    "localhost"
+                } else {
+                    &self.addr
+                },
+            );
         if let Some(t) = bearer {
             req = req.header("authorization", format!("Bearer {t}"));
         }
