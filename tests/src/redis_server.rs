@@ -1,6 +1,8 @@
 //! A real `redis-server` for the tests of the Redis store (issue #12): on a free loopback port,
 //! in a temp dir, no persistence; stopped and started again on the same port at will, killed
 //! when dropped. `raw` is a plain client of the `redis` crate for looking at what tokend wrote.
+//! [`RedisServer::start_tls`]: one speaking only TLS, its certificate (127.0.0.1 and localhost)
+//! signed by a private CA made for the test with the `openssl` CLI.
 //! [`pair`]: two tokends with the login flow on one such Redis, as behind a load balancer.
 
 use std::path::PathBuf;
@@ -18,15 +20,102 @@ pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// TLS only (`--port 0 --tls-port`), with `ca.pem`, `server.pem`, `server.key` in `dir`.
+    tls: bool,
+}
+
+/// The path of `name` on `$PATH`, if installed.
+fn binary_named(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| PathBuf::from(d).join(name))
+        .find(|p| p.is_file())
 }
 
 /// The path of `redis-server`, if installed.
 fn binary() -> Option<PathBuf> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| PathBuf::from(d).join("redis-server"))
-        .find(|p| p.is_file())
+    binary_named("redis-server")
+}
+
+/// Runs `openssl` with `args` in `dir`; fails with its output.
+fn openssl(dir: &std::path::Path, args: &[&str]) -> Result<()> {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .context("running openssl")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// A private CA (`ca.pem`) and a server certificate for 127.0.0.1 and localhost signed by it
+/// (`server.pem`, `server.key`), valid one day, in `dir`.
+fn make_certificates(dir: &std::path::Path) -> Result<()> {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=tokend test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    openssl(dir, &ca)?;
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend([
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    openssl(dir, &csr)?;
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )?;
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "server.ext",
+        ],
+    )
 }
 
 impl RedisServer {
@@ -48,14 +137,47 @@ impl RedisServer {
             child: None,
             port: free_port()?,
             dir: tempfile::tempdir()?,
+            tls: false,
         };
         server.restart().await?;
         Ok(Some(server))
     }
 
-    /// `redis://127.0.0.1:<port>`.
+    /// Starts one speaking only TLS, its certificate signed by a CA of the test's own
+    /// ([`Self::ca_file`]); `None` (after a loud skip) as [`Self::start`], or when the
+    /// `openssl` CLI is absent.
+    pub async fn start_tls(test: &str) -> Result<Option<Self>> {
+        if binary_named("openssl").is_none() {
+            anyhow::ensure!(
+                !is_root(),
+                "openssl is not installed (tests/run installs it as root)"
+            );
+            skip(test, "openssl is not installed (apt-get install openssl)");
+            return Ok(None);
+        }
+        if binary().is_none() {
+            return Self::start(test).await;
+        }
+        let mut server = Self {
+            child: None,
+            port: free_port()?,
+            dir: tempfile::tempdir()?,
+            tls: true,
+        };
+        make_certificates(server.dir.path())?;
+        server.restart().await?;
+        Ok(Some(server))
+    }
+
+    /// The private CA's certificate (PEM) of a [`Self::start_tls`] server.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// `redis://127.0.0.1:<port>`, or `rediss://…` for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Kills the server (SIGKILL: as a crash would), and waits until it is gone.
@@ -69,9 +191,30 @@ impl RedisServer {
     /// Starts the server again on the same port (empty: there is no persistence).
     pub async fn restart(&mut self) -> Result<()> {
         self.kill().await?;
+        let port = self.port.to_string();
+        let listen: Vec<&str> = if self.tls {
+            vec![
+                "--port",
+                "0",
+                "--tls-port",
+                &port,
+                "--tls-cert-file",
+                "server.pem",
+                "--tls-key-file",
+                "server.key",
+                "--tls-ca-cert-file",
+                "ca.pem",
+                "--tls-auth-clients",
+                "no",
+            ]
+        } else {
+            vec!["--port", &port]
+        };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(listen)
+            .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .current_dir(self.dir.path())
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::null())
@@ -97,7 +240,18 @@ impl RedisServer {
 
     /// A plain connection for looking at the keys and values.
     pub async fn raw(&self) -> Result<redis::aio::MultiplexedConnection> {
-        let client = redis::Client::open(self.url())?;
+        let client = if self.tls {
+            let root_cert = Some(std::fs::read(self.ca_file())?);
+            redis::Client::build_with_tls(
+                self.url(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert,
+                },
+            )?
+        } else {
+            redis::Client::open(self.url())?
+        };
         Ok(client.get_multiplexed_async_connection().await?)
     }
 

@@ -3,6 +3,7 @@
 //! socket, the snapshot file, the revocation TTL, warnings, the redacted rendering).
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,7 +11,11 @@ use super::defaults::default_revocation_ttl;
 use super::env::apply_env;
 use serde::Deserialize;
 
-use super::{ADMIN_SOCKET_NAME, Config, ConfigError, SNAPSHOT_NAME, duration};
+use super::{ADMIN_SOCKET_NAME, Config, ConfigError, SNAPSHOT_NAME, duration, invalid};
+
+/// Longest `store.tls_ca_file` read: a CA bundle is at most a few hundred KB; a device or a
+/// huge file is a mistake that must not exhaust memory.
+const MAX_CA_FILE: u64 = 4 * 1024 * 1024;
 
 /// A parse error, with an example when it is about a duration.
 fn with_duration_example(message: &str) -> String {
@@ -81,6 +86,7 @@ impl Config {
         }
         config.resolve_store_secrets(credentials)?;
         config.validate()?;
+        config.store.tls_ca = config.read_store_ca()?;
         // Shown resolved by check-config.
         config.sessions.revocation_ttl = Some(config.revocation_ttl());
         Ok(config)
@@ -101,6 +107,7 @@ impl Config {
         for p in [
             self.store.password_file.as_mut(),
             self.store.encryption_key_file.as_mut(),
+            self.store.tls_ca_file.as_mut(),
         ]
         .into_iter()
         .flatten()
@@ -110,6 +117,43 @@ impl Config {
         if let Some(p) = self.sessions.snapshot_file.as_mut() {
             resolve(p);
         }
+    }
+
+    /// `store.tls_ca_file`'s PEM text, checked to hold at least one certificate (a bundle
+    /// that parses to none would make every `rediss://` connection fail, later and obscurely).
+    fn read_store_ca(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        use rustls_pki_types::CertificateDer;
+        use rustls_pki_types::pem::PemObject;
+        let Some(path) = &self.store.tls_ca_file else {
+            return Ok(None);
+        };
+        let key = "store.tls_ca_file";
+        let file_error = |source| ConfigError::File {
+            key,
+            path: path.clone(),
+            source,
+        };
+        let mut pem = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_CA_FILE + 1).read_to_end(&mut pem))
+            .map_err(file_error)?;
+        if pem.len() as u64 > MAX_CA_FILE {
+            return Err(invalid(
+                key,
+                format!("longer than {MAX_CA_FILE} bytes; not a PEM file of CA certificates"),
+            ));
+        }
+        let certs = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<Vec<_>, _>>()
+            // The parser's message may quote a line of the file: not repeated.
+            .map_err(|_| invalid(key, "not a PEM file of certificates (a malformed section)"))?;
+        if certs.is_empty() {
+            return Err(invalid(
+                key,
+                "holds no certificate (expected PEM: -----BEGIN CERTIFICATE-----)",
+            ));
+        }
+        Ok(Some(pem))
     }
 
     /// Where the sessions snapshot goes: `sessions.snapshot_file`, else `snapshot.json` in

@@ -60,6 +60,12 @@ pub enum ConfigError {
     Env { var: String, message: String },
     #[error("{key}: {message}")]
     Invalid { key: &'static str, message: String },
+    #[error("{key}: cannot read {path}: {source}")]
+    File {
+        key: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{key}: cannot read secret file {path}: {source}")]
     SecretFile {
         key: &'static str,
@@ -390,9 +396,13 @@ pub struct StoreConfig {
     #[serde(default)]
     pub kind: StoreKind,
     /// Redis: `redis://host:port[/db]` or `rediss://…` (TLS, server certificate checked
-    /// against the system's roots). No password in the URL: `password_file` or
-    /// `password_credential`.
+    /// against the system's roots, or `tls_ca_file`'s). No password in the URL:
+    /// `password_file` or `password_credential`.
     pub url: Option<String>,
+    /// PEM file of the CA certificates a `rediss://` server's certificate is checked against,
+    /// instead of the system's roots: an internal Redis usually has a private CA. Relative to
+    /// the config file; only with `rediss://`.
+    pub tls_ca_file: Option<PathBuf>,
     /// Redis ACL user name (Redis 6+); absent = the default user.
     pub username: Option<String>,
     /// File holding the Redis password (trailing newline ignored); relative to the config file.
@@ -417,6 +427,9 @@ pub struct StoreConfig {
     /// The sealing key's text, read from its file or credential at load; never shown.
     #[serde(skip)]
     pub encryption_key: Option<Secret>,
+    /// `tls_ca_file`'s PEM text, read and checked (at least one certificate) at load.
+    #[serde(skip)]
+    pub tls_ca: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]

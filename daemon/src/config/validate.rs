@@ -256,6 +256,7 @@ impl Config {
                 ("store.username", s.username.is_some()),
                 ("store.password_file", s.password_file.is_some()),
                 ("store.password_credential", s.password_credential.is_some()),
+                ("store.tls_ca_file", s.tls_ca_file.is_some()),
                 ("store.encryption_key_file", s.encryption_key_file.is_some()),
                 (
                     "store.encryption_key_credential",
@@ -278,6 +279,13 @@ impl Config {
         };
         match reqwest::Url::parse(url) {
             Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host().is_some() => {
+                if s.tls_ca_file.is_some() && u.scheme() != "rediss" {
+                    return Err(invalid(
+                        "store.tls_ca_file",
+                        "only used with TLS: store.url must be rediss://host:port (it is \
+                         redis://, without TLS)",
+                    ));
+                }
                 if u.password().is_some() || !u.username().is_empty() {
                     return Err(invalid(
                         "store.url",

@@ -253,6 +253,8 @@ pub enum OpenError {
     Url(String),
     #[error("store.encryption_key: {0}")]
     Key(String),
+    #[error("store.tls_ca_file: {0}")]
+    Ca(String),
 }
 
 /// The engine `[store]` names, with capacities from the config, wrapped with its metrics.

@@ -164,7 +164,9 @@ impl RedisStore {
     }
 }
 
-/// A client for `[store]`'s Redis (URL, ACL user, password); connects nothing yet.
+/// A client for `[store]`'s Redis (URL, ACL user, password, and for `rediss://` the CA
+/// certificates of `tls_ca_file`, else the system's roots); connects nothing yet. The store
+/// and the revocation sync both build theirs here, so both trust the same CAs.
 pub fn client(config: &StoreConfig) -> Result<redis::Client, OpenError> {
     let url = config.url.as_deref().unwrap_or_default();
     let bad = |e: redis::RedisError| OpenError::Url(e.to_string());
@@ -177,7 +179,17 @@ pub fn client(config: &StoreConfig) -> Result<redis::Client, OpenError> {
         settings = settings.set_password(password.expose());
     }
     let info = info.set_redis_settings(settings);
-    redis::Client::open(info).map_err(bad)
+    match &config.tls_ca {
+        Some(pem) => redis::Client::build_with_tls(
+            info,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            },
+        )
+        .map_err(|e| OpenError::Ca(e.to_string())),
+        None => redis::Client::open(info).map_err(bad),
+    }
 }
 
 /// A lazily connecting manager bounded by `store.timeout`, reconnecting by itself.
