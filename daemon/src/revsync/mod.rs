@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 use crate::config::StoreConfig;
 use crate::metrics::Metrics;
 use crate::sessions::{Change, Outbox, Sessions};
-use crate::store::redis::{client, describe, manager, seal_key};
+use crate::store::redis::{client, manager, seal_key, within};
 use crate::store::{BoxFuture, OpenError, SealKey, Unavailable};
 use crate::verify::now_unix;
 
@@ -128,14 +128,7 @@ impl Inner {
         op: &'static str,
         call: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, Unavailable> {
-        let result = match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(Unavailable(describe(&e))),
-            Err(_) => Err(Unavailable(format!(
-                "Redis did not answer within {} ms (store.timeout)",
-                self.timeout.as_millis()
-            ))),
-        };
+        let result = within(self.timeout, call).await;
         self.note(op, result.as_ref().err().map(|e| e.0.as_str()));
         result
     }

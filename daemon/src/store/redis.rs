@@ -217,6 +217,23 @@ pub fn seal_key(config: &StoreConfig) -> Result<SealKey, OpenError> {
     SealKey::new(&key).map_err(|e| OpenError::Key(e.to_string()))
 }
 
+/// Runs one Redis call within `timeout` (`store.timeout`): a Redis error or no answer in time
+/// is an outage, told in words fit for `/readyz` and the logs (the record store and the
+/// revocation sync both call Redis this way).
+pub async fn within<T>(
+    timeout: std::time::Duration,
+    call: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, Unavailable> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Unavailable(describe(&e))),
+        Err(_) => Err(Unavailable(format!(
+            "Redis did not answer within {} ms (store.timeout)",
+            timeout.as_millis()
+        ))),
+    }
+}
+
 /// A Redis error as the operator should read it (no keys or values: ours are hashes and
 /// sealed anyway).
 pub fn describe(e: &redis::RedisError) -> String {
@@ -266,14 +283,7 @@ impl Inner {
         &self,
         call: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, Unavailable> {
-        let result = match tokio::time::timeout(self.timeout, call).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(Unavailable(describe(&e))),
-            Err(_) => Err(Unavailable(format!(
-                "Redis did not answer within {} ms (store.timeout)",
-                self.timeout.as_millis()
-            ))),
-        };
+        let result = within(self.timeout, call).await;
         *lock(&self.health) = match &result {
             Ok(_) => StoreHealth::ok(),
             Err(e) => StoreHealth {
