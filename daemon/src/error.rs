@@ -145,6 +145,10 @@ impl From<FlowError> for ApiError {
             FlowError::Capacity(_) => Reason::CapacityExceeded,
             FlowError::RateLimited(_) => Reason::RateLimited,
             FlowError::Code(c) => return ApiError::from_code(c),
+            FlowError::Store(_) => {
+                return ApiError::new(Reason::StoreUnavailable, e.to_string())
+                    .retry_after(STORE_RETRY_AFTER);
+            }
         };
         let err = ApiError::new(reason, e.to_string());
         match e {

@@ -232,6 +232,13 @@ impl AppState {
                 state.stop.clone(),
             )?;
         }
+        if let Some(shared) = state.store.shared_sessions() {
+            tokio::spawn(sessions::write_behind(
+                state.sessions.clone(),
+                shared,
+                state.stop.clone(),
+            ));
+        }
         Ok(state)
     }
 

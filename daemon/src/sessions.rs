@@ -1,11 +1,12 @@
 //! The session registry (logins made through tokend's flow), the revocation list of ended
 //! sessions (by `sid`, or by `sub` for sub-only logout tokens — bounded by token lifetime), and
 //! the replay cache of back-channel logout token `jti`s. Their export and import for the
-//! memory mode's snapshot are in `sessions/export.rs`; their sharing with other instances
-//! (the Redis store) in `sessions/remote.rs`.
+//! memory mode's snapshot are in `sessions/export.rs`; the sharing of revocations with other
+//! instances (the Redis store) in `sessions/remote.rs`, of sessions in `sessions/shared.rs`.
 
 mod export;
 mod remote;
+mod shared;
 #[cfg(test)]
 mod tests;
 
@@ -21,6 +22,7 @@ use crate::store::{Key, key_of};
 
 pub use export::{Exported, Imported};
 pub use remote::{Change, Outbox};
+pub use shared::{LAST_SEEN_EVERY, write_behind};
 
 /// Why a session ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +62,9 @@ pub struct Session {
     pub refresh_expires: AtomicI64,
     /// Updated by every verification of the session's tokens (an atomic store, no lock).
     pub last_seen: AtomicI64,
+    /// The `last_seen` last handed to the Redis store's write-behind, so each session is
+    /// written only when it was seen again since.
+    flushed: AtomicI64,
     /// Set when the session ends, so cached verifications see it at once.
     pub ended: AtomicBool,
     secrets: Mutex<SessionSecrets>,
@@ -233,6 +238,7 @@ impl Sessions {
             access_expires: AtomicI64::new(new.claims.exp),
             refresh_expires: AtomicI64::new(new.refresh_expires),
             last_seen: AtomicI64::new(new.now),
+            flushed: AtomicI64::new(new.now),
             ended: AtomicBool::new(false),
             secrets: Mutex::new(SessionSecrets {
                 refresh_token: new.refresh_token,

@@ -108,7 +108,36 @@ pub async fn sessions(
 ) -> Result<Response, AdminError> {
     let q: SessionQuery = serde_urlencoded::from_str(raw.as_deref().unwrap_or(""))
         .map_err(|e| AdminError::Query(e.to_string()))?;
-    Ok(ok_json(&page(state.sessions.list(), &q)))
+    let mut all = state.sessions.list();
+    if let Some(shared) = state.store.shared_sessions() {
+        match shared.list().await {
+            Ok(recorded) => all = merged(all, recorded),
+            Err(e) => {
+                tracing::warn!(error = %e, "admin: the session store did not answer; listing this instance's sessions")
+            }
+        }
+    }
+    Ok(ok_json(&page(all, &q)))
+}
+
+/// This instance's sessions and those the shared store holds, each once (the later
+/// last-seen kept), newest first.
+fn merged(local: Vec<SessionInfo>, recorded: Vec<SessionInfo>) -> Vec<SessionInfo> {
+    let mut all = local;
+    for r in recorded {
+        let same = all
+            .iter_mut()
+            .find(|s| s.sid == r.sid && s.sub == r.sub && s.created == r.created);
+        match same {
+            Some(s) => {
+                s.last_seen = s.last_seen.max(r.last_seen);
+                s.access_expires = s.access_expires.max(r.access_expires);
+            }
+            None => all.push(r),
+        }
+    }
+    all.sort_by_key(|s| std::cmp::Reverse(s.created));
+    all
 }
 
 /// Filters, sorts and pages `all`.

@@ -159,6 +159,13 @@ impl Flow {
             refresh_expires: now.saturating_add(self.refresh_lifetime()),
             now,
         });
+        // Shared with the other instances before the browser can use it anywhere.
+        if let Some(shared) = self.shared() {
+            shared.save(&session.record()).await.map_err(|e| {
+                tracing::warn!(error = %e, "the session could not be shared");
+                LoginError::StoreUnavailable
+            })?;
+        }
         let exchange = self
             .codes
             .issue(

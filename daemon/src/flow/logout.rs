@@ -3,7 +3,8 @@
 //! `exp` allowed to have passed by up to `cookies.refresh_max_age`), else by the refresh
 //! cookie; the session ends locally at once (its tokens and refresh token are refused from
 //! then on), its refresh token is revoked at the provider (RFC 7009), and the answer carries
-//! the provider's end-session URL.
+//! the provider's end-session URL. With a shared store (Redis) the session is also looked up
+//! there (made or refreshed on another instance), and its record removed.
 
 use reqwest::Url;
 use tokend_shared::Secret;
@@ -34,31 +35,53 @@ impl Flow {
         {
             session = sessions.by_refresh_token(r.expose());
         }
-        let refresh_token = session
+        // With a shared store: the session as the instances share it (it may have been made
+        // or refreshed on another instance, so its current tokens may be unknown here).
+        let key = sid
+            .clone()
+            .or_else(|| session.as_ref().map(|s| s.key.clone()));
+        let record = self
+            .shared_record(key.as_deref(), refresh.filter(|_| key.is_none()))
+            .await;
+        let mut refresh_tokens: Vec<Secret> = session
             .as_ref()
             .and_then(|s| s.refresh_token())
-            .or_else(|| refresh.cloned());
-        let id_token = session.as_ref().and_then(|s| s.id_token());
+            .or_else(|| refresh.cloned())
+            .into_iter()
+            .collect();
+        let id_token = session
+            .as_ref()
+            .and_then(|s| s.id_token())
+            .or_else(|| record.as_ref().and_then(|r| r.id_token.clone()));
         // End it here first: from now on its tokens and its refresh token are refused, even if
         // the provider cannot be reached.
         let now = now_unix();
-        let sid = sid.or_else(|| session.as_ref().and_then(|s| s.sid.clone()));
-        match (&sid, &session) {
+        let sid = sid
+            .or_else(|| session.as_ref().and_then(|s| s.sid.clone()))
+            .or_else(|| record.as_ref().and_then(|r| r.sid.clone()));
+        let local_key = session
+            .as_ref()
+            .map(|s| s.key.clone())
+            .or_else(|| record.as_ref().map(|r| r.key.clone()));
+        match (&sid, &local_key) {
             (Some(sid), _) => {
                 self.verifier
                     .end_sessions(Some(sid), None, EndReason::Logout, now);
             }
-            (None, Some(s)) => {
-                sessions.end_sid(&s.key, EndReason::Logout, now);
+            (None, Some(key)) => {
+                sessions.end_sid(key, EndReason::Logout, now);
             }
             (None, None) => {}
         }
-        let revoked = self
-            .revoke_refresh_tokens(refresh_token.into_iter().collect())
-            .await
-            > 0;
+        if let Some(record) = &record
+            && let Some(rt) = self.end_shared(record).await
+            && !refresh_tokens.iter().any(|t| t.expose() == rt.expose())
+        {
+            refresh_tokens.push(rt);
+        }
+        let revoked = self.revoke_refresh_tokens(refresh_tokens).await > 0;
         tracing::info!(
-            session = session.is_some(),
+            session = session.is_some() || record.is_some(),
             sid = sid.is_some(),
             revoked,
             "logout"
@@ -67,7 +90,10 @@ impl Flow {
         self.metrics.audit.record(
             tokend_shared::AuditKind::Logout,
             crate::audit::Entry {
-                sub: session.as_ref().map(|s| s.sub.clone()),
+                sub: session
+                    .as_ref()
+                    .map(|s| s.sub.clone())
+                    .or_else(|| record.as_ref().map(|r| r.sub.clone())),
                 sid: sid.clone(),
                 ..Default::default()
             },

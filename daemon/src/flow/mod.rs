@@ -3,7 +3,8 @@
 //! token, one-time exchange code), [`exchange`] (code → HttpOnly cookies), [`refresh`]
 //! (one upstream refresh per refresh token, rate-limited), [`logout`] (revocation, session
 //! end, end-session URL), [`backchannel`] (logout tokens), [`redirect`] (the open-redirect
-//! check) and [`cookies`] (every Set-Cookie the flow writes). Errors are typed here and turned
+//! check), [`cookies`] (every Set-Cookie the flow writes) and `shared` (sessions and the
+//! refresh single-flight shared with other instances through the Redis store). Errors are typed here and turned
 //! into HTTP answers in `error`.
 
 pub mod backchannel;
@@ -14,6 +15,7 @@ pub mod login;
 pub mod logout;
 pub mod redirect;
 pub mod refresh;
+mod shared;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,6 +121,8 @@ pub enum FlowError {
     Capacity(usize),
     #[error("refreshes are rate-limited (flow.refresh_rate_limit); retry in {}s", .0.as_secs().max(1))]
     RateLimited(Duration),
+    #[error(transparent)]
+    Store(#[from] crate::store::Unavailable),
 }
 
 impl From<CodeError> for FlowError {
@@ -308,7 +312,33 @@ impl Flow {
         reason: EndReason,
     ) -> Ended {
         let sessions = self.verifier.end_sessions(sid, sub, reason, now_unix());
-        let tokens: Vec<Secret> = sessions.iter().filter_map(|s| s.refresh_token()).collect();
+        let mut tokens: Vec<Secret> = sessions.iter().filter_map(|s| s.refresh_token()).collect();
+        // With a shared store: the sessions other instances made, whose current refresh
+        // tokens this instance may never have held.
+        let keys: Vec<String> = match (sid, self.shared()) {
+            (_, None) => Vec::new(),
+            (Some(sid), Some(_)) => vec![sid.to_string()],
+            (None, Some(shared)) => match shared.list().await {
+                Ok(all) => all
+                    .into_iter()
+                    .filter(|s| Some(s.sub.as_str()) == sub)
+                    .filter_map(|s| s.sid)
+                    .chain(sessions.iter().map(|s| s.key.clone()))
+                    .collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the session store did not answer; sessions of other instances end there through the revocation list");
+                    Vec::new()
+                }
+            },
+        };
+        for key in keys {
+            if let Some(record) = self.shared_record(Some(&key), None).await
+                && let Some(rt) = self.end_shared(&record).await
+                && !tokens.iter().any(|t| t.expose() == rt.expose())
+            {
+                tokens.push(rt);
+            }
+        }
         let attempted = tokens.len();
         let revoked = self.revoke_refresh_tokens(tokens).await;
         Ended {

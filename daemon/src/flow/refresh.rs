@@ -5,7 +5,8 @@
 //! `flow.refresh_grace` afterwards get the same tokens. Refresh tokens tokend did not hand
 //! out, or whose session ended, are refused without asking the provider; the slots are
 //! bounded (`flow.max_pending_refreshes`) and grants sent upstream rate-limited
-//! (`flow.refresh_rate_limit`).
+//! (`flow.refresh_rate_limit`). With a shared store (Redis) the task coordinates with the
+//! other instances (`shared`): one grant per refresh token across all of them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -104,15 +105,25 @@ impl Flow {
         let next = match live {
             Some(slot) => Next::Join(slot),
             None => {
-                // Only refresh tokens tokend handed out, of sessions still alive, go upstream.
-                let session = self
-                    .verifier
-                    .sessions()
-                    .by_refresh_token(refresh_token.expose())
-                    .filter(|s| !s.is_ended());
-                let Some(session) = session else {
-                    self.metrics.refreshes.with_label_values(&["failed"]).inc();
-                    return Err(FlowError::NoRefreshToken);
+                let sessions = self.verifier.sessions();
+                // Only refresh tokens tokend handed out, of sessions still alive, go upstream:
+                // in memory mode known here; with a shared store, looked up there by the task.
+                let session = match self.shared() {
+                    Some(_) if !sessions.refresh_token_ended(refresh_token.expose()) => None,
+                    Some(_) => {
+                        self.metrics.refreshes.with_label_values(&["failed"]).inc();
+                        return Err(FlowError::NoRefreshToken);
+                    }
+                    None => {
+                        let session = sessions
+                            .by_refresh_token(refresh_token.expose())
+                            .filter(|s| !s.is_ended());
+                        let Some(session) = session else {
+                            self.metrics.refreshes.with_label_values(&["failed"]).inc();
+                            return Err(FlowError::NoRefreshToken);
+                        };
+                        Some(session)
+                    }
                 };
                 self.start(
                     key,
@@ -136,11 +147,12 @@ impl Flow {
     }
 
     /// Starts the upstream refresh in a task of its own, unless another caller just did.
+    /// `session` is `None` with a shared store: the task finds it there, under the lock.
     fn start(
         self: &Arc<Self>,
         key: crate::store::Key,
         refresh_token: &Secret,
-        session: Arc<Session>,
+        session: Option<Arc<Session>>,
         grace: Duration,
         max_pending: usize,
     ) -> Result<Next, FlowError> {
@@ -176,13 +188,17 @@ impl Flow {
         let me = self.clone();
         let rt = refresh_token.clone();
         tokio::spawn(async move {
-            let result = me.refresh_upstream(&rt, &session).await;
+            let result = match (session, me.shared()) {
+                (Some(session), _) => me.refresh_upstream(&rt, &session).await,
+                (None, Some(shared)) => me.refresh_shared(&*shared, &rt, key, grace).await,
+                (None, None) => Err(FlowError::NoRefreshToken),
+            };
             let _ = tx.send(Some(result));
         });
         Ok(Next::Started(slot))
     }
 
-    async fn refresh_upstream(
+    pub(super) async fn refresh_upstream(
         &self,
         refresh_token: &Secret,
         session: &Session,

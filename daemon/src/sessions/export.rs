@@ -220,6 +220,7 @@ impl Sessions {
                     access_expires: AtomicI64::new(s.access_expires),
                     refresh_expires: AtomicI64::new(s.refresh_expires),
                     last_seen: AtomicI64::new(s.last_seen),
+                    flushed: AtomicI64::new(s.last_seen),
                     ended: AtomicBool::new(false),
                     secrets: Mutex::new(SessionSecrets {
                         refresh_token: None,

@@ -103,6 +103,10 @@ impl Store for Instrumented {
         self.inner.kind_name()
     }
 
+    fn shared_sessions(&self) -> Option<Arc<dyn super::SharedSessions>> {
+        self.inner.shared_sessions()
+    }
+
     fn health(&self) -> StoreHealth {
         self.inner.health()
     }

@@ -3,12 +3,15 @@
 //! (shared by several tokend instances, values sealed with AEAD). Keys are SHA-256 hashes of
 //! the secret handles, so a listing, a memory dump or a Redis dump never shows a usable code or
 //! state. `instrumented` wraps either engine with its metrics; `conformance` is the one test
-//! suite every engine passes.
+//! suite every engine passes. With Redis the engine also shares sessions and the refresh
+//! single-flight (`shared`, `redis_sessions`).
 
 mod instrumented;
 mod memory;
 pub(crate) mod redis;
+mod redis_sessions;
 mod seal;
+mod shared;
 
 #[cfg(test)]
 mod conformance;
@@ -27,6 +30,7 @@ pub use instrumented::Instrumented;
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 pub use seal::{SealError, SealKey};
+pub use shared::{RefreshOutcome, SessionRecord, SharedSessions};
 
 /// A boxed future, so that stores are usable as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -228,6 +232,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Whether the engine answered its last check (memory: always).
     fn health(&self) -> StoreHealth {
         StoreHealth::ok()
+    }
+    /// The sessions and refresh single-flight shared with the other instances on this
+    /// engine; `None` (memory) when sessions live in this process alone.
+    fn shared_sessions(&self) -> Option<Arc<dyn SharedSessions>> {
+        None
     }
 }
 

@@ -75,6 +75,8 @@ return {3, v, expires}
 /// and ends when the store is dropped.
 pub struct RedisStore {
     inner: Arc<Inner>,
+    /// Sessions and the refresh single-flight, on the same connection and sealing key.
+    sessions: Arc<super::redis_sessions::RedisSessions>,
 }
 
 struct Inner {
@@ -132,6 +134,12 @@ impl RedisStore {
         let client = client(config)?;
         let manager = manager(client, config).map_err(bad)?;
         let seal = seal_key(config)?;
+        let sessions = Arc::new(super::redis_sessions::RedisSessions::new(
+            manager.clone(),
+            seal_key(config)?,
+            config.key_prefix.clone(),
+            config.timeout,
+        ));
         let inner = Arc::new(Inner {
             manager,
             seal,
@@ -153,9 +161,9 @@ impl RedisStore {
             url = %url,
             prefix = %config.key_prefix,
             user = config.username.as_deref().unwrap_or("default"),
-            "record store: Redis (exchange codes and login states shared by every instance)"
+            "record store: Redis (exchange codes, login states and sessions shared by every instance)"
         );
-        Ok(Self { inner })
+        Ok(Self { inner, sessions })
     }
 
     /// Checks, counts and lists now (the monitor does this every [`MONITOR_INTERVAL`]).
@@ -484,5 +492,9 @@ impl Store for RedisStore {
 
     fn health(&self) -> StoreHealth {
         lock(&self.inner.health).clone()
+    }
+
+    fn shared_sessions(&self) -> Option<Arc<dyn super::SharedSessions>> {
+        Some(self.sessions.clone())
     }
 }
