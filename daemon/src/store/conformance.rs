@@ -315,6 +315,41 @@ async fn issue_12_tombstones_last_until_the_record_would_have_expired(e: Engine)
     );
 }
 
+async fn issue_12_login_states_beyond_capacity_evict_the_oldest(e: Engine) {
+    let t = now();
+    e.store.set_capacity(Kind::LoginState, 2);
+    for (i, name) in ["l1", "l2", "l3"].iter().enumerate() {
+        let stored = e
+            .store
+            .put(Kind::LoginState, key_of(name), login(t, t + 100 + i as i64))
+            .await
+            .expect("stored");
+        assert_eq!(stored.evicted, usize::from(i == 2), "{name}");
+    }
+    assert_eq!(
+        e.store.take(Kind::LoginState, key_of("l1"), t).await.err(),
+        Some(TakeError::Unknown),
+        "the oldest made room"
+    );
+    for name in ["l2", "l3"] {
+        assert!(
+            e.store
+                .take(Kind::LoginState, key_of(name), t)
+                .await
+                .is_ok()
+        );
+    }
+    // Taken states free their places.
+    for name in ["l4", "l5"] {
+        let stored = e
+            .store
+            .put(Kind::LoginState, key_of(name), login(t, t + 100))
+            .await
+            .expect("stored");
+        assert_eq!(stored.evicted, 0, "{name}");
+    }
+}
+
 macro_rules! for_every_engine {
     ($($name:ident),* $(,)?) => {
         mod memory_engine {
@@ -345,7 +380,38 @@ for_every_engine!(
     issue_12_a_replay_is_told_from_an_unknown_key,
     issue_12_codes_beyond_capacity_are_refused,
     issue_12_tombstones_last_until_the_record_would_have_expired,
+    issue_12_login_states_beyond_capacity_evict_the_oldest,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_12_the_login_cap_holds_across_instances() {
+    let Some(server) = RedisServer::start("issue_12_the_login_cap_holds_across_instances") else {
+        return;
+    };
+    let a = RedisStore::open(&redis_config(server.port), 10, 3).expect("open");
+    let b = RedisStore::open(&redis_config(server.port), 10, 3).expect("open");
+    let t = now();
+    let mut evicted = 0;
+    for i in 0..8 {
+        let store = if i % 2 == 0 { &a } else { &b };
+        let key = key_of(&format!("state-{i}"));
+        evicted += store
+            .put(Kind::LoginState, key, login(t, t + 100 + i))
+            .await
+            .expect("stored")
+            .evicted;
+    }
+    assert_eq!(evicted, 5, "8 states, room for 3 across both instances");
+    let mut live = 0;
+    for i in 0..8 {
+        live += usize::from(
+            a.take(Kind::LoginState, key_of(&format!("state-{i}")), t)
+                .await
+                .is_ok(),
+        );
+    }
+    assert_eq!(live, 3);
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_12_an_unreachable_redis_is_unavailable_within_the_timeout() {

@@ -207,7 +207,8 @@ impl StoreHealth {
 /// answer returns [`Unavailable`].
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Stores `record` under `key` until `record`'s expiry. When the kind is full, exchange
-    /// codes are refused and (memory) the oldest login states evicted.
+    /// codes are refused and the oldest login states evicted (Redis: counted across every
+    /// instance).
     fn put(
         &self,
         kind: Kind,

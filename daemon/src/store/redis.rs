@@ -12,8 +12,11 @@
 //!
 //! Capacity: exchange codes are refused when the last count (a bounded SCAN every
 //! [`MONITOR_INTERVAL`], plus this instance's puts and takes since) reaches `codes.max_outstanding`
-//! — approximate across instances. Login states are not capped (no eviction): their TTL bounds
-//! them; size Redis's `maxmemory` for them.
+//! — approximate across instances. Login states are capped exactly across instances
+//! (`flow.max_pending_logins`): the sorted set `P logins:{z}` holds their `H`s scored by expiry,
+//! trimmed of the expired, counted and added to atomically by [`ADMIT`]; when full, the states
+//! expiring soonest (the oldest) are evicted, as the memory engine does, and their records
+//! deleted.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -71,6 +74,25 @@ redis.call('SET', KEYS[2], '1', 'EX', expires - now)
 return {3, v, expires}
 ";
 
+/// Admits one login state to the set of live ones, evicting the oldest when full. KEYS: the
+/// set. ARGV: now (unix s), capacity, member (`H`), its expiry (unix s), the set's TTL (ms).
+/// Returns the evicted members.
+const ADMIT: &str = r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+local evicted = {}
+local n = redis.call('ZCARD', KEYS[1])
+local max = tonumber(ARGV[2])
+if n >= max then
+  local popped = redis.call('ZPOPMIN', KEYS[1], n - max + 1)
+  for i = 1, #popped, 2 do evicted[#evicted + 1] = popped[i] end
+end
+redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[5]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+end
+return evicted
+";
+
 /// The Redis engine. Cheap to clone the handle inside; the monitor task holds only a weak one
 /// and ends when the store is dropped.
 pub struct RedisStore {
@@ -98,6 +120,7 @@ struct Inner {
     health: Mutex<StoreHealth>,
     put: Script,
     take: Script,
+    admit: Script,
 }
 
 fn slot(kind: Kind) -> usize {
@@ -154,6 +177,7 @@ impl RedisStore {
             }),
             put: Script::new(PUT),
             take: Script::new(TAKE),
+            admit: Script::new(ADMIT),
         });
         tokio::spawn(monitor(Arc::downgrade(&inner)));
         // The URL carries no credentials (refused at load).
@@ -327,13 +351,69 @@ impl Inner {
             .arg(expires)
             .arg(sealed.as_slice())
             .arg(ttl_ms);
+        let evicted = if kind == Kind::LoginState {
+            self.admit(&key, record.created(), expires, max, ttl_ms)
+                .await?
+        } else {
+            0
+        };
         let stored: i64 = self.bounded(invocation.invoke_async(&mut conn)).await?;
         if stored == 1 {
             self.counted[i].fetch_add(1, Ordering::Relaxed);
-            Ok(Stored::default())
+            Ok(Stored { evicted })
         } else {
+            if kind == Kind::LoginState {
+                let _ = self.forget_login(&key).await;
+            }
             Err(StoreError::Duplicate)
         }
+    }
+
+    fn logins_name(&self) -> String {
+        format!("{}logins:{{z}}", self.prefix)
+    }
+
+    /// Counts a new login state in across every instance (see [`ADMIT`]); deletes the records
+    /// of the states evicted for it. Returns how many were.
+    async fn admit(
+        &self,
+        key: &Key,
+        now: i64,
+        expires: i64,
+        max: usize,
+        ttl_ms: i64,
+    ) -> Result<usize, Unavailable> {
+        let mut conn = self.manager.clone();
+        let mut invocation = self.admit.key(self.logins_name());
+        invocation
+            .arg(now)
+            .arg(max.max(1))
+            .arg(hex(key))
+            .arg(expires)
+            .arg(ttl_ms);
+        let evicted: Vec<String> = self.bounded(invocation.invoke_async(&mut conn)).await?;
+        if !evicted.is_empty() {
+            let mut pipe = redis::pipe();
+            for h in &evicted {
+                pipe.cmd("DEL")
+                    .arg(format!(
+                        "{}{}:{{{h}}}",
+                        self.prefix,
+                        Kind::LoginState.as_str()
+                    ))
+                    .ignore();
+            }
+            self.bounded(pipe.query_async::<()>(&mut conn)).await?;
+        }
+        Ok(evicted.len())
+    }
+
+    /// Drops a login state from the set of live ones (taken, or never stored).
+    async fn forget_login(&self, key: &Key) -> Result<(), Unavailable> {
+        let mut conn = self.manager.clone();
+        let mut cmd = redis::cmd("ZREM");
+        cmd.arg(self.logins_name()).arg(hex(key));
+        self.bounded(cmd.query_async::<()>(&mut conn)).await
     }
 
     async fn take(&self, kind: Kind, key: Key, now: i64) -> Result<Record, TakeError> {
@@ -344,6 +424,10 @@ impl Inner {
         let (status, value, expires): (i64, Vec<u8>, i64) =
             self.bounded(invocation.invoke_async(&mut conn)).await?;
         let value = Zeroizing::new(value);
+        if kind == Kind::LoginState && status != 0 {
+            // Best effort: an entry left behind is trimmed when it expires.
+            let _ = self.forget_login(&key).await;
+        }
         match status {
             0 => Err(TakeError::Unknown),
             1 => {
@@ -374,7 +458,7 @@ impl Inner {
         }
         // Loaded ahead (again after a Redis restart), so a burst of first calls does not each
         // meet NOSCRIPT and load them.
-        for script in [&self.put, &self.take] {
+        for script in [&self.put, &self.take, &self.admit] {
             let _ = self.bounded(script.load_async(&mut conn)).await;
         }
         for kind in [Kind::ExchangeCode, Kind::LoginState] {
