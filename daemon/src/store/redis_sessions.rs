@@ -27,7 +27,6 @@ use super::redis::{hex, within};
 use super::seal::SealKey;
 use super::shared::{RefreshOutcome, SessionRecord, SharedSessions};
 use super::{BoxFuture, Key, Unavailable};
-use crate::verify::now_unix;
 
 /// How long a session record outlives its refresh expiry (a late logout still finds it).
 pub const KEEP_AFTER: i64 = 60;
@@ -350,6 +349,13 @@ impl RedisSessions {
             OutcomeWire::Upstream(e) => RefreshOutcome::Upstream(e.clone()),
         })
     }
+}
+
+/// Unix seconds now (the store does not import `verify`, which imports it).
+fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 fn sealing(e: &dyn std::fmt::Display) -> Unavailable {

@@ -5,6 +5,7 @@
 use super::*;
 use crate::store::conformance::{RedisServer, redis_config};
 use crate::store::{Store, key_of};
+use crate::verify::now_unix;
 
 const RT: &str = "refresh-token-CLEAR-0123456789";
 const RT2: &str = "refresh-token-ROTATED-987654321";
