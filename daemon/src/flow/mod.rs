@@ -183,6 +183,10 @@ pub struct Flow {
     refreshes: DashMap<Key, Arc<refresh::RefreshSlot>>,
     /// Refresh grants sent to the provider per second (`flow.refresh_rate_limit`).
     refresh_limiter: Option<governor::DefaultDirectRateLimiter>,
+    /// How long a refresh lock in the shared store is held at most (and waited for): longer
+    /// than a grant can take (the token request and a key refetch, each bounded by
+    /// `provider.http_timeout`).
+    refresh_lock: Duration,
     pub metrics: Arc<Metrics>,
 }
 
@@ -233,6 +237,11 @@ impl Flow {
             provider,
             refreshes: DashMap::new(),
             refresh_limiter,
+            refresh_lock: config
+                .provider
+                .http_timeout
+                .saturating_mul(2)
+                .saturating_add(Duration::from_secs(5)),
             metrics,
         }
     }

@@ -2,8 +2,8 @@
 //! #12): a refresh token goes upstream once across all of them — the instance that takes the
 //! store's short refresh lock sends the grant, writes the rotated session back and shares the
 //! outcome for `flow.refresh_grace`; callers on other instances poll for that outcome until
-//! the lock's deadline (a holder that dies lets its lock expire, and the next caller takes
-//! over). Ending a session also removes its shared record and refuses its current refresh
+//! the lock's deadline (twice `provider.http_timeout` plus 5 s: a holder that dies lets its
+//! lock expire, and the next caller takes over). Ending a session also removes its shared record and refuses its current refresh
 //! token everywhere. Without a shared store (memory) none of this runs.
 
 use std::sync::Arc;
@@ -15,10 +15,6 @@ use super::{Flow, FlowError, Tokens};
 use crate::sessions::Session;
 use crate::store::{Key, RefreshOutcome, SessionRecord, SharedSessions, key_of};
 use crate::verify::now_unix;
-
-/// How long one instance may hold a refresh lock: the upstream request's own timeout ends a
-/// grant well before; a holder that died lets the lock expire after this.
-pub const LOCK_HOLD: Duration = Duration::from_secs(15);
 
 /// How often a caller on another instance looks for the outcome.
 const POLL: Duration = Duration::from_millis(25);
@@ -42,7 +38,7 @@ impl Flow {
         key: Key,
         grace: Duration,
     ) -> Result<Arc<Tokens>, FlowError> {
-        let deadline = Instant::now() + LOCK_HOLD;
+        let deadline = Instant::now() + self.refresh_lock;
         loop {
             if let Some(outcome) = shared.outcome(key).await? {
                 self.metrics
@@ -51,7 +47,7 @@ impl Flow {
                     .inc();
                 return self.answer_of(outcome).await;
             }
-            if shared.lock_refresh(key, LOCK_HOLD).await? {
+            if shared.lock_refresh(key, self.refresh_lock).await? {
                 let result = self
                     .refresh_holding(shared, refresh_token, key, grace)
                     .await;
@@ -79,6 +75,10 @@ impl Flow {
     ) -> Result<Arc<Tokens>, FlowError> {
         // The previous holder may have shared its outcome and let go in between.
         if let Some(outcome) = shared.outcome(key).await? {
+            self.metrics
+                .refreshes
+                .with_label_values(&["coalesced"])
+                .inc();
             return self.answer_of(outcome).await;
         }
         let Some(session) = self.shared_session(shared, refresh_token, key).await? else {
@@ -182,7 +182,7 @@ impl Flow {
             (None, None) => Ok(None),
         };
         found.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "logout: the session store did not answer");
+            tracing::warn!(error = %e, "the session store did not answer; ending the session with what this instance knows");
             None
         })
     }

@@ -34,9 +34,12 @@ pub const KEEP_AFTER: i64 = 60;
 /// Most session records one listing reads.
 const MAX_LISTED: usize = 10_000;
 
-/// Writes the record and its TTL at once. KEYS: record. ARGV: sealed value, last seen, TTL ms.
+/// Writes the record and its TTL at once (last-seen only forward: another instance may have
+/// written a later one). KEYS: record. ARGV: sealed value, last seen, TTL ms.
 const SAVE: &str = r"
-redis.call('HSET', KEYS[1], 'v', ARGV[1], 'l', ARGV[2])
+local l = tonumber(redis.call('HGET', KEYS[1], 'l') or '0')
+redis.call('HSET', KEYS[1], 'v', ARGV[1])
+if tonumber(ARGV[2]) > l then redis.call('HSET', KEYS[1], 'l', ARGV[2]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 ";
