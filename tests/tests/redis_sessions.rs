@@ -286,3 +286,44 @@ async fn issue_12_last_seen_is_written_behind_not_per_request() -> R {
     );
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_12_an_operator_revocation_on_b_ends_a_session_made_on_a() -> R {
+    let Some(redis) = RedisServer::start("issue_12_an_operator_revocation_on_b").await? else {
+        return Ok(());
+    };
+    let Pair {
+        provider,
+        a,
+        b,
+        _key_dir: _keys,
+    } = pair(&redis, "5s").await?;
+    let erin = log_in(&provider, &a, "erin", "jar-e").await?;
+    let sid = jwt_payload(&erin.access)["sid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let before = provider.stats().await?["revocations"].as_u64().unwrap_or(0);
+    // B never held the session: it ends it from the store's record.
+    let outcome = b.admin()?.revoke_session(&sid).await?;
+    assert_eq!(outcome.ended, 1, "{outcome:?}");
+    let revoked = provider.stats().await?["revocations"].as_u64().unwrap_or(0) - before;
+    assert!(revoked >= 1, "its refresh token revoked at the provider");
+    let after = refresh(&a, &erin.refresh).await?;
+    assert_eq!(
+        (after.status, after.reason().as_str()),
+        (401, "no_session"),
+        "{:?}",
+        after.body
+    );
+    eventually("A refuses the token", Duration::from_secs(2), || async {
+        Ok(status(&a, &erin.access).await? == 401)
+    })
+    .await?;
+    let left = redis.dump().await?;
+    assert!(
+        !left.iter().any(|(k, _, _)| k.starts_with("tokend:sess:{")),
+        "the record is gone: {left:?}"
+    );
+    Ok(())
+}

@@ -320,34 +320,19 @@ impl Flow {
         sub: Option<&str>,
         reason: EndReason,
     ) -> Ended {
-        let sessions = self.verifier.end_sessions(sid, sub, reason, now_unix());
-        let mut tokens: Vec<Secret> = sessions.iter().filter_map(|s| s.refresh_token()).collect();
-        // With a shared store: the sessions other instances made, whose current refresh
-        // tokens this instance may never have held.
-        let keys: Vec<String> = match (sid, self.shared()) {
-            (_, None) => Vec::new(),
-            (Some(sid), Some(_)) => vec![sid.to_string()],
-            (None, Some(shared)) => match shared.list().await {
-                Ok(all) => all
-                    .into_iter()
-                    .filter(|s| Some(s.sub.as_str()) == sub)
-                    .filter_map(|s| s.sid)
-                    .chain(sessions.iter().map(|s| s.key.clone()))
-                    .collect(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "the session store did not answer; sessions of other instances end there through the revocation list");
-                    Vec::new()
-                }
-            },
-        };
-        for key in keys {
-            if let Some(record) = self.shared_record(Some(&key), None).await
-                && let Some(rt) = self.end_shared(&record).await
-                && !tokens.iter().any(|t| t.expose() == rt.expose())
-            {
-                tokens.push(rt);
-            }
+        // With a shared store, the sessions other instances made (or refreshed since) are
+        // taken in first, so they end here as local ones do: counted, their current refresh
+        // tokens refused everywhere and revoked below.
+        let records = self.shared_records(sid, sub).await;
+        let now = now_unix();
+        for r in &records {
+            self.verifier.sessions().adopt(r, now);
         }
+        let sessions = self.verifier.end_sessions(sid, sub, reason, now);
+        let tokens: Vec<Secret> = sessions.iter().filter_map(|s| s.refresh_token()).collect();
+        let keys = records.iter().map(|r| r.key.clone());
+        self.forget_shared(keys.chain(sessions.iter().map(|s| s.key.clone())))
+            .await;
         let attempted = tokens.len();
         let revoked = self.revoke_refresh_tokens(tokens).await;
         Ended {

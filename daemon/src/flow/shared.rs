@@ -187,6 +187,52 @@ impl Flow {
         })
     }
 
+    /// The shared records of the sessions a revocation by `sid` (else `sub`) ends (a listing
+    /// for `sub`: the sessions with a `sid`); none without a shared store or when it cannot
+    /// answer (logged: the revocation list still ends them on every instance).
+    pub(super) async fn shared_records(
+        &self,
+        sid: Option<&str>,
+        sub: Option<&str>,
+    ) -> Vec<SessionRecord> {
+        let Some(shared) = self.shared() else {
+            return Vec::new();
+        };
+        let keys: Vec<String> = match (sid, sub) {
+            (Some(sid), _) => vec![sid.to_string()],
+            (None, Some(sub)) => match shared.list().await {
+                Ok(all) => all
+                    .into_iter()
+                    .filter(|s| s.sub == sub)
+                    .filter_map(|s| s.sid)
+                    .collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the session store did not answer; other instances' sessions end through the revocation list");
+                    return Vec::new();
+                }
+            },
+            (None, None) => Vec::new(),
+        };
+        let mut records = Vec::new();
+        for key in keys {
+            if let Some(r) = self.shared_record(Some(&key), None).await {
+                records.push(r);
+            }
+        }
+        records
+    }
+
+    /// Removes the shared records of ended sessions (what is left expires by itself).
+    pub(super) async fn forget_shared(&self, keys: impl Iterator<Item = String>) {
+        let Some(shared) = self.shared() else { return };
+        for key in keys {
+            if let Err(e) = shared.remove(&key).await {
+                tracing::info!(error = %e, "ended sessions' records stay in the store until they expire (their tokens are refused)");
+                return;
+            }
+        }
+    }
+
     /// After a session ended: its shared record removed, and its current refresh token (which
     /// another instance may have rotated to) refused everywhere. Returns that token, for
     /// revocation at the provider.
