@@ -42,6 +42,16 @@ pub const SYNC_OPS: &[&str] = &["publish", "subscribe", "read", "resync", "jti"]
 pub const STORE_PUT_OUTCOMES: &[&str] = &["stored", "full", "duplicate", "unavailable"];
 /// `outcome` labels of `tokend_store_operations_total{op="take"}` (`store::Instrumented`).
 pub const STORE_TAKE_OUTCOMES: &[&str] = &["taken", "unknown", "expired", "used", "unavailable"];
+/// The Redis store's shared-session operations (outcome `ok` or `unavailable`).
+pub const STORE_SESSION_OPS: &[&str] = &[
+    "session_save",
+    "session_read",
+    "session_remove",
+    "session_list",
+    "session_seen",
+    "refresh_lock",
+    "refresh_outcome",
+];
 
 /// Every metric tokend exports.
 #[derive(Debug)]
@@ -505,6 +515,14 @@ impl Metrics {
             self.store_duration.with_label_values(&[engine, op]);
         }
         if engine == "redis" {
+            for op in STORE_SESSION_OPS {
+                for outcome in ["ok", "unavailable"] {
+                    self.store_operations
+                        .with_label_values(&[engine, op, outcome]);
+                }
+                self.store_errors.with_label_values(&[engine, op]);
+                self.store_duration.with_label_values(&[engine, op]);
+            }
             for direction in SYNC_DIRECTIONS {
                 self.sync_messages.with_label_values(&[direction]);
             }

@@ -216,6 +216,12 @@ async fn issue_12_without_redis_refresh_answers_503_and_verification_still_works
         assert_eq!(status(t, &carol.access).await?, 200);
         assert!(started.elapsed() < Duration::from_millis(500));
     }
+    let m = a.metrics().await?;
+    assert!(
+        m.get("tokend_store_operations_total{engine=\"redis\",op=\"refresh_outcome\",outcome=\"unavailable\"}")
+            >= 1.0,
+        "the shared sessions' failures are counted"
+    );
     // Redis back (empty: no persistence): A still knows its session and refreshes it.
     redis.restart().await?;
     eventually("refresh on A again", Duration::from_secs(10), || async {
