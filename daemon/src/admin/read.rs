@@ -111,7 +111,16 @@ pub async fn sessions(
     let mut all = state.sessions.list();
     if let Some(shared) = state.store.shared_sessions() {
         match shared.list().await {
-            Ok(recorded) => all = merged(all, recorded),
+            Ok(recorded) => {
+                // A record an instance wrote back while the session was ending elsewhere.
+                let now = now_unix();
+                let live = recorded.into_iter().filter(|r| {
+                    !state
+                        .sessions
+                        .is_revoked(r.sid.as_deref(), &r.sub, r.created, now)
+                });
+                all = merged(all, live.collect());
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "admin: the session store did not answer; listing this instance's sessions")
             }
