@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Extension, Query, RawQuery, State};
+use axum::extract::{Extension, Query, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -18,15 +18,16 @@ use tokend_shared::{
     VerifyRequest,
 };
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::codes::{CodeKind, NewCode};
-use crate::error::{ApiError, normalize};
-use crate::extract::{cookie_value, parse_json, strip_bearer, token_from_headers};
+use crate::error::ApiError;
+use crate::extract::{cookie_value, parse_json, strip_bearer, token_in_headers};
 use crate::flow::LoginError;
 use crate::respond::{self, found, json_headers, no_store, success, with_cookies};
 use crate::verify::now_unix;
 use crate::{AppState, Runtime};
+
+mod front;
 
 /// The router; `listen` settings (body limit, timeouts) are fixed at start.
 pub fn router(state: Arc<AppState>, listen: &crate::config::ListenConfig) -> Router {
@@ -57,126 +58,31 @@ pub fn router_with(
         .route("/auth/backchannel-logout", post(auth_backchannel_logout))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            pin_runtime,
-        ))
-        // Outermost last: `normalize` sees the bare 408/413 answers of the inner layers.
+        // Chunked bodies (no Content-Length) are cut here; `front` answers a declared-oversized
+        // one and turns this layer's bare 413 into the JSON one.
         .layer(RequestBodyLimitLayer::new(listen.max_body_bytes))
-        .layer(axum::middleware::from_fn_with_state(
-            listen.max_body_bytes,
-            drain_oversized,
-        ))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            listen.request_timeout,
-        ))
-        .layer(axum::middleware::map_response(normalize))
-        .layer(axum::middleware::from_fn(log_request))
+        .layer(front::FrontLayer {
+            state: state.clone(),
+            timeout: listen.request_timeout,
+            max_body: listen.max_body_bytes,
+        })
         .with_state(state)
 }
 
-/// Pins the runtime in force when the request arrives (once its headers are read): handlers
-/// take it from the request's extensions, so a request finishes under the configuration it
-/// started with even when a reload swaps it while the body is still arriving.
-async fn pin_runtime(
-    State(state): State<Arc<AppState>>,
-    mut req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    req.extensions_mut().insert(state.runtime());
-    next.run(req).await
-}
-
-/// The runtime pinned by [`pin_runtime`].
+/// The runtime pinned to the request by `front`.
 type Pinned = Extension<Arc<Runtime>>;
 
-/// Per-process prefix of generated request ids, so ids from restarts do not collide.
-static REQUEST_PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-static REQUEST_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// The caller's `X-Request-Id` when it is short and plain, else a generated one.
-fn request_id(headers: &HeaderMap) -> String {
-    if let Some(id) = headers.get("x-request-id").and_then(|v| v.to_str().ok())
-        && !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
-    {
-        return id.to_string();
-    }
-    let prefix = REQUEST_PREFIX.get_or_init(|| {
-        let mut b = [0u8; 4];
-        let _ = getrandom::fill(&mut b);
-        b.iter().map(|x| format!("{x:02x}")).collect()
-    });
-    let n = REQUEST_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{prefix}-{n:x}")
-}
-
-/// One log line per request: id, method, path (never the query: it may hold codes), status,
-/// reason, latency. Flow requests and errors at INFO (5xx at WARN), the rest at DEBUG.
+/// One log line per request (the admin router's layer; the apps' router logs in `front`): id,
+/// method, path (never the query: it may hold codes), status, reason, latency. Flow requests
+/// and errors at INFO (5xx at WARN), the rest at DEBUG.
 pub(crate) async fn log_request(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let started = std::time::Instant::now();
-    let id = request_id(req.headers());
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    let line = front::LogLine::of(&req);
     let mut resp = next.run(req).await;
-    let status = resp.status().as_u16();
-    let reason = resp.extensions().get::<Reason>().map_or("", |r| r.as_str());
-    let latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert("x-request-id", v);
-    }
-    macro_rules! line {
-        ($level:ident) => {
-            tracing::$level!(request_id = %id, %method, path = %path, status, reason, latency_us, "request")
-        };
-    }
-    if status >= 500 {
-        line!(warn);
-    } else if path.starts_with("/auth/") || (status >= 400 && status != 401) {
-        line!(info);
-    } else {
-        line!(debug);
-    }
+    line.finish(&mut resp);
     resp
-}
-
-/// Most of an oversized body tokend reads (and drops) before answering 413.
-const DRAIN_CAP: u64 = 1024 * 1024;
-
-/// Answers 413 to a declared-oversized body after reading it (up to [`DRAIN_CAP`]): closing
-/// a connection with unread data makes the kernel reset it, and the client may then never see
-/// the 413. Bodies without a Content-Length are cut by `RequestBodyLimitLayer`.
-async fn drain_oversized(
-    State(max): State<usize>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    match declared {
-        Some(len) if len > max as u64 => {
-            if len <= DRAIN_CAP {
-                let body = http_body_util::Limited::new(req.into_body(), DRAIN_CAP as usize);
-                let _ = http_body_util::BodyExt::collect(body).await;
-            }
-            ApiError::new(
-                Reason::PayloadTooLarge,
-                format!("request body is larger than {max} bytes"),
-            )
-            .into_response()
-        }
-        _ => next.run(req).await,
-    }
 }
 
 async fn livez() -> Response {
@@ -246,11 +152,13 @@ async fn verify_post(Extension(rt): Pinned, body: Bytes) -> Result<Response, Api
 
 /// `GET /v1/verify`: the token from the access cookie, else `Authorization: Bearer`; never
 /// from the query string.
-async fn verify_get(Extension(rt): Pinned, headers: HeaderMap) -> Result<Response, ApiError> {
+async fn verify_get(Extension(rt): Pinned, req: Request) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let token = token_from_headers(&headers, &rt.config.cookies.access_name)
+    // The request itself, not a `HeaderMap` extractor (that would copy the headers), and the
+    // token borrowed from it.
+    let token = token_in_headers(req.headers(), &rt.config.cookies.access_name)
         .map_err(|e| counted(&rt, e, started))?;
-    verify(&rt, token.expose()).await
+    verify(&rt, token).await
 }
 
 /// A verification refused before the verifier saw a token (`missing_token`), counted like the

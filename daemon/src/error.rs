@@ -222,8 +222,13 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Gives the bare 408/413 answers of the tower-http layers the JSON shape of all errors.
+/// [`normalize_response`] as `map_response` middleware (the admin router's layer).
 pub async fn normalize(resp: Response) -> Response {
+    normalize_response(resp)
+}
+
+/// Gives the bare 408/413 answers of the tower-http layers the JSON shape of all errors.
+pub fn normalize_response(resp: Response) -> Response {
     let is_json = resp
         .headers()
         .get(header::CONTENT_TYPE)

@@ -8,23 +8,38 @@ use crate::error::ApiError;
 
 /// The value of cookie `name`, if present and not empty.
 pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<Secret> {
+    cookie_in(headers, name).map(Secret::new)
+}
+
+/// [`cookie_value`], borrowed from the request.
+fn cookie_in<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| cookie::Cookie::split_parse(v).flatten())
         .find(|c| c.name() == name && !c.value().is_empty())
-        .map(|c| Secret::new(c.value()))
+        .and_then(|c| c.value_raw())
 }
 
 /// The reference design's order: the cookie when there is one (it decides, even when its token
 /// is invalid), else the Bearer header.
 pub fn token_from_headers(headers: &HeaderMap, cookie_name: &str) -> Result<Secret, ApiError> {
-    if let Some(token) = cookie_value(headers, cookie_name) {
+    token_in_headers(headers, cookie_name).map(Secret::new)
+}
+
+/// [`token_from_headers`], borrowed from the request: the hot path (`GET /v1/verify`) makes
+/// no copy of the token (a copy would have to be a [`Secret`], zeroed when dropped; the
+/// request's own bytes are hyper's).
+pub fn token_in_headers<'h>(
+    headers: &'h HeaderMap,
+    cookie_name: &str,
+) -> Result<&'h str, ApiError> {
+    if let Some(token) = cookie_in(headers, cookie_name) {
         return Ok(token);
     }
     match headers.get(header::AUTHORIZATION).map(|v| v.to_str()) {
-        Some(Ok(v)) if v.len() > 7 && has_bearer_prefix(v) => Ok(Secret::new(v[7..].trim())),
+        Some(Ok(v)) if v.len() > 7 && has_bearer_prefix(v) => Ok(v[7..].trim()),
         Some(_) => Err(ApiError::inactive(
             Reason::MissingToken,
             "the Authorization header is not a Bearer token",
