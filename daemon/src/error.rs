@@ -241,7 +241,7 @@ pub async fn normalize(resp: Response) -> Response {
 impl From<AdminError> for ApiError {
     fn from(e: AdminError) -> Self {
         match e {
-            AdminError::Forbidden { .. } | AdminError::NoPeer => {
+            AdminError::Forbidden { .. } | AdminError::ForbiddenNobody | AdminError::NoPeer => {
                 ApiError::new(Reason::Forbidden, e.to_string())
             }
             AdminError::RevokeTarget | AdminError::Query(_) => {
