@@ -250,7 +250,7 @@ pub fn normalize_response(resp: Response) -> Response {
 impl From<AdminError> for ApiError {
     fn from(e: AdminError) -> Self {
         match e {
-            AdminError::Forbidden { .. } | AdminError::NoPeer => {
+            AdminError::Forbidden { .. } | AdminError::ForbiddenNobody | AdminError::NoPeer => {
                 ApiError::new(Reason::Forbidden, e.to_string())
             }
             AdminError::RevokeTarget | AdminError::Query(_) => {

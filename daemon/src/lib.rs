@@ -58,6 +58,8 @@ pub enum Error {
     #[error(transparent)]
     Listen(#[from] listen::ListenError),
     #[error(transparent)]
+    AdminSocket(#[from] admin::socket::AdminSocketError),
+    #[error(transparent)]
     Provider(#[from] provider::ProviderError),
     #[error(transparent)]
     Events(#[from] events::EventsError),
@@ -414,29 +416,13 @@ pub async fn run_with(
     for w in config.warnings() {
         tracing::warn!("{w}");
     }
-    let admin_cfg = config.admin.clone();
-    let admin_socket = config.admin_socket();
     let state = AppState::with_loader(config, stop_rx.clone(), hooks.loader)?;
     let snapshot = restore_snapshot(&state);
-    let bound = listen::bind_with(&listen_cfg, hooks.activated)?;
-    let admin_bound = match &admin_socket {
-        Some(path) => Some(
-            listen::bind_unix(path, admin_cfg.socket_mode, admin_cfg.socket_group.as_ref())
-                .inspect_err(|_| listen::release(&bound))?,
-        ),
-        None => {
-            tracing::info!(
-                "admin API off: {}",
-                if admin_cfg.enabled {
-                    "there is no listen.socket to put it beside; set admin.socket to a path to \
-                     serve it"
-                } else {
-                    "admin.enabled = false"
-                }
-            );
-            None
-        }
-    };
+    let mut activated = hooks.activated;
+    let passed_admin = std::mem::take(&mut activated.admin);
+    let bound = listen::bind_with(&listen_cfg, activated)?;
+    let admin_bound = admin::socket::open(&state.config(), passed_admin)
+        .inspect_err(|_| listen::release(&bound))?;
     if let Some(f) = hooks.on_listening {
         f();
     }
@@ -474,14 +460,9 @@ pub async fn run_with(
         listen::ServeOptions::from(&listen_cfg),
         stop_rx.clone(),
     ));
-    let admin_server = admin_bound.map(|b| {
-        tracing::info!(
-            socket = %admin_socket.as_deref().unwrap_or(std::path::Path::new("?")).display(),
-            mode = %format!("{:04o}", admin_cfg.socket_mode),
-            "admin API on its own socket"
-        );
+    let admin_server = admin_bound.map(|admin_bound| {
         tokio::spawn(listen::serve(
-            vec![b],
+            admin_bound,
             admin::router(state.clone()),
             listen::ServeOptions::from(&listen_cfg),
             stop_rx,

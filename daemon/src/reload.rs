@@ -132,12 +132,14 @@ async fn try_reload(state: &AppState) -> Result<Outcome, ReloadError> {
         new.sessions.snapshot_file = old.sessions.snapshot_file.clone();
         new.sessions.snapshot_interval = old.sessions.snapshot_interval;
     }
-    // The admin socket itself is bound at start; its allow lists apply at once.
+    // The admin socket itself is bound (or adopted) at start, and who decides on it with it
+    // (peer_check: the start checked the socket against it); its allow lists apply at once.
     let admin_socket = |c: &crate::Config| {
         (
             c.admin_socket(),
             c.admin.socket_mode,
             c.admin.socket_group.clone(),
+            c.admin.peer_check,
         )
     };
     if admin_socket(&old) != admin_socket(&new) {
@@ -146,6 +148,7 @@ async fn try_reload(state: &AppState) -> Result<Outcome, ReloadError> {
         new.admin.socket = old.admin_socket();
         new.admin.socket_mode = old.admin.socket_mode;
         new.admin.socket_group = old.admin.socket_group.clone();
+        new.admin.peer_check = old.admin.peer_check;
     }
     let secret_changed = old.provider.client_secret.as_ref().map(|s| s.expose())
         != new.provider.client_secret.as_ref().map(|s| s.expose());

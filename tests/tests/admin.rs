@@ -195,45 +195,76 @@ async fn another_uid_is_refused_with_403_and_a_log_line_unless_allowed() -> R {
         0o666
     );
 
-    let (status, body) = curl_as(65534, 65534, &socket, "/v1/admin/overview");
+    let (status, body) = curl_as(65533, 65533, &socket, "/v1/admin/overview");
     assert_eq!(status, 403, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body)?;
     assert_eq!(v["reason"], "forbidden");
     assert!(
-        v["message"].as_str().unwrap_or("").contains("uid 65534"),
+        v["message"].as_str().unwrap_or("").contains("uid 65533"),
         "{v}"
     );
-    let (status, _) = curl_as(65534, 65534, &socket, "/v1/admin/nowhere");
+    let (status, _) = curl_as(65533, 65533, &socket, "/v1/admin/nowhere");
     assert_eq!(status, 403, "refused before routing");
     let log = t.output.text();
     assert!(
         log.lines()
-            .any(|l| l.contains("admin API refused") && l.contains("uid=65534")),
+            .any(|l| l.contains("admin API refused") && l.contains("uid=65533")),
         "{log}"
     );
     // Root passes (the tests run as root).
     assert!(t.admin()?.overview().await.is_ok());
 
     // Allowed by uid, then by group; the allow lists apply on reload, without a restart.
-    cfg.tail = "\n[admin]\nsocket_mode = \"0666\"\nallowed_uids = [65534]\n".into();
+    cfg.tail = "\n[admin]\nsocket_mode = \"0666\"\nallowed_uids = [65533]\n".into();
     t.replace_config(&cfg.to_toml(t.dir.path()))?;
     let r = t.admin()?.reload().await?;
     assert!(r.ok, "{r:?}");
-    let (status, body) = curl_as(65534, 65534, &socket, "/v1/admin/overview");
+    let (status, body) = curl_as(65533, 65532, &socket, "/v1/admin/overview");
     assert_eq!(status, 200, "{body}");
-    let (status, _) = curl_as(65533, 65534, &socket, "/v1/admin/overview");
-    assert_eq!(
-        status, 403,
-        "another uid of the same group is not in allowed_uids"
-    );
+    let (status, _) = curl_as(65532, 65532, &socket, "/v1/admin/overview");
+    assert_eq!(status, 403, "another uid is not in allowed_uids");
 
-    cfg.tail = "\n[admin]\nsocket_mode = \"0666\"\nallowed_groups = [65534]\n".into();
+    cfg.tail = "\n[admin]\nsocket_mode = \"0666\"\nallowed_groups = [65531]\n".into();
     t.replace_config(&cfg.to_toml(t.dir.path()))?;
     assert!(t.admin()?.reload().await?.ok);
-    let (status, body) = curl_as(65533, 65534, &socket, "/v1/admin/sessions");
+    let (status, body) = curl_as(65532, 65531, &socket, "/v1/admin/sessions");
     assert_eq!(status, 200, "allowed by its group: {body}");
-    let (status, _) = curl_as(65533, 65533, &socket, "/v1/admin/sessions");
+    let (status, _) = curl_as(65532, 65532, &socket, "/v1/admin/sessions");
     assert_eq!(status, 403);
+    Ok(())
+}
+
+/// `nobody` (65534) is never an operator under the default peer check: under systemd's
+/// PrivateUsers= it is every user outside tokend's namespace. The answer says so and what to
+/// do; a config listing it is refused at load (config/invalid/admin-nobody-uid.toml).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_13_nobody_is_refused_with_the_way_out_even_in_an_allowed_group() -> R {
+    if !is_root() {
+        skip(
+            "issue_13_nobody_is_refused_with_the_way_out_even_in_an_allowed_group",
+            "needs root to connect as another uid (setpriv)",
+        );
+        return Ok(());
+    }
+    // HS256 with a closed issuer port: no provider needed.
+    let mut cfg = TokendConfig::hs256("admin-test-client-secret-0123456789");
+    cfg.tail = "\n[admin]\nsocket_mode = \"0666\"\nallowed_groups = [65531]\n".into();
+    let t = Tokend::start(&cfg).await?;
+    std::fs::set_permissions(t.dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    let socket = t.admin_socket.clone().expect("admin socket");
+    let (status, body) = curl_as(65534, 65531, &socket, "/v1/admin/overview");
+    assert_eq!(status, 403, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body)?;
+    assert_eq!(v["reason"], "forbidden");
+    let message = v["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("uid 65534 (nobody)")
+            && message.contains("PrivateUsers=")
+            && message.contains("peer_check = \"socket_permissions\""),
+        "{v}"
+    );
+    let (status, _) = curl_as(65532, 65531, &socket, "/v1/admin/overview");
+    assert_eq!(status, 200, "the group itself is allowed");
     Ok(())
 }
 

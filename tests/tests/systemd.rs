@@ -64,10 +64,9 @@ fn units_for_analysis() -> anyhow::Result<tempfile::TempDir> {
             &format!("ExecStart={bin} "),
         ),
     )?;
-    std::fs::copy(
-        units.join("tokend.socket"),
-        dir.path().join("tokend.socket"),
-    )?;
+    for socket in ["tokend.socket", "tokend-admin.socket"] {
+        std::fs::copy(units.join(socket), dir.path().join(socket))?;
+    }
     Ok(dir)
 }
 
@@ -81,6 +80,7 @@ fn units_pass_systemd_analyze_verify() -> R {
         .arg("verify")
         .arg(dir.path().join("tokend.service"))
         .arg(dir.path().join("tokend.socket"))
+        .arg(dir.path().join("tokend-admin.socket"))
         .output()?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     println!("systemd-analyze verify: {}\n{stderr}", out.status);

@@ -1,12 +1,13 @@
 //! The operators' admin API, served only on its own Unix socket (`[admin]`): the router, the
 //! per-connection check of the peer's credentials, and [`AdminError`]. Reads are in `read`,
 //! Authentik's events in `authentik`, actions in `actions`, the live stream in `stream`, who
-//! may connect in `auth`.
+//! may connect in `auth`, where it listens (passed by systemd or bound) in `socket`.
 
 mod actions;
 pub mod auth;
 mod authentik;
 mod read;
+pub mod socket;
 mod stream;
 
 use std::sync::Arc;
@@ -32,6 +33,13 @@ pub enum AdminError {
          and members of admin.allowed_groups may"
     )]
     Forbidden { uid: u32 },
+    #[error(
+        "uid 65534 (nobody) may not use the admin API: it is how tokend sees every user outside \
+         its user namespace (systemd's PrivateUsers=), so it names no one. Under the shipped \
+         unit, connect through tokend-admin.socket served with [admin] peer_check = \
+         \"socket_permissions\" (README \"Admin API\")"
+    )]
+    ForbiddenNobody,
     #[error("the connection has no peer credentials; the admin API answers only on its socket")]
     NoPeer,
     #[error("give exactly one of `sid` or `sub`")]
@@ -103,8 +111,12 @@ async fn authorize(
         return AdminError::NoPeer.into_response();
     };
     let config = state.config();
-    let policy = auth::Policy::from_config(&config.admin);
-    if !policy.allows(peer) {
+    let refusal = match auth::Policy::from_config(&config.admin).decide(peer) {
+        auth::Decision::Allow => None,
+        auth::Decision::Refuse => Some(AdminError::Forbidden { uid: peer.uid }),
+        auth::Decision::RefuseNobody => Some(AdminError::ForbiddenNobody),
+    };
+    if let Some(refusal) = refusal {
         tracing::warn!(
             uid = peer.uid,
             gid = peer.gid,
@@ -112,7 +124,7 @@ async fn authorize(
             "admin API refused: uid {} is not allowed",
             peer.uid
         );
-        return AdminError::Forbidden { uid: peer.uid }.into_response();
+        return refusal.into_response();
     }
     req.extensions_mut().insert(Operator { uid: peer.uid });
     next.run(req).await

@@ -222,7 +222,9 @@ impl Config {
             && self.admin.socket_mode & 0o007 != 0
         {
             out.push(format!(
-                "admin.socket_mode {:04o} lets every local user connect to the admin socket;                  only root, tokend's uid and admin.allowed_uids/allowed_groups are answered,                  but 0600 or 0660 with admin.socket_group is the safer fence",
+                "admin.socket_mode {:04o} lets every local user connect to the admin socket; \
+                 only root, tokend's uid and admin.allowed_uids/allowed_groups are answered, \
+                 but 0600 or 0660 with admin.socket_group is the safer fence",
                 self.admin.socket_mode
             ));
         }

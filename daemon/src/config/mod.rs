@@ -6,6 +6,7 @@
 //! immutable [`Config`] that the rest of the daemon reads through `Arc`s. Every key is
 //! documented in `config/tokend.toml`.
 
+mod admin;
 mod defaults;
 mod duration;
 mod env;
@@ -25,6 +26,7 @@ use tokend_shared::Secret;
 
 use crate::alg::Alg;
 // The serde `default = "…"` attributes below name these functions.
+pub use admin::{NOBODY, PeerCheck};
 use defaults::*;
 pub use events::EventsConfig;
 pub use forward::{ForwardAuthConfig, HeaderSet};
@@ -440,9 +442,9 @@ pub enum StoreKind {
     Redis,
 }
 
-/// `[admin]`: the operators' API, served only on its own Unix socket. Who may use it is
-/// decided per connection from the peer's credentials (SO_PEERCRED): root, tokend's own uid,
-/// `allowed_uids` and members of `allowed_groups`; the file mode is a first fence.
+/// `[admin]`: the operators' API, served only on its own Unix socket (bound by tokend, or
+/// passed by systemd as the socket named `admin`). Who may use it: `peer_check` (in `admin`,
+/// with the checks of this section).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AdminConfig {
@@ -464,6 +466,10 @@ pub struct AdminConfig {
     /// group listing the peer's user name as a member.
     #[serde(default)]
     pub allowed_groups: Vec<GroupSpec>,
+    /// Whether the peer credentials or the socket file's permissions decide: the second is the
+    /// only way to let a group of operators in under systemd's `PrivateUsers=` (issue #13).
+    #[serde(default)]
+    pub peer_check: PeerCheck,
 }
 
 impl Default for AdminConfig {
@@ -475,6 +481,7 @@ impl Default for AdminConfig {
             socket_group: None,
             allowed_uids: Vec::new(),
             allowed_groups: Vec::new(),
+            peer_check: PeerCheck::default(),
         }
     }
 }

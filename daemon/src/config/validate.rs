@@ -36,10 +36,7 @@ impl Config {
         if matches!(&l.socket_group, Some(GroupSpec::Name(n)) if n.is_empty()) {
             return Err(invalid("listen.socket_group", "empty group name"));
         }
-        let a = &self.admin;
-        if matches!(&a.socket, Some(p) if p.as_os_str().is_empty()) {
-            return Err(invalid("admin.socket", "empty path"));
-        }
+        self.admin.validate()?;
         if let Some(admin) = self.admin_socket()
             && l.socket.as_ref() == Some(&admin)
         {
@@ -47,15 +44,6 @@ impl Config {
                 "admin.socket",
                 "must differ from listen.socket: the admin API never shares the apps' socket",
             ));
-        }
-        if matches!(&a.socket_group, Some(GroupSpec::Name(n)) if n.is_empty()) {
-            return Err(invalid("admin.socket_group", "empty group name"));
-        }
-        if a.allowed_groups
-            .iter()
-            .any(|g| matches!(g, GroupSpec::Name(n) if n.is_empty()))
-        {
-            return Err(invalid("admin.allowed_groups", "empty group name"));
         }
         if l.max_connections == 0 {
             return Err(invalid("listen.max_connections", "must be at least 1"));

@@ -213,8 +213,8 @@ pub async fn run(
         routes: routes::routes(issuer.clone()),
         loader,
         activated: Activated {
-            unix: Vec::new(),
             tcp: vec![(tcp, DEV_NAME.to_string())],
+            ..Activated::default()
         },
         on_listening: Some(Box::new(move || {
             use std::io::Write;

@@ -1,5 +1,5 @@
 //! Sockets passed by the service manager (socket activation, `sd_listen_fds(3)`): which is
-//! the Unix socket and which the TCP one.
+//! the apps' Unix socket, which the TCP one, and which the admin API's (named `admin`).
 
 use super::ListenError;
 use std::io;
@@ -11,12 +11,19 @@ pub struct Activated {
     pub unix: Vec<(std::os::unix::net::UnixListener, String)>,
     /// TCP sockets, with their names.
     pub tcp: Vec<(std::net::TcpListener, String)>,
+    /// Unix stream sockets named `admin` (`systemd/tokend-admin.socket`): the admin API's,
+    /// never the apps'; taken out by the crate root before the apps' listeners are bound.
+    pub admin: Vec<std::os::unix::net::UnixListener>,
 }
+
+/// The `FileDescriptorName=` of the admin API's socket.
+pub const ADMIN_NAME: &str = "admin";
 
 impl Activated {
     /// Takes the sockets passed to this process: only when `LISTEN_PID` is our pid and
     /// `LISTEN_FDS` is set. `LISTEN_FDNAMES` (colon-separated) tells which is which: `unix`
-    /// and `http` (the names in `systemd/tokend.socket`); other names go by socket type.
+    /// and `http` (the names in `systemd/tokend.socket`), `admin` (`tokend-admin.socket`: a
+    /// Unix socket, or the start fails); other names go by socket type.
     /// `LISTEN_PID` and `LISTEN_FDS` are unset afterwards (by `listenfd`), so nothing we start
     /// would take them for its own; a leftover `LISTEN_FDNAMES` means nothing without them
     /// (unsetting it ourselves would need `unsafe`, forbidden here).
@@ -61,6 +68,12 @@ impl Activated {
                     let l = fds.take_tcp_listener(index).map_err(err)?;
                     out.tcp.extend(l.map(|l| (l, name.to_string())));
                 }
+                // Never by type: an admin socket served as the apps' would answer 404, but an
+                // apps' socket taken for the admin API would be the wrong fence.
+                ADMIN_NAME => {
+                    let l = fds.take_unix_listener(index).map_err(err)?;
+                    out.admin.extend(l);
+                }
                 // Unnamed (or named after the unit): by type. A wrong type leaves the fd in
                 // place, so the second try still sees it.
                 _ => {
@@ -80,6 +93,7 @@ impl Activated {
         Ok(out)
     }
 
+    /// Whether no apps' socket was passed (the admin ones are not counted).
     pub(super) fn is_empty(&self) -> bool {
         self.unix.is_empty() && self.tcp.is_empty()
     }

@@ -9,7 +9,7 @@ mod serve;
 #[cfg(test)]
 mod tests;
 
-pub use activation::Activated;
+pub use activation::{ADMIN_NAME, Activated};
 pub use serve::{Peer, ServeOptions, Via, serve};
 
 use std::io;
@@ -128,6 +128,14 @@ fn bind_into(
     activated: Activated,
     bound: &mut Vec<Bound>,
 ) -> Result<(), ListenError> {
+    if !activated.admin.is_empty() {
+        // The crate root takes these out first; here they would be closed unserved.
+        tracing::warn!(
+            count = activated.admin.len(),
+            "socket activation: an admin socket was passed where only the apps' are served; \
+             not serving it"
+        );
+    }
     let have_unix = !activated.unix.is_empty();
     let have_tcp = !activated.tcp.is_empty();
     let by_dev = activated.unix.is_empty() && activated.tcp.iter().all(|(_, n)| n == DEV_NAME);
@@ -140,13 +148,8 @@ fn bind_into(
     }
     for (std_listener, name) in activated.unix {
         let path = unix_listener_name(&std_listener);
-        let err = |error| ListenError::Socket {
-            path: path.clone(),
-            error,
-        };
-        std_listener.set_nonblocking(true).map_err(err)?;
-        let listener = UnixListener::from_std(std_listener).map_err(err)?;
-        tracing::info!(listener = %format!("unix:{}", path.display()), fd_name = %name, "adopted socket");
+        let adopted = adopt_unix(std_listener)?;
+        tracing::info!(listener = %adopted.describe(), fd_name = %name, "adopted socket");
         if let Some(want) = &cfg.socket
             && want != &path
         {
@@ -156,11 +159,7 @@ fn bind_into(
                 "listen.socket differs from the socket systemd passed; serving the passed one"
             );
         }
-        bound.push(Bound::Unix {
-            listener,
-            path,
-            identity: None,
-        });
+        bound.push(adopted);
     }
     if !have_unix && let Some(path) = &cfg.socket {
         bound.push(bind_unix(path, cfg.socket_mode, cfg.socket_group.as_ref())?);
@@ -199,6 +198,22 @@ fn bind_into(
         bound.push(Bound::Tcp(listener));
     }
     Ok(())
+}
+
+/// A Unix socket passed by systemd, ready to serve: never chmod/chown'ed, never removed.
+pub fn adopt_unix(std_listener: std::os::unix::net::UnixListener) -> Result<Bound, ListenError> {
+    let path = unix_listener_name(&std_listener);
+    let err = |error| ListenError::Socket {
+        path: path.clone(),
+        error,
+    };
+    std_listener.set_nonblocking(true).map_err(err)?;
+    let listener = UnixListener::from_std(std_listener).map_err(err)?;
+    Ok(Bound::Unix {
+        listener,
+        path,
+        identity: None,
+    })
 }
 
 /// A passed Unix socket's address, for logs: its path, `@name` if abstract, `?` if unnamed.

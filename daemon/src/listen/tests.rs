@@ -43,6 +43,7 @@ async fn adopted_sockets_are_served_untouched_and_left_in_place() {
     let activated = Activated {
         unix: vec![(unix, "unix".into())],
         tcp: vec![(tcp, "http".into())],
+        admin: Vec::new(),
     };
     let cfg = listen_config(dir.path(), "127.0.0.1:1");
     let bound = bind_with(&cfg, activated).expect("adopt");
@@ -81,6 +82,7 @@ async fn what_systemd_did_not_pass_is_bound_as_configured() {
     let activated = Activated {
         unix: vec![],
         tcp: vec![(tcp, "http".into())],
+        admin: Vec::new(),
     };
     let cfg = listen_config(dir.path(), "127.0.0.1:1");
     let bound = bind_with(&cfg, activated).expect("bind");
@@ -108,6 +110,7 @@ async fn a_passed_non_loopback_tcp_socket_needs_allow_non_loopback() {
     let activated = Activated {
         unix: vec![],
         tcp: vec![(tcp, "http".into())],
+        admin: Vec::new(),
     };
     let cfg = listen_config(dir.path(), "127.0.0.1:1");
     assert!(matches!(
