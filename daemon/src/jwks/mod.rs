@@ -521,3 +521,6 @@ pub(super) mod tests {
         assert!(j.readiness().ready);
     }
 }
+
+#[cfg(test)]
+mod mutation_tests;
