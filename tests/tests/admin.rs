@@ -472,6 +472,15 @@ async fn revoking_a_session_refuses_its_token_at_once_as_revoked_by_admin() -> R
     assert_eq!(revokes[0].sid.as_deref(), Some(sid.as_str()));
     assert_eq!(revokes[0].sub.as_deref(), Some("alice"));
     assert_eq!(revokes[0].count, Some(1));
+    // Issue #8 (mutation testing): the detail says what happened, the repeat says nothing did.
+    assert_eq!(
+        revokes[0].detail.as_deref(),
+        Some("1 session(s) ended, 1 refresh token(s) revoked at the provider, 0 not")
+    );
+    assert_eq!(
+        revokes[1].detail.as_deref(),
+        Some("0 session(s) ended, 0 refresh token(s) revoked at the provider, 0 not")
+    );
     assert!(
         t.output
             .text()
@@ -559,6 +568,7 @@ async fn jwks_refresh_and_reload_work_and_are_audited_with_the_uid() -> R {
     let r = admin.refresh_jwks().await?;
     assert!(r.ok, "{r:?}");
     assert!(r.keys >= 1);
+    let refreshed_keys = r.keys;
     assert!(
         p.jwks_requests().await? > before,
         "fetched from the provider"
@@ -589,6 +599,12 @@ async fn jwks_refresh_and_reload_work_and_are_audited_with_the_uid() -> R {
     let find = |k: AuditKind| events.iter().filter(move |e| e.kind == k);
     assert_eq!(find(AuditKind::AdminJwksRefresh).count(), 1);
     assert!(find(AuditKind::AdminJwksRefresh).all(|e| e.operator_uid == Some(uid)));
+    // Issue #8 (mutation testing): the event carries the key count, in `count` and the detail.
+    assert!(
+        find(AuditKind::AdminJwksRefresh).all(|e| e.count == Some(refreshed_keys as u64)
+            && e.detail.as_deref() == Some(format!("ok: {refreshed_keys} key(s)").as_str())),
+        "{events:?}"
+    );
     assert_eq!(find(AuditKind::AdminReload).count(), 2);
     assert!(find(AuditKind::AdminReload).all(|e| e.operator_uid == Some(uid)));
     assert!(

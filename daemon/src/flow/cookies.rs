@@ -113,3 +113,6 @@ impl Flow {
         builder.build()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -413,3 +413,6 @@ mod tests {
         assert!(k.fits(Alg::Jws(PS256)) && !k.fits(Alg::Jws(RS256)));
     }
 }
+
+#[cfg(test)]
+mod mutation_tests;

@@ -109,11 +109,6 @@ impl Jwks {
         &self.provider
     }
 
-    /// The configuration this cache was built with.
-    pub fn config(&self) -> &JwksConfig {
-        &self.cfg
-    }
-
     /// Discovery (when not yet done) and a JWKS fetch; installs the keys on success.
     pub async fn refresh(&self) -> Result<(), JwksError> {
         let result = self.try_refresh().await;
@@ -521,3 +516,6 @@ pub(super) mod tests {
         assert!(j.readiness().ready);
     }
 }
+
+#[cfg(test)]
+mod mutation_tests;

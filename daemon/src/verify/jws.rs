@@ -359,3 +359,6 @@ mod tests {
         assert_eq!(bad, Some(Reason::Malformed));
     }
 }
+
+#[cfg(test)]
+mod mutation_tests;
