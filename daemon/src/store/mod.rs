@@ -7,6 +7,7 @@
 
 mod instrumented;
 mod memory;
+mod packed;
 pub(crate) mod redis;
 mod seal;
 
