@@ -14,7 +14,8 @@
 //!   cookie read, the hit, the identity headers; compare with `cache_hit/rs256`.
 //! * `pieces/*` — the non-signature work of a miss, reproduced with the same crates, so the
 //!   difference between `uncached` and `raw` can be attributed; and `pieces/claims_from_answer`,
-//!   what forward auth adds to a cache hit (parsing the claims back from the cached answer).
+//!   what forward auth adds to a token's first cache hit (parsing the claims back from the cached
+//!   answer; later hits use the identity headers kept beside it).
 //!
 //! Before the criterion groups (whatever the filter), a paired measurement prints the
 //! uncached/raw RS256 ratio on the same tokens (see [`paired_ratio`]); unlike the ratio of two
