@@ -6,7 +6,8 @@
 //! * heap bytes, counted by a global allocator that wraps the system one (`cap`; this bench
 //!   binary only, never the daemon): the sizes asked for, so without malloc's own rounding and headers;
 //! * resident memory (VmRSS from /proc/self/status), which includes them;
-//! * for the cache, the bytes the cache itself accounts (what `verify.cache_max_bytes` bounds).
+//! * for the cache, the bytes the cache itself accounts (what `verify.cache_max_bytes` bounds);
+//!   then what forward auth's identity headers add when kept beside every entry.
 //!
 //! `cargo bench -p tokend --bench memory` (`TOKEND_BENCH_ENTRIES=n` changes the 100 000).
 //! HS256 tokens keep the setup short: the cache holds the same things whatever the algorithm
@@ -22,11 +23,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use cap::Cap;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use tokend::config::Config;
+use tokend::config::{Config, HeaderSet};
+use tokend::forward::identity;
 use tokend::metrics::Metrics;
 use tokend::sessions::Sessions;
 use tokend::store::{CodeKind, CodePayload, Kind, MemoryStore, Record, code_key};
-use tokend::verify::Verifier;
+use tokend::verify::{IdentityHeaders, Verifier, VerifyError};
 use tokend_shared::Secret;
 
 /// Counts the bytes currently allocated (as requested by the callers), over the system allocator.
@@ -183,6 +185,36 @@ fn cache(n: usize) -> (Verifier, Vec<String>) {
     (v, tokens)
 }
 
+/// Forward auth's identity headers (oauth2-proxy's set, the default budget) made for every cached
+/// token and kept beside it, as `/v1/auth` hits do: what they add per entry.
+fn forward(v: &Verifier, tokens: &[String]) {
+    let (set, budget) = (HeaderSet::Oauth2Proxy, 4096);
+    let before = v.cache().bytes();
+    let (heap0, rss0) = (live(), rss());
+    for t in tokens {
+        let mut fut = pin!(v.verify_identity(t, set, budget, |verified| {
+            let claims = verified.claims().expect("claims parse back");
+            let id = identity(&claims, set, budget);
+            Ok::<_, VerifyError>(IdentityHeaders::new(set, budget, id.truncated, &id.headers))
+        }));
+        match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(r) => {
+                r.expect("a bench token verifies");
+            }
+            Poll::Pending => panic!("an HS256 verification never waits"),
+        }
+    }
+    let (heap1, rss1) = (live(), rss());
+    let n = tokens.len();
+    println!(
+        "forward auth's identity headers kept beside each of the {n} entries: heap {} B/entry, \
+         RSS {} B/entry, accounted by the cache {} B/entry",
+        per(heap1 - heap0, n),
+        per(rss1 - rss0, n),
+        (v.cache().bytes() - before) / n,
+    );
+}
+
 fn codes(n: usize) -> MemoryStore {
     let store = MemoryStore::new(usize::MAX, 1);
     let now = now_unix();
@@ -229,6 +261,8 @@ fn codes(n: usize) -> MemoryStore {
 fn main() {
     // `cargo bench` passes `--bench`; nothing to filter.
     let n = entries();
-    let _cache = cache(n);
+    let cached = cache(n);
+    forward(&cached.0, &cached.1);
+    let _cache = cached;
     let _codes = codes(n);
 }

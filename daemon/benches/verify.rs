@@ -10,9 +10,12 @@
 //! * `raw/*` — only `jsonwebtoken::crypto::verify`, on one token (and, `_cycling`, on the
 //!   same pool as `uncached/rs256`): the floor for `uncached/*`. `raw/*_aws_lc_parsed_key`: the
 //!   same check with a key parsed once by aws-lc-rs (jsonwebtoken builds the key on every call).
+//! * `forward_hit/rs256` — `/v1/auth` on a cache hit without HTTP (`forward::answer`): the
+//!   cookie read, the hit, the identity headers; compare with `cache_hit/rs256`.
 //! * `pieces/*` — the non-signature work of a miss, reproduced with the same crates, so the
 //!   difference between `uncached` and `raw` can be attributed; and `pieces/claims_from_answer`,
-//!   what forward auth adds to a cache hit (parsing the claims back from the cached answer).
+//!   what forward auth adds to a token's first cache hit (parsing the claims back from the cached
+//!   answer; later hits use the identity headers kept beside it).
 //!
 //! Before the criterion groups (whatever the filter), a paired measurement prints the
 //! uncached/raw RS256 ratio on the same tokens (see [`paired_ratio`]); unlike the ratio of two
@@ -38,6 +41,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use aws_lc_rs::signature::{
     ECDSA_P256_SHA256_FIXED, ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RsaPublicKeyComponents,
 };
+use axum::http::{HeaderMap, HeaderValue, header};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -155,7 +159,7 @@ fn runtime(
     cache_max_entries: usize,
     setup_rt: &tokio::runtime::Runtime,
     stop: &watch::Receiver<bool>,
-) -> Arc<Runtime> {
+) -> (Arc<AppState>, Arc<Runtime>) {
     let toml = format!(
         r#"
 [listen]
@@ -187,7 +191,7 @@ cache_max_entries = {cache_max_entries}
         keys, 2,
         "the JWKS disk cache was not loaded (expected the RSA and the EC bench key, got {keys})"
     );
-    runtime
+    (state, runtime)
 }
 
 struct Setup {
@@ -196,6 +200,8 @@ struct Setup {
     /// Holds the (never polled) JWKS refresher tasks.
     _setup_rt: tokio::runtime::Runtime,
     _stop: watch::Sender<bool>,
+    /// The daemon's state around `cached` (forward auth counts in its metrics).
+    cached_state: Arc<AppState>,
     /// Default cache (100 000 entries).
     cached: Arc<Runtime>,
     /// `cache_max_entries = 0`.
@@ -235,11 +241,11 @@ fn setup() -> Setup {
         .build()
         .expect("tokio runtime");
     let (stop_tx, stop) = watch::channel(false);
-    let cached = runtime(dir.path(), 100_000, &setup_rt, &stop);
-    let uncached = runtime(dir.path(), 0, &setup_rt, &stop);
+    let (cached_state, cached) = runtime(dir.path(), 100_000, &setup_rt, &stop);
+    let (_, uncached) = runtime(dir.path(), 0, &setup_rt, &stop);
     let tokens = pool_size();
     let full_entries = tokens / 2;
-    let full = runtime(dir.path(), full_entries, &setup_rt, &stop);
+    let (_, full) = runtime(dir.path(), full_entries, &setup_rt, &stop);
 
     let rsa_key = EncodingKey::from_rsa_pem(&fixture("bench-rsa-2048.pem")).expect("RSA PEM");
     let ec_key = EncodingKey::from_ec_pem(&fixture("bench-ec-p256.pem")).expect("EC PEM");
@@ -309,6 +315,7 @@ fn setup() -> Setup {
         _dir: dir,
         _setup_rt: setup_rt,
         _stop: stop_tx,
+        cached_state,
         cached,
         uncached,
         full,
@@ -421,6 +428,37 @@ fn bench_verify(c: &mut Criterion) {
                 .expect("cache hit")
         })
     });
+    g.finish();
+
+    // Forward auth (`/v1/auth`) on a cache hit, headers to response, without HTTP: the cookie
+    // read, the verification (a hit), the identity headers of the oauth2-proxy set.
+    let mut g = c.benchmark_group("forward_hit");
+    g.throughput(Throughput::Elements(1));
+    let mut request = HeaderMap::new();
+    request.insert(
+        header::COOKIE,
+        HeaderValue::from_str(&format!("{}={token}", s.cached.config.cookies.access_name))
+            .expect("cookie header"),
+    );
+    let forward_now = || {
+        let mut fut = pin!(tokend::forward::answer(
+            &s.cached_state,
+            &s.cached,
+            black_box(&request)
+        ));
+        match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(r) => r.expect("forward auth answers 200"),
+            Poll::Pending => panic!("a forward-auth cache hit never waits"),
+        }
+    };
+    let first = forward_now();
+    assert_eq!(first.status(), 200);
+    assert!(
+        first.headers().contains_key("x-auth-request-groups"),
+        "identity headers: {:?}",
+        first.headers()
+    );
+    g.bench_function("rs256", |b| b.iter(forward_now));
     g.finish();
 
     let mut g = c.benchmark_group("uncached");

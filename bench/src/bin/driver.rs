@@ -7,12 +7,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use bytes::Bytes;
 use clap::{Parser, Subcommand};
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+use tokend_bench::Conn;
 
 #[derive(Parser)]
 struct Args {
@@ -64,81 +61,6 @@ enum Cmd {
         #[arg(long)]
         concurrency: usize,
     },
-}
-
-/// One keep-alive HTTP/1.1 connection.
-struct Conn {
-    addr: String,
-    sender: SendRequest<Full<Bytes>>,
-}
-
-impl Conn {
-    /// `addr` is `host:port`, or `unix:/path` for tokend's Unix socket.
-    async fn open(addr: &str) -> Result<Self> {
-        let sender = if let Some(path) = addr.strip_prefix("unix:") {
-            let stream = tokio::net::UnixStream::connect(path)
-                .await
-                .with_context(|| format!("connect {addr}"))?;
-            let (sender, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            sender
-        } else {
-            let stream = tokio::net::TcpStream::connect(addr)
-                .await
-                .with_context(|| format!("connect {addr}"))?;
-            stream.set_nodelay(true)?;
-            let (sender, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            sender
-        };
-        Ok(Self {
-            addr: addr.to_string(),
-            sender,
-        })
-    }
-
-    async fn send(
-        &mut self,
-        method: &str,
-        path: &str,
-        bearer: Option<&str>,
-        body: Option<Value>,
-    ) -> Result<(u16, Bytes)> {
-        if self.sender.ready().await.is_err() {
-            *self = Self::open(&self.addr).await?;
-        }
-        let mut req = http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header(
-                "host",
-                if self.addr.starts_with("unix:") {
-                    "localhost"
-                } else {
-                    &self.addr
-                },
-            );
-        if let Some(t) = bearer {
-            req = req.header("authorization", format!("Bearer {t}"));
-        }
-        let body = match body {
-            Some(v) => {
-                req = req.header("content-type", "application/json");
-                Full::new(Bytes::from(v.to_string()))
-            }
-            None => Full::new(Bytes::new()),
-        };
-        let res = self.sender.send_request(req.body(body)?).await?;
-        let status = res.status().as_u16();
-        let bytes = res.into_body().collect().await?.to_bytes();
-        Ok((status, bytes))
-    }
 }
 
 fn main() -> Result<()> {

@@ -26,9 +26,9 @@ pub const TRUNCATION_MARKER: &str = "…";
 /// later ones are left out first; the groups come last.
 struct Names {
     /// `(header, claim)` pairs of single values.
-    scalars: &'static [(&'static str, Claim)],
+    scalars: &'static [(&'static HeaderName, Claim)],
     /// The groups' header.
-    groups: &'static str,
+    groups: &'static HeaderName,
     /// Between two groups.
     separator: char,
     /// The encoding of one group (the separator encoded too).
@@ -59,31 +59,45 @@ impl Claim {
     }
 }
 
+// The names as statics: an answer kept beside a cached token refers to them (8 bytes each).
+static AUTH_REQUEST_USER: HeaderName = HeaderName::from_static("x-auth-request-user");
+static AUTH_REQUEST_EMAIL: HeaderName = HeaderName::from_static("x-auth-request-email");
+static AUTH_REQUEST_PREFERRED_USERNAME: HeaderName =
+    HeaderName::from_static("x-auth-request-preferred-username");
+static AUTH_REQUEST_ORG: HeaderName = HeaderName::from_static("x-auth-request-org");
+static AUTH_REQUEST_ROLE: HeaderName = HeaderName::from_static("x-auth-request-role");
+static AUTH_REQUEST_GROUPS: HeaderName = HeaderName::from_static("x-auth-request-groups");
+static AUTHENTIK_UID: HeaderName = HeaderName::from_static("x-authentik-uid");
+static AUTHENTIK_USERNAME: HeaderName = HeaderName::from_static("x-authentik-username");
+static AUTHENTIK_EMAIL: HeaderName = HeaderName::from_static("x-authentik-email");
+static AUTHENTIK_NAME: HeaderName = HeaderName::from_static("x-authentik-name");
+static AUTHENTIK_GROUPS: HeaderName = HeaderName::from_static("x-authentik-groups");
+
+static OAUTH2_PROXY_SCALARS: [(&HeaderName, Claim); 5] = [
+    (&AUTH_REQUEST_USER, Claim::Sub),
+    (&AUTH_REQUEST_EMAIL, Claim::Email),
+    (&AUTH_REQUEST_PREFERRED_USERNAME, Claim::PreferredUsername),
+    (&AUTH_REQUEST_ORG, Claim::Organization),
+    (&AUTH_REQUEST_ROLE, Claim::Role),
+];
+static AUTHENTIK_SCALARS: [(&HeaderName, Claim); 4] = [
+    (&AUTHENTIK_UID, Claim::Sub),
+    (&AUTHENTIK_USERNAME, Claim::PreferredUsername),
+    (&AUTHENTIK_EMAIL, Claim::Email),
+    (&AUTHENTIK_NAME, Claim::Name),
+];
+
 fn names(set: HeaderSet) -> Names {
     match set {
         HeaderSet::Oauth2Proxy => Names {
-            scalars: &[
-                ("x-auth-request-user", Claim::Sub),
-                ("x-auth-request-email", Claim::Email),
-                (
-                    "x-auth-request-preferred-username",
-                    Claim::PreferredUsername,
-                ),
-                ("x-auth-request-org", Claim::Organization),
-                ("x-auth-request-role", Claim::Role),
-            ],
-            groups: "x-auth-request-groups",
+            scalars: &OAUTH2_PROXY_SCALARS,
+            groups: &AUTH_REQUEST_GROUPS,
             separator: ',',
             item: COMMA_ITEM,
         },
         HeaderSet::Authentik => Names {
-            scalars: &[
-                ("x-authentik-uid", Claim::Sub),
-                ("x-authentik-username", Claim::PreferredUsername),
-                ("x-authentik-email", Claim::Email),
-                ("x-authentik-name", Claim::Name),
-            ],
-            groups: "x-authentik-groups",
+            scalars: &AUTHENTIK_SCALARS,
+            groups: &AUTHENTIK_GROUPS,
             separator: '|',
             item: PIPE_ITEM,
         },
@@ -124,7 +138,8 @@ pub fn wire_len(name: &HeaderName, value: &HeaderValue) -> usize {
 /// The identity headers of one answer.
 #[derive(Debug, Default)]
 pub struct Identity {
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Names are statics, so an answer kept beside a cached token costs 8 bytes per name.
+    pub headers: Vec<(&'static HeaderName, HeaderValue)>,
     /// Whether the budget cut the group list or left a value out.
     pub truncated: bool,
 }
@@ -137,12 +152,11 @@ pub fn identity(claims: &Claims, set: HeaderSet, budget: usize) -> Identity {
     let names = names(set);
     let mut out = Identity::default();
     let mut left = budget;
-    for (name, claim) in names.scalars {
+    for &(name, claim) in names.scalars {
         let Some(v) = claim.of(claims).and_then(sanitize) else {
             continue;
         };
-        let name = HeaderName::from_static(name);
-        let len = wire_len(&name, &v);
+        let len = wire_len(name, &v);
         if len <= left {
             left -= len;
             out.headers.push((name, v));
@@ -159,7 +173,7 @@ pub fn identity(claims: &Claims, set: HeaderSet, budget: usize) -> Identity {
     if groups.is_empty() {
         return out;
     }
-    let name = HeaderName::from_static(names.groups);
+    let name = names.groups;
     // Room for the value alone.
     let room = left.saturating_sub(name.as_str().len() + 4);
     let sep = names.separator.to_string();
@@ -218,7 +232,7 @@ mod tests {
     fn get<'a>(id: &'a Identity, name: &str) -> Option<&'a str> {
         id.headers
             .iter()
-            .find(|(n, _)| n == name)
+            .find(|(n, _)| *n == name)
             .and_then(|(_, v)| v.to_str().ok())
     }
 

@@ -14,7 +14,7 @@ use axum::response::Response;
 use tokend_shared::Reason;
 
 use crate::extract::token_from_headers;
-use crate::verify::VerifyError;
+use crate::verify::{IdentityHeaders, VerifyError};
 use crate::{AppState, Runtime};
 
 pub use headers::{Identity, TRUNCATION_MARKER, identity, sanitize, wire_len};
@@ -45,12 +45,13 @@ pub async fn auth(
     Extension(rt): Extension<Arc<Runtime>>,
     headers: HeaderMap,
 ) -> Result<Response, ForwardError> {
-    check(&state, &rt, &headers).await.inspect_err(|e| {
+    answer(&state, &rt, &headers).await.inspect_err(|e| {
         tracing::debug!(message = %e, "forward auth refused");
     })
 }
 
-async fn check(
+/// The answer to one forward-auth request with these headers (public for the benches).
+pub async fn answer(
     state: &AppState,
     rt: &Runtime,
     headers: &HeaderMap,
@@ -66,11 +67,17 @@ async fn check(
             return Err(ForwardError::NoToken(e.message));
         }
     };
-    let verified = rt.verifier.verify(token.expose()).await?;
     let cfg = &rt.config.forward_auth;
-    // The cache keeps the rendered answer only (issue #14): the claims are parsed back from it.
-    let claims = verified.claims()?;
-    let id = identity(&claims, cfg.headers, cfg.max_header_bytes);
+    let (set, budget) = (cfg.headers, cfg.max_header_bytes);
+    // Made once per cached token and configuration (issue #14): on the first hit, from the
+    // claims parsed back from the cached answer.
+    let id = rt
+        .verifier
+        .verify_identity(token.expose(), set, budget, |verified| {
+            let id = identity(&verified.claims()?, set, budget);
+            Ok::<_, ForwardError>(IdentityHeaders::new(set, budget, id.truncated, &id.headers))
+        })
+        .await?;
     if id.truncated {
         state.metrics.forward_auth_truncated.inc();
     }
@@ -78,8 +85,6 @@ async fn check(
     *resp.status_mut() = StatusCode::OK;
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    for (name, value) in id.headers {
-        h.insert(name, value);
-    }
+    id.insert_into(h);
     Ok(resp)
 }

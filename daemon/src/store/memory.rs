@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
+use super::packed::PackedCode;
 use super::{
     BoxFuture, CodeListing, EXPIRED_MEMORY, Key, Kind, Record, Store, StoreError, Stored, TakeError,
 };
@@ -16,8 +17,11 @@ use super::{
 enum Slot {
     /// Boxed: a record is about 150 bytes and a tombstone 16, and every slot of the map is the
     /// size of its largest variant; the map's spare slots (a third of it, typically) then cost
-    /// 48 bytes each instead of about 185 (issue #14).
+    /// 48 bytes each instead of about 185 (issue #14). Login states (and a code too large to
+    /// pack).
     Live(Box<Record>),
+    /// An exchange code, packed: two allocations instead of six (issue #14).
+    Code(Box<PackedCode>),
     /// Used; kept until `expires` to recognise replays.
     Used { expires: i64 },
     /// Expired unused and swept; kept until `until` to answer "expired" once more.
@@ -36,6 +40,31 @@ struct Table {
     evicted: AtomicU64,
 }
 
+impl Slot {
+    fn live(record: Record) -> Self {
+        match record {
+            Record::Code(c) => match PackedCode::pack(&c) {
+                Some(packed) => Slot::Code(Box::new(packed)),
+                None => Slot::Live(Box::new(Record::Code(c))),
+            },
+            other => Slot::Live(Box::new(other)),
+        }
+    }
+
+    /// When a live record expires; `None` for a tombstone.
+    fn live_expires(&self) -> Option<i64> {
+        match self {
+            Slot::Live(r) => Some(r.expires()),
+            Slot::Code(c) => Some(c.expires),
+            Slot::Used { .. } | Slot::Expired { .. } => None,
+        }
+    }
+
+    fn is_live(&self) -> bool {
+        self.live_expires().is_some()
+    }
+}
+
 impl Table {
     fn new(max: usize, evicts: bool) -> Self {
         Self {
@@ -50,11 +79,7 @@ impl Table {
     /// Removes the oldest live record; false when there is none.
     fn evict_oldest(&self, order: &mut VecDeque<Key>) -> bool {
         while let Some(key) = order.pop_front() {
-            if self
-                .map
-                .remove_if(&key, |_, slot| matches!(slot, Slot::Live(_)))
-                .is_some()
-            {
+            if self.map.remove_if(&key, |_, slot| slot.is_live()).is_some() {
                 self.live.fetch_sub(1, Ordering::AcqRel);
                 self.evicted.fetch_add(1, Ordering::Relaxed);
                 return true;
@@ -125,12 +150,12 @@ impl MemoryStore {
                 Err(StoreError::Duplicate)
             }
             Entry::Vacant(v) => {
-                v.insert(Slot::Live(Box::new(record)));
+                v.insert(Slot::live(record));
                 if let Some(order) = order.as_deref_mut() {
                     order.push_back(key);
                     // Keys of taken or swept records pile up between sweeps: compact.
                     if order.len() > max.saturating_mul(2).max(64) {
-                        order.retain(|k| matches!(t.map.get(k).as_deref(), Some(Slot::Live(_))));
+                        order.retain(|k| t.map.get(k).is_some_and(|s| s.is_live()));
                     }
                 }
                 Ok(stored)
@@ -150,18 +175,22 @@ impl MemoryStore {
                     Err(TakeError::ExpiredSwept)
                 }
                 // The expiry is checked before removal: an expired record is gone, and said so.
-                Slot::Live(r) if now >= r.expires() => {
+                Slot::Live(_) | Slot::Code(_) if e.get().live_expires() <= Some(now) => {
                     e.remove();
                     t.live.fetch_sub(1, Ordering::AcqRel);
                     Err(TakeError::Expired)
                 }
-                Slot::Live(r) => {
-                    let expires = r.expires();
-                    let Slot::Live(record) = e.insert(Slot::Used { expires }) else {
-                        return Err(TakeError::AlreadyUsed);
+                Slot::Live(_) | Slot::Code(_) => {
+                    let expires = e.get().live_expires().unwrap_or(now);
+                    let record = match e.insert(Slot::Used { expires }) {
+                        Slot::Live(record) => *record,
+                        Slot::Code(packed) => Record::Code(packed.unpack()),
+                        Slot::Used { .. } | Slot::Expired { .. } => {
+                            return Err(TakeError::AlreadyUsed);
+                        }
                     };
                     t.live.fetch_sub(1, Ordering::AcqRel);
-                    Ok(*record)
+                    Ok(record)
                 }
             },
         }
@@ -195,6 +224,13 @@ impl Store for MemoryStore {
             .map
             .iter()
             .filter_map(|e| match e.value() {
+                Slot::Code(c) => Some(CodeListing {
+                    key: *e.key(),
+                    kind: c.kind,
+                    sub: c.sub().to_owned(),
+                    created: c.created,
+                    expires: c.expires,
+                }),
                 Slot::Live(r) => match &**r {
                     Record::Code(c) => Some(CodeListing {
                         key: *e.key(),
@@ -219,21 +255,23 @@ impl Store for MemoryStore {
         for t in [&self.codes, &self.logins] {
             let is_codes = std::ptr::eq(t, &self.codes);
             t.map.retain(|_, slot| match slot {
-                Slot::Live(r) if now >= r.expires() => {
-                    t.live.fetch_sub(1, Ordering::AcqRel);
-                    if is_codes {
-                        expired += 1;
+                Slot::Live(_) | Slot::Code(_) => match slot.live_expires() {
+                    Some(expires) if now >= expires => {
+                        t.live.fetch_sub(1, Ordering::AcqRel);
+                        if is_codes {
+                            expired += 1;
+                        }
+                        let until = expires.saturating_add(EXPIRED_MEMORY);
+                        *slot = Slot::Expired { until };
+                        now < until
                     }
-                    let until = r.expires().saturating_add(EXPIRED_MEMORY);
-                    *slot = Slot::Expired { until };
-                    now < until
-                }
+                    _ => true,
+                },
                 Slot::Used { expires } => now < *expires,
                 Slot::Expired { until } => now < *until,
-                Slot::Live(_) => true,
             });
             if let Some(order) = &t.order {
-                lock(order).retain(|k| matches!(t.map.get(k).as_deref(), Some(Slot::Live(_))));
+                lock(order).retain(|k| t.map.get(k).is_some_and(|s| s.is_live()));
             }
         }
         expired

@@ -8,6 +8,7 @@
 
 mod instrumented;
 mod memory;
+mod packed;
 pub(crate) mod redis;
 mod redis_sessions;
 mod seal;

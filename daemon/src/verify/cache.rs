@@ -11,6 +11,7 @@ use dashmap::DashMap;
 use sha2::{Digest, Sha256};
 
 use super::Verified;
+use super::identity::IdentityHeaders;
 use crate::jwks::{KeySet, VerifyKey};
 
 /// What is remembered for a verified token.
@@ -127,6 +128,49 @@ impl TokenCache {
         if let Some(old) = self.map.insert(hash, entry) {
             self.release(&old);
         }
+    }
+
+    /// Keeps forward auth's identity headers beside `verified` if it is still the entry of
+    /// `hash` and the byte budget has room for them (else they are made per request). Under the
+    /// entry's lock, so the account always equals the sum of the entries' bytes: a removal
+    /// reads an entry's bytes under the same lock or after it has left the map.
+    pub(super) fn attach(
+        &self,
+        hash: &[u8; 32],
+        verified: &Arc<Verified>,
+        id: Arc<IdentityHeaders>,
+    ) {
+        let Some(entry) = self.map.get_mut(hash) else {
+            return;
+        };
+        if !Arc::ptr_eq(&entry.verified, verified) {
+            return;
+        }
+        let old = verified
+            .identity
+            .load()
+            .as_ref()
+            .map_or(0, |i| i.heap_bytes());
+        let new = id.heap_bytes();
+        // Never `reserve` here: it counts the map's entries, which locks every shard.
+        let fits = new <= old
+            || self
+                .bytes
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |b| {
+                    b.checked_add(new - old).filter(|n| *n <= self.max_bytes)
+                })
+                .is_ok();
+        if fits {
+            if new < old {
+                self.bytes.fetch_sub(old - new, Ordering::AcqRel);
+            }
+            verified.identity.store(Some(id));
+        } else if old > 0 {
+            // Made for another configuration, and no room for the new ones: let them go.
+            verified.identity.store(None);
+            self.bytes.fetch_sub(old, Ordering::AcqRel);
+        }
+        drop(entry);
     }
 
     fn release(&self, entry: &CacheEntry) {

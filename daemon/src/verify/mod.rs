@@ -6,6 +6,7 @@
 
 mod cache;
 mod claims;
+mod identity;
 mod jws;
 mod logout;
 #[cfg(test)]
@@ -28,6 +29,7 @@ use jws::{numeric, short};
 
 pub use cache::TokenCache;
 pub use claims::ClaimMapper;
+pub use identity::IdentityHeaders;
 pub use jws::constant_time_eq;
 pub use logout::{LogoutClaims, LogoutSubject};
 pub use verified::Verified;
@@ -227,6 +229,12 @@ impl Verifier {
 
     /// Verifies an access token. Cache hit: no parsing, no signature check.
     pub async fn verify(&self, token: &str) -> Result<Arc<Verified>, VerifyError> {
+        self.verify_keyed(token).await.map(|(verified, _)| verified)
+    }
+
+    /// [`Verifier::verify`], with the token's cache key (forward auth keeps its identity
+    /// headers beside the cached verification: `identity`).
+    async fn verify_keyed(&self, token: &str) -> Result<(Arc<Verified>, [u8; 32]), VerifyError> {
         let started = std::time::Instant::now();
         let result = self.verify_counted(token).await;
         self.metrics.verified(
@@ -236,7 +244,7 @@ impl Verifier {
         result
     }
 
-    async fn verify_counted(&self, token: &str) -> Result<Arc<Verified>, VerifyError> {
+    async fn verify_counted(&self, token: &str) -> Result<(Arc<Verified>, [u8; 32]), VerifyError> {
         self.check_length(token)?;
         let now = now_unix();
         // Hashed once: the lookup and, on a miss, the insert.
@@ -244,7 +252,7 @@ impl Verifier {
         let keys = self.jwks.keys();
         if let Some(hit) = self.cache.get(&hash, now, &keys) {
             self.metrics.cache_hits.inc();
-            return Ok(hit);
+            return Ok((hit, hash));
         }
         drop(keys);
         self.metrics.cache_misses.inc();
@@ -252,7 +260,7 @@ impl Verifier {
         let generation = self.sessions.revocation_generation();
         let (claims, iat, session, key) = self.verify_access(token, now).await?;
         let verified = Verified::new(&claims, iat, session);
-        Ok(self.remember(hash, verified, key, now, generation))
+        Ok((self.remember(hash, verified, key, now, generation), hash))
     }
 
     /// Caches a verification unless a session ended (or was replaced) since `generation` was

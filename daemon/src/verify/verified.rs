@@ -4,10 +4,12 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use tokend_shared::{Claims, VerifyResponse};
 
 use super::claims::render_active;
+use super::identity::IdentityHeaders;
 use crate::sessions::Session;
 
 /// A verified access token.
@@ -27,6 +29,10 @@ pub struct Verified {
     /// The session registered for the token's `sid` when it was verified, if any: hits update
     /// its last-seen time and see its end without any map lookup.
     pub session: Option<Arc<Session>>,
+    /// Forward auth's identity headers, made on the first `/v1/auth` hit and replaced only
+    /// under the cache's lock (`TokenCache::attach`), which accounts for them; empty (8 bytes)
+    /// for a verify-only user.
+    pub(super) identity: ArcSwapOption<IdentityHeaders>,
 }
 
 /// A claim's text, found in the rendered body when it appears there unescaped (the usual case:
@@ -89,6 +95,7 @@ impl Verified {
             exp: claims.exp,
             iat,
             session,
+            identity: ArcSwapOption::empty(),
         }
     }
 
@@ -117,6 +124,7 @@ impl Verified {
             + self.body.len()
             + self.sub.heap()
             + self.sid.as_ref().map_or(0, Text::heap)
+            + self.identity.load().as_ref().map_or(0, |i| i.heap_bytes())
     }
 }
 
