@@ -125,8 +125,11 @@ async fn issue_8_header_read_timeout_cuts_off_a_slow_client() -> R {
         !String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"),
         "the half request was served"
     );
-    // The listener itself is fine.
-    assert_eq!(t.get("/livez", &[]).await?.status, 200);
+    // The listener itself is fine — asked on a fresh connection: the harness client's pooled
+    // one from `wait_ready` sat idle past the same 1 s timeout and tokend may be closing it
+    // just as the client reuses it (a reset seen under load in a full run).
+    let mut fresh = TcpStream::connect(&addr).await?;
+    assert_eq!(served(&mut fresh).await?, "HTTP/1.1 200");
     Ok(())
 }
 
