@@ -239,20 +239,25 @@ impl Verifier {
     async fn verify_counted(&self, token: &str) -> Result<Arc<Verified>, VerifyError> {
         self.check_length(token)?;
         let now = now_unix();
-        // Hashed once: the lookup and, on a miss, the insert.
-        let hash = TokenCache::key(token);
-        let keys = self.jwks.keys();
-        if let Some(hit) = self.cache.get(&hash, now, &keys) {
-            self.metrics.cache_hits.inc();
-            return Ok(hit);
+        // Hashed once: the lookup and, on a miss, the insert. Not at all when the cache is off:
+        // the SHA-256 of the token would be thrown away (issue #14, distinct tokens).
+        let hash = self.cache.is_enabled().then(|| TokenCache::key(token));
+        if let Some(hash) = &hash {
+            let keys = self.jwks.keys();
+            if let Some(hit) = self.cache.get(hash, now, &keys) {
+                self.metrics.cache_hits.inc();
+                return Ok(hit);
+            }
         }
-        drop(keys);
         self.metrics.cache_misses.inc();
         // Read before the revocation check inside: see `remember`.
         let generation = self.sessions.revocation_generation();
         let (claims, iat, session, key) = self.verify_access(token, now).await?;
         let verified = Verified::new(&claims, iat, session);
-        Ok(self.remember(hash, verified, key, now, generation))
+        Ok(match hash {
+            Some(hash) => self.remember(hash, verified, key, now, generation),
+            None => Arc::new(verified),
+        })
     }
 
     /// Caches a verification unless a session ended (or was replaced) since `generation` was
