@@ -72,6 +72,12 @@ impl TokenCache {
         }
     }
 
+    /// Whether anything is ever remembered: a cache of 0 entries or 0 bytes is off, and a
+    /// verification then does not hash its token for it (issue #14).
+    pub(super) fn is_enabled(&self) -> bool {
+        self.max_entries > 0 && self.max_bytes > 0
+    }
+
     pub(super) fn key(token: &str) -> [u8; 32] {
         Sha256::digest(token.as_bytes()).into()
     }
@@ -107,7 +113,7 @@ impl TokenCache {
     }
 
     pub(super) fn insert(&self, hash: [u8; 32], entry: CacheEntry, now: i64) {
-        if self.max_entries == 0 || self.max_bytes == 0 {
+        if !self.is_enabled() {
             return;
         }
         let cost = entry.bytes();
@@ -307,5 +313,26 @@ mod tests {
             hits + 1,
             "the first token is a hit"
         );
+    }
+
+    /// Issue #14: with the cache off (`cache_max_entries = 0`) every verification is a miss
+    /// that checks the token in full and leaves nothing behind, and answers as the cache would.
+    #[tokio::test]
+    async fn issue_14_cache_off_verifies_every_time_and_remembers_nothing() {
+        use crate::verify::tests::{access_claims, hs_token, verifier, verifier_with};
+        let off = verifier_with("[verify]\ncache_max_entries = 0\n");
+        assert!(!off.cache().is_enabled());
+        let token = hs_token(json!({}), &access_claims("alice", "s1"));
+        let first = off.verify(&token).await.expect("valid");
+        let second = off.verify(&token).await.expect("valid");
+        assert_eq!(first.body, second.body);
+        assert_eq!(off.metrics().cache_hits.get(), 0);
+        assert_eq!(off.metrics().cache_misses.get(), 2);
+        assert_eq!((off.cache().len(), off.cache().bytes()), (0, 0));
+        let on = verifier();
+        assert!(on.cache().is_enabled());
+        assert_eq!(on.verify(&token).await.expect("valid").body, first.body);
+        on.verify(&token).await.expect("valid");
+        assert_eq!(on.metrics().cache_hits.get(), 1);
     }
 }

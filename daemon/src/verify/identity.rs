@@ -109,7 +109,9 @@ impl Verifier {
             return Ok(kept);
         }
         let made = Arc::new(make(&verified)?);
-        self.cache.attach(&hash, &verified, made.clone());
+        if let Some(hash) = hash {
+            self.cache.attach(&hash, &verified, made.clone());
+        }
         Ok(made)
     }
 }

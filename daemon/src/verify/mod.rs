@@ -232,9 +232,12 @@ impl Verifier {
         self.verify_keyed(token).await.map(|(verified, _)| verified)
     }
 
-    /// [`Verifier::verify`], with the token's cache key (forward auth keeps its identity
-    /// headers beside the cached verification: `identity`).
-    async fn verify_keyed(&self, token: &str) -> Result<(Arc<Verified>, [u8; 32]), VerifyError> {
+    /// [`Verifier::verify`], with the token's cache key — `None` when the cache is off
+    /// (forward auth keeps its identity headers beside the cached verification: `identity`).
+    async fn verify_keyed(
+        &self,
+        token: &str,
+    ) -> Result<(Arc<Verified>, Option<[u8; 32]>), VerifyError> {
         let started = std::time::Instant::now();
         let result = self.verify_counted(token).await;
         self.metrics.verified(
@@ -244,23 +247,32 @@ impl Verifier {
         result
     }
 
-    async fn verify_counted(&self, token: &str) -> Result<(Arc<Verified>, [u8; 32]), VerifyError> {
+    async fn verify_counted(
+        &self,
+        token: &str,
+    ) -> Result<(Arc<Verified>, Option<[u8; 32]>), VerifyError> {
         self.check_length(token)?;
         let now = now_unix();
-        // Hashed once: the lookup and, on a miss, the insert.
-        let hash = TokenCache::key(token);
-        let keys = self.jwks.keys();
-        if let Some(hit) = self.cache.get(&hash, now, &keys) {
-            self.metrics.cache_hits.inc();
-            return Ok((hit, hash));
+        // Hashed once: the lookup and, on a miss, the insert. Not at all when the cache is off:
+        // the SHA-256 of the token would be thrown away (issue #14, distinct tokens).
+        let hash = self.cache.is_enabled().then(|| TokenCache::key(token));
+        if let Some(hash) = hash {
+            let keys = self.jwks.keys();
+            if let Some(hit) = self.cache.get(&hash, now, &keys) {
+                self.metrics.cache_hits.inc();
+                return Ok((hit, Some(hash)));
+            }
         }
-        drop(keys);
         self.metrics.cache_misses.inc();
         // Read before the revocation check inside: see `remember`.
         let generation = self.sessions.revocation_generation();
         let (claims, iat, session, key) = self.verify_access(token, now).await?;
         let verified = Verified::new(&claims, iat, session);
-        Ok((self.remember(hash, verified, key, now, generation), hash))
+        let answer = match hash {
+            Some(hash) => self.remember(hash, verified, key, now, generation),
+            None => Arc::new(verified),
+        };
+        Ok((answer, hash))
     }
 
     /// Caches a verification unless a session ended (or was replaced) since `generation` was
