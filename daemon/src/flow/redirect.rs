@@ -76,6 +76,9 @@ fn hex(b: u8) -> Option<u8> {
 }
 
 #[cfg(test)]
+mod mutation_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

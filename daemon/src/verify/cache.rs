@@ -225,6 +225,9 @@ impl TokenCache {
 }
 
 #[cfg(test)]
+mod mutation_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;

@@ -1,0 +1,161 @@
+//! Issue #8: tests that kill cargo-mutants' mutants of the verified-token cache
+//! (`verify/cache.rs`) that the other tests let live: when a hit stops being one (its
+//! `valid_until`, its key, its session), the inclusive byte budget, and the once-a-second
+//! sweep of a full cache.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::*;
+use crate::sessions::NewSession;
+use crate::verify::Verifier;
+use crate::verify::claims::tests::{claims, mapper};
+use crate::verify::tests::verifier_with;
+
+/// An entry for `sub` that verified with `key`, linked to `session`.
+fn entry_with(
+    sub: &str,
+    valid_until: i64,
+    key: &Arc<VerifyKey>,
+    session: Option<Arc<crate::sessions::Session>>,
+) -> CacheEntry {
+    let c = mapper().map(claims(json!({"sid": "s", "iss": "i"})), sub.into(), 1);
+    CacheEntry {
+        verified: Arc::new(Verified::new(&c, 0, session)),
+        valid_until,
+        key: key.clone(),
+    }
+}
+
+/// An entry whose key no key set publishes (enough where only the accounting matters).
+fn entry(sub: &str, valid_until: i64) -> CacheEntry {
+    entry_with(sub, valid_until, &Arc::new(crate::jwks::test_key()), None)
+}
+
+/// An HS256 verifier and its one key, as published.
+fn verifier_and_key() -> (Verifier, Arc<VerifyKey>) {
+    let v = verifier_with("");
+    let key = v
+        .jwks()
+        .keys()
+        .iter()
+        .next()
+        .cloned()
+        .expect("the client secret is the key");
+    (v, key)
+}
+
+/// A hit holds strictly before `valid_until`: at it the entry is gone, bytes and all.
+#[test]
+fn issue_8_a_cached_verification_ends_at_its_valid_until() {
+    let (v, key) = verifier_and_key();
+    let keys = v.jwks().keys();
+    let cache = TokenCache::new(10, usize::MAX, Duration::from_secs(60));
+    cache.insert([1; 32], entry_with("a", 100, &key, None), 0);
+    let hit = cache
+        .get(&[1; 32], 99, &keys)
+        .expect("a hit before valid_until");
+    assert_eq!(hit.sub(), "a");
+    assert_eq!(
+        cache.get(&[1; 32], 100, &keys).map(|h| h.sub().to_owned()),
+        None
+    );
+    assert_eq!(
+        (cache.len(), cache.bytes()),
+        (0, 0),
+        "the expired entry is removed"
+    );
+    assert!(cache.is_empty());
+    assert_eq!(
+        cache.get(&[2; 32], 0, &keys).map(|_| ()),
+        None,
+        "never cached"
+    );
+}
+
+/// A hit needs the key that verified it still published: an entry from a key the set does not
+/// hold is a miss, and is removed.
+#[test]
+fn issue_8_a_cached_verification_needs_its_key_still_published() {
+    let (v, _) = verifier_and_key();
+    let keys = v.jwks().keys();
+    let cache = TokenCache::new(10, usize::MAX, Duration::from_secs(60));
+    cache.insert([1; 32], entry("a", 100), 0);
+    assert!(!cache.is_empty());
+    assert_eq!(cache.get(&[1; 32], 5, &keys).map(|_| ()), None);
+    assert_eq!((cache.len(), cache.bytes()), (0, 0));
+}
+
+/// A hit needs its session alive, and marks it seen; once the session ended the entry is a
+/// miss and is removed.
+#[test]
+fn issue_8_a_cached_verification_needs_its_session_alive_and_touches_it() {
+    let (v, key) = verifier_and_key();
+    let keys = v.jwks().keys();
+    let c = mapper().map(claims(json!({"sid": "s", "iss": "i"})), "a".into(), 1);
+    let session = v.create_session(NewSession {
+        claims: &c,
+        sid: Some("s".into()),
+        id_token: None,
+        refresh_token: None,
+        refresh_expires: 1000,
+        now: 10,
+    });
+    let cache = TokenCache::new(10, usize::MAX, Duration::from_secs(60));
+    cache.insert(
+        [1; 32],
+        entry_with("a", 100, &key, Some(session.clone())),
+        10,
+    );
+    assert!(cache.get(&[1; 32], 42, &keys).is_some());
+    assert_eq!(
+        session.last_seen.load(std::sync::atomic::Ordering::Relaxed),
+        42
+    );
+    session
+        .ended
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(cache.get(&[1; 32], 43, &keys).map(|_| ()), None);
+    assert_eq!((cache.len(), cache.bytes()), (0, 0));
+}
+
+/// The byte budget is inclusive: entries that fill it exactly are all kept.
+#[test]
+fn issue_8_entries_that_fill_the_byte_budget_exactly_are_kept() {
+    let cost = entry("u0", 100).bytes();
+    let cache = TokenCache::new(usize::MAX, 2 * cost, Duration::from_secs(60));
+    cache.insert([0; 32], entry("u0", 100), 0);
+    cache.insert([1; 32], entry("u1", 100), 0);
+    assert_eq!((cache.len(), cache.bytes()), (2, 2 * cost));
+    cache.insert([2; 32], entry("u2", 100), 0);
+    assert_eq!(
+        (cache.len(), cache.bytes()),
+        (2, 2 * cost),
+        "one byte over is refused"
+    );
+}
+
+/// A full cache sweeps at most once a second: an entry that expired after this second's sweep
+/// keeps its place until the next second's.
+#[test]
+fn issue_8_a_full_cache_sweeps_at_most_once_a_second() {
+    let cache = TokenCache::new(2, usize::MAX, Duration::from_secs(60));
+    cache.insert([1; 32], entry("a", 100), 5);
+    cache.insert([2; 32], entry("b", 100), 5);
+    cache.insert([3; 32], entry("c", 100), 5); // full: this second's sweep, nothing to free
+    assert_eq!(cache.len(), 2);
+    cache.remove(&[2; 32]);
+    cache.insert([4; 32], entry("expired", 3), 5);
+    cache.insert([5; 32], entry("d", 100), 5);
+    assert!(
+        cache.map.contains_key(&[4; 32]) && !cache.map.contains_key(&[5; 32]),
+        "no second sweep within the second"
+    );
+    cache.insert([5; 32], entry("d", 100), 6);
+    assert!(
+        !cache.map.contains_key(&[4; 32]) && cache.map.contains_key(&[5; 32]),
+        "the next second's sweep frees the expired entry's place"
+    );
+}
