@@ -12,6 +12,7 @@ pub mod nginx;
 mod output;
 mod process;
 mod provider;
+pub mod redis_cluster;
 pub mod redis_server;
 mod request;
 pub mod tmux;

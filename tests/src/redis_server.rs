@@ -296,6 +296,17 @@ pub struct Pair {
 /// `timeout` is `store.timeout`: the contest of 1,000 redemptions on a debug build sharing two
 /// cores needs more than the default 500ms for some calls (they would answer 503).
 pub async fn pair(redis: &RedisServer, timeout: &str) -> anyhow::Result<Pair> {
+    pair_with(
+        &format!("kind = \"redis\"\nurl = {:?}\n", redis.url()),
+        timeout,
+        "",
+    )
+    .await
+}
+
+/// [`pair`] with `store` as the `[store]` lines naming the Redis (kind, url, …; the sealing
+/// key and `timeout` are added) and `extra` as more sections after it.
+pub async fn pair_with(store: &str, timeout: &str, extra: &str) -> anyhow::Result<Pair> {
     let key_dir = tempfile::tempdir()?;
     let key_file = key_dir.path().join("store.key");
     std::fs::write(
@@ -313,8 +324,7 @@ pub async fn pair(redis: &RedisServer, timeout: &str) -> anyhow::Result<Pair> {
     cfg.http_port = Some(port);
     cfg.tail = format!(
         "\n[flow]\nredirect_uri = {callback:?}\nfrontend_url = {FRONTEND:?}\n\n[store]\n\
-         kind = \"redis\"\nurl = {:?}\nencryption_key_file = {key_file:?}\ntimeout = {timeout:?}\n",
-        redis.url()
+         {store}encryption_key_file = {key_file:?}\ntimeout = {timeout:?}\n{extra}"
     );
     let a = Tokend::start(&cfg).await?;
     cfg.http_port = Some(free_port()?);

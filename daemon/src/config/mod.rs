@@ -401,6 +401,16 @@ pub struct StoreConfig {
     /// against the system's roots, or `tls_ca_file`'s). No password in the URL:
     /// `password_file` or `password_credential`.
     pub url: Option<String>,
+    /// Redis Cluster: `url` (and `cluster_urls`) are seed nodes; tokend learns the others from
+    /// the cluster, routes each key to its master, and scans every master. Needs Redis
+    /// Cluster on the other side (a standalone server answers that cluster support is off).
+    #[serde(default)]
+    pub cluster: bool,
+    /// More seed nodes besides `url` (only with `cluster = true`), so tokend starts, and its
+    /// revocation subscriber fails over, while some nodes are away. Same scheme as `url`; the
+    /// same user, password and `tls_ca_file` apply to every node.
+    #[serde(default)]
+    pub cluster_urls: Vec<String>,
     /// PEM file of the CA certificates a `rediss://` server's certificate is checked against,
     /// instead of the system's roots: an internal Redis usually has a private CA. Relative to
     /// the config file; only with `rediss://`.

@@ -241,6 +241,8 @@ impl Config {
         if s.kind == StoreKind::Memory {
             let set = [
                 ("store.url", s.url.is_some()),
+                ("store.cluster", s.cluster),
+                ("store.cluster_urls", !s.cluster_urls.is_empty()),
                 ("store.username", s.username.is_some()),
                 ("store.password_file", s.password_file.is_some()),
                 ("store.password_credential", s.password_credential.is_some()),
@@ -265,32 +267,34 @@ impl Config {
                 "store.kind = \"redis\" needs url = \"redis://host:6379\" (or rediss:// for TLS)",
             ));
         };
-        match reqwest::Url::parse(url) {
-            Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host().is_some() => {
-                if s.tls_ca_file.is_some() && u.scheme() != "rediss" {
-                    return Err(invalid(
-                        "store.tls_ca_file",
-                        "only used with TLS: store.url must be rediss://host:port (it is \
-                         redis://, without TLS)",
-                    ));
-                }
-                if u.password().is_some() || !u.username().is_empty() {
-                    return Err(invalid(
-                        "store.url",
-                        "no user or password in the URL (it would be shown and logged): use \
-                         store.username and store.password_file or store.password_credential",
-                    ));
-                }
-            }
-            Ok(_) => {
+        let scheme = check_redis_url("store.url", url, s.cluster)?;
+        if s.tls_ca_file.is_some() && scheme != "rediss" {
+            return Err(invalid(
+                "store.tls_ca_file",
+                "only used with TLS: store.url must be rediss://host:port (it is \
+                 redis://, without TLS)",
+            ));
+        }
+        if !s.cluster_urls.is_empty() && !s.cluster {
+            return Err(invalid(
+                "store.cluster_urls",
+                "only used with store.cluster = true (seed nodes of a Redis Cluster)",
+            ));
+        }
+        for (i, other) in s.cluster_urls.iter().enumerate() {
+            let key = "store.cluster_urls";
+            if check_redis_url(key, other, true)? != scheme {
                 return Err(invalid(
-                    "store.url",
-                    "must be redis://host:port[/db] or rediss://host:port[/db] (TLS); Unix \
-                     sockets, Sentinel and Cluster are not supported yet",
+                    key,
+                    format!(
+                        "every node of the cluster speaks TLS or none does: all \
+                         rediss:// or all redis:// (store.url is {scheme}://)"
+                    ),
                 ));
             }
-            // The parser's message never quotes the URL.
-            Err(e) => return Err(invalid("store.url", format!("not a URL: {e}"))),
+            if other == url || s.cluster_urls[..i].contains(other) {
+                return Err(invalid(key, "a seed node is named twice"));
+            }
         }
         if matches!(&s.username, Some(u) if u.is_empty()) {
             return Err(invalid("store.username", "must not be empty"));
@@ -324,6 +328,36 @@ impl Config {
             )),
             Some(_) => Ok(()),
         }
+    }
+}
+
+/// One Redis URL of `[store]`: redis:// or rediss:// with a host and no credentials; in a
+/// cluster, no database other than 0 (Redis Cluster has only that one). Returns the scheme.
+fn check_redis_url(key: &'static str, url: &str, cluster: bool) -> Result<String, ConfigError> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "redis" | "rediss") && u.host().is_some() => {
+            if u.password().is_some() || !u.username().is_empty() {
+                return Err(invalid(
+                    key,
+                    "no user or password in the URL (it would be shown and logged): use \
+                     store.username and store.password_file or store.password_credential",
+                ));
+            }
+            if cluster && !matches!(u.path().trim_matches('/'), "" | "0") {
+                return Err(invalid(
+                    key,
+                    "Redis Cluster has only database 0: no /db in the URL of a cluster node",
+                ));
+            }
+            Ok(u.scheme().to_string())
+        }
+        Ok(_) => Err(invalid(
+            key,
+            "must be redis://host:port[/db] or rediss://host:port[/db] (TLS); Unix \
+             sockets and Sentinel are not supported (for a Redis Cluster: cluster = true)",
+        )),
+        // The parser's message never quotes the URL.
+        Err(e) => Err(invalid(key, format!("not a URL: {e}"))),
     }
 }
 

@@ -8,6 +8,13 @@
 //! revocation applies here at once, and everything this instance holds is written again when
 //! Redis answers. Seen logout-token `jti`s are single-use across instances (SET NX).
 //! Each outage is logged once when it starts and once when it ends.
+//!
+//! In a Redis Cluster (`store.cluster`) each entry is its own key in its own slot (written
+//! one pipeline per entry, the entry's `SET` with its `PUBLISH`), the resync scans every
+//! master (see `store::redis_conn`), and the subscriber listens on one node: a `PUBLISH` on
+//! any node of a cluster reaches the subscribers of every node. When that node goes away the
+//! subscriber tries the next seed (`url`, then `cluster_urls`, round and round), resyncing
+//! on the new subscription.
 
 mod wire;
 
@@ -16,13 +23,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::aio::ConnectionManager;
+use futures_util::future::try_join_all;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::StoreConfig;
 use crate::metrics::Metrics;
 use crate::sessions::{Change, Outbox, Sessions};
-use crate::store::redis::{client, manager, seal_key, within};
+use crate::store::redis::{seal_key, within};
+use crate::store::redis_conn::{Conn, client_for, urls};
 use crate::store::{BoxFuture, OpenError, SealKey, Unavailable};
 use crate::verify::now_unix;
 
@@ -38,10 +46,10 @@ pub type Apply = Arc<dyn Fn(Change) + Send + Sync>;
 
 /// What both tasks and the outbox share.
 struct Inner {
-    /// Writes, reads and `jti` claims; reconnects by itself.
-    manager: ConnectionManager,
-    /// Opens the dedicated pub/sub connection.
-    client: redis::Client,
+    /// Writes, reads and `jti` claims (one server or a cluster); reconnects by itself.
+    manager: Conn,
+    /// Open the dedicated pub/sub connection: the server, or each cluster seed in turn.
+    clients: Vec<redis::Client>,
     /// Seals revocation entries (who and why are not left in clear).
     seal: SealKey,
     /// `store.key_prefix`.
@@ -79,11 +87,13 @@ pub fn start(
     metrics: &Arc<Metrics>,
     stop: watch::Receiver<bool>,
 ) -> Result<(), OpenError> {
-    let client = client(config)?;
-    let manager = manager(client.clone(), config).map_err(|e| OpenError::Url(e.to_string()))?;
+    let clients = urls(config)
+        .into_iter()
+        .map(|url| client_for(config, url))
+        .collect::<Result<_, _>>()?;
     let inner = Arc::new(Inner {
-        manager,
-        client,
+        manager: Conn::open(config)?,
+        clients,
         seal: seal_key(config)?,
         prefix: config.key_prefix.clone(),
         timeout: config.timeout,
@@ -155,11 +165,13 @@ impl Inner {
         }
     }
 
-    /// Writes the changes and announces each (one pipeline).
+    /// Writes the changes and announces each: its `SET`, then its `PUBLISH` (the announcement
+    /// must find the entry), the entries all under way at once. Not one pipeline: in a
+    /// cluster each entry's key, and the channel, hash to slots of their own.
     async fn write(&self, changes: &[Change]) -> Result<(), Unavailable> {
         let now = now_unix();
         let channel = wire::channel(&self.prefix);
-        let mut pipe = redis::pipe();
+        let mut calls = Vec::new();
         let mut published = 0;
         for change in changes {
             let ttl = wire::until(change).saturating_sub(now);
@@ -174,21 +186,21 @@ impl Inner {
                     continue;
                 }
             };
-            pipe.cmd("SET")
-                .arg(&name)
-                .arg(value)
-                .arg("EX")
-                .arg(ttl)
-                .ignore();
-            pipe.cmd("PUBLISH").arg(&channel).arg(&name).ignore();
+            let mut set = redis::cmd("SET");
+            set.arg(&name).arg(value).arg("EX").arg(ttl);
+            let mut publish = redis::cmd("PUBLISH");
+            publish.arg(&channel).arg(&name);
+            let mut conn = self.manager.clone();
+            calls.push(async move {
+                set.query_async::<()>(&mut conn).await?;
+                publish.query_async::<()>(&mut conn).await
+            });
             published += 1;
         }
         if published == 0 {
             return Ok(());
         }
-        let mut conn = self.manager.clone();
-        self.bounded("publish", pipe.query_async::<()>(&mut conn))
-            .await?;
+        self.bounded("publish", try_join_all(calls)).await?;
         self.metrics
             .sync_messages
             .with_label_values(&["published"])
@@ -219,9 +231,22 @@ impl Inner {
         }
     }
 
-    /// Reads the whole list and applies it (what is known already changes nothing).
+    /// Reads the whole list on every node (each master of a cluster) and applies it (what is
+    /// known already changes nothing).
     async fn resync(&self, apply: &Apply) -> Result<usize, Unavailable> {
-        let mut conn = self.manager.clone();
+        let mut applied = 0;
+        for conn in self.bounded("resync", self.manager.nodes()).await? {
+            applied += self.resync_node(conn, apply).await?;
+        }
+        Ok(applied)
+    }
+
+    /// [`Self::resync`] on one node.
+    async fn resync_node(
+        &self,
+        mut conn: crate::store::redis_conn::NodeConn,
+        apply: &Apply,
+    ) -> Result<usize, Unavailable> {
         let mut applied = 0;
         for pattern in wire::patterns(&self.prefix) {
             let mut cursor: u64 = 0;
@@ -313,15 +338,19 @@ async fn writer(
 }
 
 /// Applies what other instances announce; resyncs on every connection and every
-/// [`RESYNC_INTERVAL`]; reconnects every [`RETRY`] while Redis is away.
+/// [`RESYNC_INTERVAL`]; reconnects while Redis is away, to the next seed of a cluster at
+/// once, and every [`RETRY`] once each was tried.
 async fn subscriber(inner: Arc<Inner>, apply: Apply, mut stop: watch::Receiver<bool>) {
     let channel = wire::channel(&inner.prefix);
+    // The seed tried next, and how many failed in a row.
+    let (mut seed, mut failed) = (0, 0);
     loop {
         if *stop.borrow() {
             return;
         }
+        let client = &inner.clients[seed % inner.clients.len()];
         let connected = async {
-            let mut pubsub = inner.client.get_async_pubsub().await?;
+            let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&channel).await?;
             Ok(pubsub)
         };
@@ -329,12 +358,19 @@ async fn subscriber(inner: Arc<Inner>, apply: Apply, mut stop: watch::Receiver<b
             Ok(p) => p,
             Err(_) => {
                 inner.metrics.sync_connected.set(0);
+                seed += 1;
+                failed += 1;
+                if failed < inner.clients.len() {
+                    continue;
+                }
+                failed = 0;
                 tokio::select! {
                     _ = tokio::time::sleep(RETRY) => continue,
                     _ = stop.changed() => return,
                 }
             }
         };
+        failed = 0;
         inner.metrics.sync_connected.set(1);
         let (mut sink, mut stream) = pubsub.split();
         let mut tick = tokio::time::interval(RESYNC_INTERVAL);
@@ -365,5 +401,7 @@ async fn subscriber(inner: Arc<Inner>, apply: Apply, mut stop: watch::Receiver<b
             }
         }
         inner.metrics.sync_connected.set(0);
+        // That node went away (or stopped answering): the next seed first.
+        seed += 1;
     }
 }

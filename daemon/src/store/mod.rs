@@ -4,12 +4,13 @@
 //! the secret handles, so a listing, a memory dump or a Redis dump never shows a usable code or
 //! state. `instrumented` wraps either engine with its metrics; `conformance` is the one test
 //! suite every engine passes. With Redis the engine also shares sessions and the refresh
-//! single-flight (`shared`, `redis_sessions`).
+//! single-flight (`shared`, `redis_sessions`); one server or a Redis Cluster (`redis_conn`).
 
 mod instrumented;
 mod memory;
 mod packed;
 pub(crate) mod redis;
+pub(crate) mod redis_conn;
 mod redis_sessions;
 mod seal;
 mod shared;

@@ -10,9 +10,10 @@
 //! run by Redis itself) need. Every call is bounded by `store.timeout`; a failure is
 //! [`Unavailable`], and the connection manager reconnects by itself.
 //!
-//! Capacity: exchange codes are refused when the last count (a bounded SCAN every
-//! [`MONITOR_INTERVAL`], plus this instance's puts and takes since) reaches `codes.max_outstanding`
-//! — approximate across instances. Login states are capped exactly across instances
+//! Capacity: exchange codes are refused when the last count (a bounded SCAN of every node —
+//! each master in a Redis Cluster, see `redis_conn` — every [`MONITOR_INTERVAL`], plus this
+//! instance's puts and takes since) reaches `codes.max_outstanding` — approximate across
+//! instances. Login states are capped exactly across instances
 //! (`flow.max_pending_logins`): the sorted set `P logins:{z}` holds their `H`s scored by expiry,
 //! trimmed of the expired, counted and added to atomically by [`ADMIT`]; when full, the states
 //! expiring soonest (the oldest) are evicted, as the memory engine does, and their records
@@ -22,10 +23,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{IntoConnectionInfo, Script};
+use redis::Script;
 use zeroize::Zeroizing;
 
+use super::redis_conn::Conn;
 use super::seal::SealKey;
 use super::{
     BoxFuture, CodeListing, EXPIRED_MEMORY, Key, Kind, OpenError, Record, Store, StoreError,
@@ -102,14 +103,18 @@ pub struct RedisStore {
 }
 
 struct Inner {
-    /// Reconnects by itself; built lazily (no connection until the first call).
-    manager: ConnectionManager,
+    /// One server or a cluster; reconnects by itself; built lazily (no connection until the
+    /// first call).
+    manager: Conn,
     /// Seals and opens record values.
     seal: SealKey,
     /// `store.key_prefix`.
     prefix: String,
     /// `store.timeout`, applied to every call.
     timeout: Duration,
+    /// `store.cluster`: a call that succeeds says nothing of the other masters, so only the
+    /// monitor's `PING` of every master says the engine is healthy again.
+    cluster: bool,
     /// Capacity per kind (index: [`slot`]).
     max: [AtomicUsize; 2],
     /// Live records per kind as last counted, adjusted by this instance's puts and takes.
@@ -153,9 +158,7 @@ impl RedisStore {
         max_logins: usize,
     ) -> Result<Self, OpenError> {
         let url = config.url.as_deref().unwrap_or_default();
-        let bad = |e: redis::RedisError| OpenError::Url(e.to_string());
-        let client = client(config)?;
-        let manager = manager(client, config).map_err(bad)?;
+        let manager = Conn::open(config)?;
         let seal = seal_key(config)?;
         let sessions = Arc::new(super::redis_sessions::RedisSessions::new(
             manager.clone(),
@@ -168,6 +171,7 @@ impl RedisStore {
             seal,
             prefix: config.key_prefix.clone(),
             timeout: config.timeout,
+            cluster: config.cluster,
             max: [AtomicUsize::new(max_codes), AtomicUsize::new(max_logins)],
             counted: [AtomicUsize::new(0), AtomicUsize::new(0)],
             listing: Mutex::new(Vec::new()),
@@ -183,6 +187,8 @@ impl RedisStore {
         // The URL carries no credentials (refused at load).
         tracing::info!(
             url = %url,
+            cluster = config.cluster,
+            seeds = super::redis_conn::urls(config).len(),
             prefix = %config.key_prefix,
             user = config.username.as_deref().unwrap_or("default"),
             "record store: Redis (exchange codes, login states and sessions shared by every instance)"
@@ -194,47 +200,6 @@ impl RedisStore {
     pub async fn refresh(&self) {
         self.inner.refresh().await;
     }
-}
-
-/// A client for `[store]`'s Redis (URL, ACL user, password, and for `rediss://` the CA
-/// certificates of `tls_ca_file`, else the system's roots); connects nothing yet. The store
-/// and the revocation sync both build theirs here, so both trust the same CAs.
-pub fn client(config: &StoreConfig) -> Result<redis::Client, OpenError> {
-    let url = config.url.as_deref().unwrap_or_default();
-    let bad = |e: redis::RedisError| OpenError::Url(e.to_string());
-    let info = url.into_connection_info().map_err(bad)?;
-    let mut settings = info.redis_settings().clone();
-    if let Some(user) = &config.username {
-        settings = settings.set_username(user);
-    }
-    if let Some(password) = &config.password {
-        settings = settings.set_password(password.expose());
-    }
-    let info = info.set_redis_settings(settings);
-    match &config.tls_ca {
-        Some(pem) => redis::Client::build_with_tls(
-            info,
-            redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(pem.clone()),
-            },
-        )
-        .map_err(|e| OpenError::Ca(e.to_string())),
-        None => redis::Client::open(info).map_err(bad),
-    }
-}
-
-/// A lazily connecting manager bounded by `store.timeout`, reconnecting by itself.
-pub fn manager(
-    client: redis::Client,
-    config: &StoreConfig,
-) -> redis::RedisResult<ConnectionManager> {
-    let manager_config = ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(config.timeout))
-        .set_response_timeout(Some(config.timeout))
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_secs(1));
-    ConnectionManager::new_lazy_with_config(client, manager_config)
 }
 
 /// The AEAD key of `store.encryption_key`.
@@ -316,13 +281,16 @@ impl Inner {
         call: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, Unavailable> {
         let result = within(self.timeout, call).await;
-        *lock(&self.health) = match &result {
-            Ok(_) => StoreHealth::ok(),
-            Err(e) => StoreHealth {
-                healthy: false,
-                error: Some(e.0.clone()),
-            },
-        };
+        match &result {
+            Ok(_) if self.cluster => {}
+            Ok(_) => *lock(&self.health) = StoreHealth::ok(),
+            Err(e) => {
+                *lock(&self.health) = StoreHealth {
+                    healthy: false,
+                    error: Some(e.0.clone()),
+                };
+            }
+        }
         result
     }
 
@@ -393,17 +361,16 @@ impl Inner {
             .arg(ttl_ms);
         let evicted: Vec<String> = self.bounded(invocation.invoke_async(&mut conn)).await?;
         if !evicted.is_empty() {
-            let mut pipe = redis::pipe();
+            // One DEL of them all: in a cluster the crate splits it per shard.
+            let mut del = redis::cmd("DEL");
             for h in &evicted {
-                pipe.cmd("DEL")
-                    .arg(format!(
-                        "{}{}:{{{h}}}",
-                        self.prefix,
-                        Kind::LoginState.as_str()
-                    ))
-                    .ignore();
+                del.arg(format!(
+                    "{}{}:{{{h}}}",
+                    self.prefix,
+                    Kind::LoginState.as_str()
+                ));
             }
-            self.bounded(pipe.query_async::<()>(&mut conn)).await?;
+            self.bounded(del.query_async::<()>(&mut conn)).await?;
         }
         Ok(evicted.len())
     }
@@ -449,13 +416,23 @@ impl Inner {
     }
 
     async fn refresh(&self) {
-        let mut conn = self.manager.clone();
-        let ping = self
-            .bounded(redis::cmd("PING").query_async::<String>(&mut conn))
-            .await;
-        if ping.is_err() {
+        // Every node answers (in a cluster, each master by its address).
+        let ping = async {
+            let pings = self
+                .manager
+                .nodes()
+                .await?
+                .into_iter()
+                .map(|mut node| async move {
+                    redis::cmd("PING").query_async::<String>(&mut node).await
+                });
+            futures_util::future::try_join_all(pings).await
+        };
+        if self.bounded(ping).await.is_err() {
             return;
         }
+        let mut conn = self.manager.clone();
+        *lock(&self.health) = StoreHealth::ok();
         // Loaded ahead (again after a Redis restart), so a burst of first calls does not each
         // meet NOSCRIPT and load them.
         for script in [&self.put, &self.take, &self.admit] {
@@ -471,13 +448,29 @@ impl Inner {
         }
     }
 
-    /// Counts the live records of `kind` (tombstones excluded); lists codes.
+    /// Counts the live records of `kind` (tombstones excluded) on every node; lists codes.
     async fn scan(&self, kind: Kind) -> Result<(usize, Vec<CodeListing>), Unavailable> {
-        let pattern = format!("{}{}:{{*}}", self.prefix, kind.as_str());
-        let mut conn = self.manager.clone();
-        let mut cursor: u64 = 0;
         let mut count = 0;
         let mut listing = Vec::new();
+        for node in self.bounded(self.manager.nodes()).await? {
+            if count >= MAX_SCANNED {
+                break;
+            }
+            self.scan_node(kind, node, &mut count, &mut listing).await?;
+        }
+        Ok((count, listing))
+    }
+
+    /// [`Self::scan`] on one node, to its end or until [`MAX_SCANNED`].
+    async fn scan_node(
+        &self,
+        kind: Kind,
+        mut conn: super::redis_conn::NodeConn,
+        count: &mut usize,
+        listing: &mut Vec<CodeListing>,
+    ) -> Result<(), Unavailable> {
+        let pattern = format!("{}{}:{{*}}", self.prefix, kind.as_str());
+        let mut cursor: u64 = 0;
         loop {
             let (next, keys): (u64, Vec<String>) = self
                 .bounded(
@@ -490,7 +483,7 @@ impl Inner {
                         .query_async(&mut conn),
                 )
                 .await?;
-            count += keys.len();
+            *count += keys.len();
             if kind == Kind::ExchangeCode && listing.len() < MAX_LISTED && !keys.is_empty() {
                 let mut pipe = redis::pipe();
                 for k in &keys {
@@ -521,8 +514,8 @@ impl Inner {
                 }
             }
             cursor = next;
-            if cursor == 0 || count >= MAX_SCANNED {
-                return Ok((count, listing));
+            if cursor == 0 || *count >= MAX_SCANNED {
+                return Ok(());
             }
         }
     }

@@ -5,25 +5,28 @@
 //! SHA-256 of a refresh token — never the token, `sid` or user in clear):
 //! - `P sess:{S}`: a hash, `v` the sealed record (tokens, user, expiries; the key's name as
 //!   associated data), `l` the last-seen time (unix seconds, written behind). Expires
-//!   [`KEEP_AFTER`] after the session's refresh expiry. Listed by SCAN (no index set to keep).
+//!   [`KEEP_AFTER`] after the session's refresh expiry. Listed by SCAN of every node (each
+//!   master in a Redis Cluster; no index set to keep, see `redis_conn`).
 //! - `P sessrt:{R}`: the `S` of the session the refresh token was handed out for; expires
 //!   with that session's record as it was then, so a rotated token is told from an unknown one.
 //! - `P rflock:{R}`: the refresh lock (SET NX PX), held while one instance sends the grant.
 //! - `P rfres:{R}`: the refresh's sealed outcome, kept `flow.refresh_grace` for the waiters.
 //!
-//! Each key carries its own `{…}` hash tag and every call touches one key (or a pipeline of
-//! single-key calls), so Redis Cluster works.
+//! Each key carries its own `{…}` hash tag and every call touches one key (batches are
+//! concurrent single-key calls, or a pipeline bound to the node a SCAN ran on), so Redis
+//! Cluster works.
 
 use std::time::Duration;
 
+use futures_util::future::try_join_all;
 use redis::Script;
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokend_shared::{Secret, SessionInfo};
 use zeroize::{Zeroize, Zeroizing};
 
 use super::redis::{hex, within};
+use super::redis_conn::{Conn, NodeConn};
 use super::seal::SealKey;
 use super::shared::{RefreshOutcome, SessionRecord, SharedSessions};
 use super::{BoxFuture, Key, Unavailable};
@@ -55,8 +58,8 @@ return 1
 
 /// The Redis engine's shared sessions.
 pub struct RedisSessions {
-    /// A clone of the store's manager (one multiplexed connection).
-    manager: ConnectionManager,
+    /// A clone of the store's connection (one server or a cluster).
+    manager: Conn,
     /// The store's sealing key.
     seal: SealKey,
     /// `store.key_prefix`.
@@ -138,12 +141,7 @@ fn session_hash(key: &str) -> String {
 }
 
 impl RedisSessions {
-    pub fn new(
-        manager: ConnectionManager,
-        seal: SealKey,
-        prefix: String,
-        timeout: Duration,
-    ) -> Self {
+    pub fn new(manager: Conn, seal: SealKey, prefix: String, timeout: Duration) -> Self {
         Self {
             manager,
             seal,
@@ -259,11 +257,26 @@ impl RedisSessions {
         Ok(())
     }
 
+    /// Every session on every node (each master of a cluster), up to [`MAX_LISTED`].
     async fn list_all(&self) -> Result<Vec<SessionInfo>, Unavailable> {
-        let pattern = format!("{}sess:{{*", self.prefix);
-        let mut conn = self.manager.clone();
-        let mut cursor: u64 = 0;
         let mut out = Vec::new();
+        for node in within(self.timeout, self.manager.nodes()).await? {
+            if out.len() >= MAX_LISTED {
+                break;
+            }
+            self.list_node(node, &mut out).await?;
+        }
+        Ok(out)
+    }
+
+    /// [`Self::list_all`] on one node.
+    async fn list_node(
+        &self,
+        mut conn: NodeConn,
+        out: &mut Vec<SessionInfo>,
+    ) -> Result<(), Unavailable> {
+        let pattern = format!("{}sess:{{*", self.prefix);
+        let mut cursor: u64 = 0;
         loop {
             let mut cmd = redis::cmd("SCAN");
             cmd.arg(cursor)
@@ -295,7 +308,7 @@ impl RedisSessions {
             }
             cursor = next;
             if cursor == 0 || out.len() >= MAX_LISTED {
-                return Ok(out);
+                return Ok(());
             }
         }
     }
@@ -304,17 +317,18 @@ impl RedisSessions {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        for (key, at) in &batch {
-            pipe.cmd("EVAL")
-                .arg(SEEN)
+        // One call per session (each its own slot in a cluster), all under way at once on
+        // the multiplexed connection.
+        let calls = batch.iter().map(|(key, at)| {
+            let mut conn = self.manager.clone();
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(SEEN)
                 .arg(1)
                 .arg(self.record_name(&session_hash(key)))
-                .arg(*at)
-                .ignore();
-        }
-        let mut conn = self.manager.clone();
-        within(self.timeout, pipe.query_async::<()>(&mut conn)).await
+                .arg(*at);
+            async move { cmd.query_async::<()>(&mut conn).await }
+        });
+        within(self.timeout, try_join_all(calls)).await.map(drop)
     }
 
     fn seal_outcome(&self, name: &str, o: &RefreshOutcome) -> Result<Vec<u8>, Unavailable> {

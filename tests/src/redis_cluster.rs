@@ -1,0 +1,231 @@
+//! A real Redis Cluster for the tests of the Redis store (issue #12): three `redis-server`
+//! masters with cluster mode on, each on a free loopback port (its bus port too) in a temp
+//! dir of its own, no persistence but their `nodes.conf` (so a node killed and started again
+//! rejoins with its slots), joined by `redis-cli --cluster create`; killed when dropped.
+//! `cluster-require-full-coverage no`: with one master away the others go on serving their
+//! slots. [`pair`] runs two tokends on it, as [`crate::redis_server::pair`] does on one server.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio::process::{Child, Command};
+
+use crate::redis_server::{Pair, pair_with};
+use crate::{free_port, is_root, skip};
+
+/// One master of the cluster.
+struct Node {
+    child: Option<Child>,
+    port: u16,
+    /// The cluster bus port (`--cluster-port`): chosen free, not `port + 10000`.
+    bus: u16,
+    dir: tempfile::TempDir,
+}
+
+/// A running cluster of three masters, no replicas.
+pub struct RedisCluster {
+    nodes: Vec<Node>,
+}
+
+/// Whether `name` is on `$PATH`.
+fn installed(name: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+}
+
+impl Node {
+    async fn start(&mut self) -> Result<()> {
+        if let Some(mut c) = self.child.take() {
+            c.kill().await?;
+        }
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--cluster-port", &self.bus.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--cluster-enabled", "yes"])
+            .args(["--cluster-config-file", "nodes.conf"])
+            .args(["--cluster-node-timeout", "2000"])
+            .args(["--cluster-require-full-coverage", "no"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting redis-server in cluster mode")?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(mut c) = self.raw().await
+                && redis::cmd("PING")
+                    .query_async::<String>(&mut c)
+                    .await
+                    .is_ok()
+            {
+                return Ok(());
+            }
+            anyhow::ensure!(Instant::now() < deadline, "redis-server did not answer");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn raw(&self) -> Result<redis::aio::MultiplexedConnection> {
+        let client = redis::Client::open(self.url())?;
+        Ok(client.get_multiplexed_async_connection().await?)
+    }
+}
+
+impl RedisCluster {
+    /// Starts three masters and joins them; `None` (after a loud skip) when `redis-server`
+    /// or `redis-cli` is absent and the tests do not run as root.
+    pub async fn start(test: &str) -> Result<Option<Self>> {
+        if !installed("redis-server") || !installed("redis-cli") {
+            anyhow::ensure!(
+                !is_root(),
+                "redis-server or redis-cli is not installed (tests/run installs them as root)"
+            );
+            skip(
+                test,
+                "redis-server is not installed (apt-get install redis-server)",
+            );
+            return Ok(None);
+        }
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let mut node = Node {
+                child: None,
+                port: free_port()?,
+                bus: free_port()?,
+                dir: tempfile::tempdir()?,
+            };
+            node.start().await?;
+            nodes.push(node);
+        }
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for n in &nodes {
+            create.arg(format!("127.0.0.1:{}", n.port));
+        }
+        let out = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .context("running redis-cli --cluster create")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "redis-cli --cluster create: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cluster = Self { nodes };
+        cluster.wait_ok().await?;
+        Ok(Some(cluster))
+    }
+
+    /// Waits until every running node says `cluster_state:ok` and knows all three masters.
+    pub async fn wait_ok(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut ok = true;
+            for n in self.nodes.iter().filter(|n| n.child.is_some()) {
+                let info: String = match n.raw().await {
+                    Ok(mut c) => redis::cmd("CLUSTER")
+                        .arg("INFO")
+                        .query_async(&mut c)
+                        .await
+                        .unwrap_or_default(),
+                    Err(_) => String::new(),
+                };
+                ok &= info.contains("cluster_state:ok") && info.contains("cluster_size:3");
+            }
+            if ok {
+                return Ok(());
+            }
+            anyhow::ensure!(Instant::now() < deadline, "the cluster did not become ok");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Every node's `redis://127.0.0.1:<port>`, in order.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(Node::url).collect()
+    }
+
+    /// `[store]` lines for this cluster: `url` the first node, `cluster_urls` the others.
+    pub fn store_lines(&self) -> String {
+        let urls = self.urls();
+        format!(
+            "kind = \"redis\"\ncluster = true\nurl = {:?}\ncluster_urls = {:?}\n",
+            urls[0],
+            &urls[1..]
+        )
+    }
+
+    /// Kills node `i` (SIGKILL, as a crash would).
+    pub async fn kill(&mut self, i: usize) -> Result<()> {
+        if let Some(mut c) = self.nodes[i].child.take() {
+            c.kill().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts node `i` again (empty; it rejoins with its slots from `nodes.conf`).
+    pub async fn restart(&mut self, i: usize) -> Result<()> {
+        self.nodes[i].start().await
+    }
+
+    /// Every key of node `i` with its TTL in ms and the bytes of its value (strings as they
+    /// are, hashes and sorted sets as all their fields and values).
+    pub async fn dump_node(&self, i: usize) -> Result<Vec<(String, i64, Vec<u8>)>> {
+        let mut c = self.nodes[i].raw().await?;
+        let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut c).await?;
+        let mut out = Vec::new();
+        for k in keys {
+            let ttl: i64 = redis::cmd("PTTL").arg(&k).query_async(&mut c).await?;
+            let kind: String = redis::cmd("TYPE").arg(&k).query_async(&mut c).await?;
+            let bytes = match kind.as_str() {
+                "string" => redis::cmd("GET").arg(&k).query_async(&mut c).await?,
+                "hash" => redis::cmd("HGETALL")
+                    .arg(&k)
+                    .query_async::<Vec<Vec<u8>>>(&mut c)
+                    .await?
+                    .concat(),
+                "zset" => redis::cmd("ZRANGE")
+                    .arg(&k)
+                    .arg(0)
+                    .arg(-1)
+                    .query_async::<Vec<Vec<u8>>>(&mut c)
+                    .await?
+                    .concat(),
+                _ => Vec::new(),
+            };
+            out.push((k, ttl, bytes));
+        }
+        Ok(out)
+    }
+
+    /// [`Self::dump_node`] of every node, with the node's index.
+    pub async fn dump(&self) -> Result<Vec<(usize, String, i64, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for i in 0..self.nodes.len() {
+            for (k, ttl, v) in self.dump_node(i).await? {
+                out.push((i, k, ttl, v));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A provider and two tokends (A, B) with the login flow on this cluster (`timeout` is
+/// `store.timeout`; `extra`, more config sections).
+pub async fn pair(cluster: &RedisCluster, timeout: &str, extra: &str) -> Result<Pair> {
+    pair_with(&cluster.store_lines(), timeout, extra).await
+}
