@@ -44,6 +44,7 @@ pub enum Conn {
 /// must go to (in a cluster, the master that holds them; a pipeline of them spans slots).
 #[derive(Clone)]
 pub struct NodeConn {
+    /// The shared connection the calls go through (the cluster one routes them by address).
     conn: Conn,
     /// The cluster master's `host`, `port` as the crate's slot map names it; `None` for a
     /// single server.
