@@ -5,7 +5,8 @@
 //! revocation resync see the keys of every master, not just one; a revocation on A holds on
 //! B within a second; 20 refreshes over A and B make one grant; when a master goes away the
 //! codes on it answer 503 `store_unavailable` (never a hang), verification goes on, the
-//! revocation subscriber moves to another seed, and all recovers when the master is back.
+//! revocation subscriber moves to another seed, and all recovers when the master is back; with
+//! no node reachable at start, tokend starts, answers 503 and recovers once the cluster is up.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -277,7 +278,9 @@ async fn issue_12_cluster_revocations_reach_the_other_instance_and_a_newcomer_re
         b,
         _key_dir: _keys,
     } = pair(&cluster, "5s", "").await?;
-    let users = ["alice", "bob", "carol", "dave", "erin", "frank", "grace"];
+    let users = [
+        "alice", "bob", "carol", "dave", "erin", "frank", "grace", "ivan", "judy", "mallory",
+    ];
     let mut tokens = Vec::new();
     for u in users {
         let t = provider.login(u).await?.access_token;
@@ -314,7 +317,7 @@ async fn issue_12_cluster_revocations_reach_the_other_instance_and_a_newcomer_re
     let holding = check_cluster(&cluster, "tokend:rev:{", &secrets).await?;
     assert!(
         holding.len() >= 2,
-        "7 revocations on more than one master: {holding:?}"
+        "10 revocations on more than one master: {holding:?}"
     );
 
     // B writes (and announces) the list it learned once, at its writer's first tick; past
@@ -527,5 +530,63 @@ async fn issue_12_cluster_a_lost_master_means_503_not_a_hang_and_the_subscriber_
     for t in [&a, &b] {
         assert_eq!(t.get("/livez", &[]).await?.status, 200, "no crash");
     }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_12_cluster_away_at_start_means_503_then_recovery_without_a_restart() -> R {
+    let Some(mut cluster) = RedisCluster::start("issue_12_cluster_away_at_start").await? else {
+        return Ok(());
+    };
+    for i in 0..3 {
+        cluster.kill(i).await?;
+    }
+    // Both start with no node reachable: verification works, the store answers 503 at once.
+    let Pair {
+        provider,
+        a,
+        b,
+        _key_dir: _keys,
+    } = pair(&cluster, "300ms", "").await?;
+    let alice = provider.login("alice").await?;
+    let refresh = alice.refresh_token.clone().unwrap_or_default();
+    for t in [&a, &b] {
+        assert_eq!(t.verify(&alice.access_token).await?.status, 200);
+        let started = Instant::now();
+        let r = issue(t, &alice.access_token, &refresh).await?;
+        assert_eq!(
+            (r.status, r.reason().as_str()),
+            (503, "store_unavailable"),
+            "{:?}",
+            r.body
+        );
+        assert!(started.elapsed() < Duration::from_secs(2), "no hang");
+    }
+    // The cluster comes up: both recover by themselves, codes and revocations included.
+    for i in 0..3 {
+        cluster.restart(i).await?;
+    }
+    cluster.wait_ok().await?;
+    for t in [&a, &b] {
+        eventually("codes work again", Duration::from_secs(20), || async {
+            Ok(issue(t, &alice.access_token, &refresh).await?.status == 201)
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", t.output.text()))?;
+        subscribed(t).await?;
+    }
+    let code = issued(&a, &alice.access_token, &refresh).await?;
+    let redeemed = b
+        .post("/v1/codes/redeem", json!({"code": code}).to_string())
+        .await?;
+    assert_eq!(redeemed.status, 200, "{:?}", redeemed.body);
+    a.admin()?.revoke_user("alice").await?;
+    refused_within(
+        &b,
+        &alice.access_token,
+        "revoked_by_admin",
+        Duration::from_secs(1),
+    )
+    .await?;
     Ok(())
 }
