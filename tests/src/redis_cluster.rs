@@ -93,7 +93,8 @@ impl RedisCluster {
             );
             skip(
                 test,
-                "redis-server is not installed (apt-get install redis-server)",
+                "redis-server or redis-cli is not installed (apt-get install redis-server \
+                 redis-tools)",
             );
             return Ok(None);
         }

@@ -9,8 +9,8 @@
 //! Redis answers. Seen logout-token `jti`s are single-use across instances (SET NX).
 //! Each outage is logged once when it starts and once when it ends.
 //!
-//! In a Redis Cluster (`store.cluster`) each entry is its own key in its own slot (written
-//! one pipeline per entry, the entry's `SET` with its `PUBLISH`), the resync scans every
+//! In a Redis Cluster (`store.cluster`) each entry is its own key in its own slot (its `SET`,
+//! then its `PUBLISH`, the entries concurrently, never one pipeline), the resync scans every
 //! master (see `store::redis_conn`), and the subscriber listens on one node: a `PUBLISH` on
 //! any node of a cluster reaches the subscribers of every node. When that node goes away the
 //! subscriber tries the next seed (`url`, then `cluster_urls`, round and round), resyncing

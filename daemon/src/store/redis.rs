@@ -8,7 +8,8 @@
 //! `P<kind>:{H}:used` lives until `e` once the record is taken, so a replay is told "already
 //! used". The `{H}` hash tag puts both in one Redis Cluster slot, as the Lua scripts (atomic,
 //! run by Redis itself) need. Every call is bounded by `store.timeout`; a failure is
-//! [`Unavailable`], and the connection manager reconnects by itself.
+//! [`Unavailable`], and the connection (one server or a Redis Cluster, see `redis_conn`)
+//! reconnects by itself.
 //!
 //! Capacity: exchange codes are refused when the last count (a bounded SCAN of every node —
 //! each master in a Redis Cluster, see `redis_conn` — every [`MONITOR_INTERVAL`], plus this
