@@ -17,6 +17,8 @@ mod shared;
 
 #[cfg(test)]
 mod conformance;
+#[cfg(test)]
+mod test_redis;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -199,6 +201,14 @@ impl StoreHealth {
         Self {
             healthy: true,
             error: None,
+        }
+    }
+
+    /// Unavailable, and why (words for `/readyz` and the logs, no secret).
+    pub fn down(why: String) -> Self {
+        Self {
+            healthy: false,
+            error: Some(why),
         }
     }
 }

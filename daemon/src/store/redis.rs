@@ -114,8 +114,12 @@ struct Inner {
     /// `store.timeout`, applied to every call.
     timeout: Duration,
     /// `store.cluster`: a call that succeeds says nothing of the other masters, so only the
-    /// monitor's `PING` of every master says the engine is healthy again.
+    /// monitor's `PING` of every master says the engine is healthy again (and why not).
     cluster: bool,
+    /// In a cluster, a plain client per seed (`url`, `cluster_urls`): once the crate has no
+    /// node connected it says only that ("No connections found"); the monitor then connects
+    /// to each seed itself so `/readyz` says why (a refused certificate, password, address).
+    seeds: Vec<redis::Client>,
     /// Capacity per kind (index: [`slot`]).
     max: [AtomicUsize; 2],
     /// Live records per kind as last counted, adjusted by this instance's puts and takes.
@@ -160,6 +164,13 @@ impl RedisStore {
     ) -> Result<Self, OpenError> {
         let url = config.url.as_deref().unwrap_or_default();
         let manager = Conn::open(config)?;
+        let seeds = if config.cluster {
+            (super::redis_conn::urls(config).into_iter())
+                .map(|url| super::redis_conn::client_for(config, url))
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
         let seal = seal_key(config)?;
         let sessions = Arc::new(super::redis_sessions::RedisSessions::new(
             manager.clone(),
@@ -173,6 +184,7 @@ impl RedisStore {
             prefix: config.key_prefix.clone(),
             timeout: config.timeout,
             cluster: config.cluster,
+            seeds,
             max: [AtomicUsize::new(max_codes), AtomicUsize::new(max_logins)],
             counted: [AtomicUsize::new(0), AtomicUsize::new(0)],
             listing: Mutex::new(Vec::new()),
@@ -286,13 +298,30 @@ impl Inner {
             Ok(_) if self.cluster => {}
             Ok(_) => *lock(&self.health) = StoreHealth::ok(),
             Err(e) => {
-                *lock(&self.health) = StoreHealth {
-                    healthy: false,
-                    error: Some(e.0.clone()),
-                };
+                let mut health = lock(&self.health);
+                // In a cluster the monitor's reason (see `seeds`) is kept: a failing call
+                // only says the engine is down when it was thought up.
+                if !self.cluster || health.healthy {
+                    *health = StoreHealth::down(e.0.clone());
+                }
             }
         }
         result
+    }
+
+    /// Why the first seed that fails a plain connection and `PING` fails, if one does.
+    async fn seed_problem(&self) -> Option<String> {
+        for seed in &self.seeds {
+            let ping = async {
+                let mut c = seed.get_multiplexed_async_connection().await?;
+                redis::cmd("PING").query_async::<String>(&mut c).await
+            };
+            if let Err(e) = within(self.timeout, ping).await {
+                let addr = seed.get_connection_info().addr();
+                return Some(format!("seed {addr}: {}", e.0));
+            }
+        }
+        None
     }
 
     async fn put(&self, kind: Kind, key: Key, record: Record) -> Result<Stored, StoreError> {
@@ -429,7 +458,12 @@ impl Inner {
                 });
             futures_util::future::try_join_all(pings).await
         };
-        if self.bounded(ping).await.is_err() {
+        if let Err(e) = within(self.timeout, ping).await {
+            let why = match self.seed_problem().await {
+                Some(seed) => format!("{}; {seed}", e.0),
+                None => e.0,
+            };
+            *lock(&self.health) = StoreHealth::down(why);
             return;
         }
         let mut conn = self.manager.clone();

@@ -1,9 +1,10 @@
-//! The shared sessions against a real `redis-server` (skipped loudly without one, as the
-//! conformance suite is): records round-trip sealed, keys and values show no secret, every key
-//! expires, the refresh lock is single-holder and expires, last-seen never creates a key.
+//! The shared sessions against a real `redis-server` and a real three-master Redis Cluster
+//! (skipped loudly without them, as the conformance suite is): records round-trip sealed, keys
+//! and values show no secret, every key expires, the refresh lock is single-holder and
+//! expires, last-seen never creates a key.
 
 use super::*;
-use crate::store::conformance::{RedisServer, redis_config};
+use crate::store::test_redis::{RedisCluster, RedisServer, redis_config};
 use crate::store::{Store, key_of};
 use crate::verify::now_unix;
 
@@ -27,16 +28,52 @@ fn record(now: i64, rt: &str) -> SessionRecord {
     }
 }
 
-async fn engine(test: &str) -> Option<(RedisServer, Arc<dyn SharedSessions>)> {
-    let server = RedisServer::start(test)?;
-    let store = crate::store::RedisStore::open(&redis_config(server.port), 10, 10).expect("open");
+/// The Redis behind a test (killed when dropped) and the ports of its nodes.
+struct Backing {
+    _alive: Box<dyn std::any::Any + Send>,
+    ports: Vec<u16>,
+}
+
+/// Shared sessions on a server of their own, or (`cluster`) on a cluster of their own.
+async fn engine(test: &str, cluster: bool) -> Option<(Backing, Arc<dyn SharedSessions>)> {
+    let (config, backing) = if cluster {
+        let c = RedisCluster::start(test)?;
+        let ports = c.ports();
+        (
+            c.config(),
+            Backing {
+                _alive: Box::new(c),
+                ports,
+            },
+        )
+    } else {
+        let s = RedisServer::start(test)?;
+        let ports = vec![s.port];
+        (
+            redis_config(s.port),
+            Backing {
+                _alive: Box::new(s),
+                ports,
+            },
+        )
+    };
+    let store = crate::store::RedisStore::open(&config, 10, 10).expect("open");
     let shared = store.shared_sessions().expect("redis shares sessions");
-    Some((server, shared))
+    Some((backing, shared))
 }
 
 use std::sync::Arc;
 
-async fn dump(port: u16) -> Vec<(String, i64, Vec<u8>)> {
+/// Every key of every node, with its TTL (ms) and value bytes.
+async fn dump(ports: &[u16]) -> Vec<(String, i64, Vec<u8>)> {
+    let mut out = Vec::new();
+    for port in ports {
+        out.extend(dump_node(*port).await);
+    }
+    out
+}
+
+async fn dump_node(port: u16) -> Vec<(String, i64, Vec<u8>)> {
     let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("redis");
     let mut c = client
         .get_multiplexed_async_connection()
@@ -80,7 +117,16 @@ async fn dump(port: u16) -> Vec<(String, i64, Vec<u8>)> {
 
 #[tokio::test]
 async fn issue_12_shared_sessions_round_trip_sealed_with_ttls() {
-    let Some((server, s)) = engine("issue_12_shared_sessions_round_trip").await else {
+    round_trip("issue_12_shared_sessions_round_trip", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_12_shared_sessions_round_trip_sealed_with_ttls_on_a_cluster() {
+    round_trip("issue_12_shared_sessions_round_trip_on_a_cluster", true).await;
+}
+
+async fn round_trip(test: &str, cluster: bool) {
+    let Some((backing, s)) = engine(test, cluster).await else {
         return;
     };
     let now = now_unix();
@@ -158,7 +204,7 @@ async fn issue_12_shared_sessions_round_trip_sealed_with_ttls() {
         "access-CLEAR",
         "refresh-NEXT-CLEAR",
     ];
-    let all = dump(server.port).await;
+    let all = dump(&backing.ports).await;
     assert!(all.len() >= 5, "{all:?}");
     for (key, ttl, value) in &all {
         assert!(*ttl > 0, "{key} has no TTL ({ttl})");
@@ -192,10 +238,19 @@ async fn issue_12_shared_sessions_round_trip_sealed_with_ttls() {
 
 #[tokio::test]
 async fn issue_12_shared_sessions_answer_unavailable_without_redis() {
-    let Some((server, s)) = engine("issue_12_shared_sessions_answer_unavailable").await else {
+    unavailable("issue_12_shared_sessions_answer_unavailable", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_12_shared_sessions_answer_unavailable_without_the_cluster() {
+    unavailable("issue_12_shared_sessions_answer_unavailable_cluster", true).await;
+}
+
+async fn unavailable(test: &str, cluster: bool) {
+    let Some((backing, s)) = engine(test, cluster).await else {
         return;
     };
-    drop(server);
+    drop(backing);
     let started = std::time::Instant::now();
     assert!(s.by_refresh(key_of(RT)).await.is_err());
     assert!(
