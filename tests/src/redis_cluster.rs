@@ -4,14 +4,17 @@
 //! rejoins with its slots), joined by `redis-cli --cluster create`; killed when dropped.
 //! `cluster-require-full-coverage no`: with one master away the others go on serving their
 //! slots. [`pair`] runs two tokends on it, as [`crate::redis_server::pair`] does on one server.
+//! [`RedisCluster::start_tls`]: one speaking only TLS, clients and cluster bus alike, every
+//! node with one certificate (127.0.0.1) signed by a private CA made for the test.
 
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use tokio::process::{Child, Command};
 
-use crate::redis_server::{Pair, pair_with};
+use crate::redis_server::{Pair, binary_named, make_certificates, pair_with};
 use crate::{free_port, is_root, skip};
 
 /// One master of the cluster.
@@ -21,11 +24,16 @@ struct Node {
     /// The cluster bus port (`--cluster-port`): chosen free, not `port + 10000`.
     bus: u16,
     dir: tempfile::TempDir,
+    /// TLS only (`--port 0 --tls-port`, `tls-cluster`): the directory of `ca.pem`,
+    /// `server.pem`, `server.key`.
+    tls: Option<PathBuf>,
 }
 
 /// A running cluster of three masters, no replicas.
 pub struct RedisCluster {
     nodes: Vec<Node>,
+    /// The certificates of a TLS cluster (see [`Node::tls`]).
+    certs: Option<tempfile::TempDir>,
 }
 
 /// Whether `name` is on `$PATH`.
@@ -39,8 +47,28 @@ impl Node {
         if let Some(mut c) = self.child.take() {
             c.kill().await?;
         }
+        let port = self.port.to_string();
+        let listen = match &self.tls {
+            None => vec!["--port".into(), port],
+            Some(certs) => {
+                let file = |name: &str| certs.join(name).to_string_lossy().into_owned();
+                [
+                    ("--port", "0".into()),
+                    ("--tls-port", port),
+                    ("--tls-cert-file", file("server.pem")),
+                    ("--tls-key-file", file("server.key")),
+                    ("--tls-ca-cert-file", file("ca.pem")),
+                    ("--tls-auth-clients", "no".into()),
+                    ("--tls-cluster", "yes".into()),
+                    ("--tls-replication", "yes".into()),
+                ]
+                .into_iter()
+                .flat_map(|(k, v)| [k.to_string(), v])
+                .collect()
+            }
+        };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
+            .args(listen)
             .args(["--cluster-port", &self.bus.to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--cluster-enabled", "yes"])
@@ -73,11 +101,25 @@ impl Node {
     }
 
     fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     async fn raw(&self) -> Result<redis::aio::MultiplexedConnection> {
-        let client = redis::Client::open(self.url())?;
+        let client = match &self.tls {
+            Some(certs) => redis::Client::build_with_tls(
+                self.url(),
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(std::fs::read(certs.join("ca.pem"))?),
+                },
+            )?,
+            None => redis::Client::open(self.url())?,
+        };
         Ok(client.get_multiplexed_async_connection().await?)
     }
 }
@@ -86,6 +128,27 @@ impl RedisCluster {
     /// Starts three masters and joins them; `None` (after a loud skip) when `redis-server`
     /// or `redis-cli` is absent and the tests do not run as root.
     pub async fn start(test: &str) -> Result<Option<Self>> {
+        Self::start_with(test, None).await
+    }
+
+    /// [`Self::start`] speaking only TLS (clients and the cluster bus), with certificates from
+    /// a CA of the test's own ([`Self::ca_file`]); also `None` (after a loud skip) when the
+    /// `openssl` CLI is absent and the tests do not run as root.
+    pub async fn start_tls(test: &str) -> Result<Option<Self>> {
+        if binary_named("openssl").is_none() {
+            anyhow::ensure!(
+                !is_root(),
+                "openssl is not installed (tests/run installs it as root)"
+            );
+            skip(test, "openssl is not installed (apt-get install openssl)");
+            return Ok(None);
+        }
+        let certs = tempfile::tempdir()?;
+        make_certificates(certs.path())?;
+        Self::start_with(test, Some(certs)).await
+    }
+
+    async fn start_with(test: &str, certs: Option<tempfile::TempDir>) -> Result<Option<Self>> {
         if !installed("redis-server") || !installed("redis-cli") {
             anyhow::ensure!(
                 !is_root(),
@@ -105,20 +168,31 @@ impl RedisCluster {
                 port: free_port()?,
                 bus: free_port()?,
                 dir: tempfile::tempdir()?,
+                tls: certs.as_ref().map(|c| c.path().to_path_buf()),
             };
             node.start().await?;
             nodes.push(node);
         }
         let mut create = Command::new("redis-cli");
+        if let Some(certs) = &certs {
+            create
+                .arg("--tls")
+                .arg("--cacert")
+                .arg(certs.path().join("ca.pem"));
+        }
         create.arg("--cluster").arg("create");
         for n in &nodes {
             create.arg(format!("127.0.0.1:{}", n.port));
         }
-        let out = create
+        create
             .args(["--cluster-replicas", "0", "--cluster-yes"])
             .stdin(Stdio::null())
-            .output()
+            .kill_on_drop(true);
+        // Bounded: it waits for the nodes to join for as long as it takes, forever when their
+        // bus connections fail (a certificate the others refuse).
+        let out = tokio::time::timeout(Duration::from_secs(30), create.output())
             .await
+            .context("redis-cli --cluster create: the nodes did not join within 30 s")?
             .context("running redis-cli --cluster create")?;
         anyhow::ensure!(
             out.status.success(),
@@ -126,7 +200,7 @@ impl RedisCluster {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let cluster = Self { nodes };
+        let cluster = Self { nodes, certs };
         cluster.wait_ok().await?;
         Ok(Some(cluster))
     }
@@ -155,7 +229,12 @@ impl RedisCluster {
         }
     }
 
-    /// Every node's `redis://127.0.0.1:<port>`, in order.
+    /// The private CA's certificate (PEM) of a [`Self::start_tls`] cluster.
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        self.certs.as_ref().map(|c| c.path().join("ca.pem"))
+    }
+
+    /// Every node's `redis://127.0.0.1:<port>` (`rediss://` for TLS), in order.
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(Node::url).collect()
     }

@@ -25,7 +25,7 @@ pub struct RedisServer {
 }
 
 /// The path of `name` on `$PATH`, if installed.
-fn binary_named(name: &str) -> Option<PathBuf> {
+pub(crate) fn binary_named(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
         .to_str()?
         .split(':')
@@ -54,8 +54,10 @@ fn openssl(dir: &std::path::Path, args: &[&str]) -> Result<()> {
 }
 
 /// A private CA (`ca.pem`) and a server certificate for 127.0.0.1 and localhost signed by it
-/// (`server.pem`, `server.key`), valid one day, in `dir`.
-fn make_certificates(dir: &std::path::Path) -> Result<()> {
+/// (`server.pem`, `server.key`), valid one day, in `dir`. Good for client authentication too:
+/// the nodes of a TLS Redis Cluster present it to each other on the cluster bus, which always
+/// verifies the connecting node's certificate.
+pub(crate) fn make_certificates(dir: &std::path::Path) -> Result<()> {
     let ec = [
         "-newkey",
         "ec",
@@ -94,7 +96,7 @@ fn make_certificates(dir: &std::path::Path) -> Result<()> {
     std::fs::write(
         dir.join("server.ext"),
         "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
-         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+         keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n",
     )?;
     openssl(
         dir,

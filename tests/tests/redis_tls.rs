@@ -2,11 +2,14 @@
 //! against a real `redis-server` speaking only TLS: with the CA, a code is issued and
 //! redeemed; without it, the server's certificate is refused, the code endpoints answer 503
 //! `store_unavailable`, and what tokend says names the certificate problem, no secret.
+//! The same against a Redis Cluster speaking only TLS (three masters, `tls-cluster yes`,
+//! `rediss://` seeds): with the CA a code issued on A is redeemed on B; without it, 503.
 
 use std::time::Duration;
 
 use serde_json::json;
-use tokend_e2e::redis_server::{RedisServer, eventually};
+use tokend_e2e::redis_cluster::RedisCluster;
+use tokend_e2e::redis_server::{Pair, RedisServer, eventually, pair_with};
 use tokend_e2e::{Provider, Tokend, TokendConfig};
 
 type R = anyhow::Result<()>;
@@ -135,5 +138,114 @@ async fn issue_12_rediss_without_the_ca_refuses_the_server_certificate() -> R {
         .find(|l| l.contains("Redis") && l.to_lowercase().contains("certificate"))
         .unwrap_or_else(|| panic!("no certificate problem in the log:\n{log}"));
     eprintln!("logged: {logged}");
+    Ok(())
+}
+
+/// Two tokends on a TLS cluster's `rediss://` seeds, with its CA as `tls_ca_file` or not.
+async fn cluster_pair(cluster: &RedisCluster, with_ca: bool) -> anyhow::Result<Pair> {
+    let mut store = cluster.store_lines();
+    assert!(store.contains("url = \"rediss://127.0.0.1:"), "{store}");
+    assert!(store.contains("cluster_urls = [\"rediss://"), "{store}");
+    if with_ca {
+        let ca = cluster.ca_file().expect("a TLS cluster");
+        store.push_str(&format!("tls_ca_file = {ca:?}\n"));
+    }
+    pair_with(&store, "5s", "").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_12_rediss_cluster_with_a_private_ca_redeems_across_instances() -> R {
+    let Some(cluster) = RedisCluster::start_tls("issue_12_rediss_cluster_with_a_ca").await? else {
+        return Ok(());
+    };
+    let Pair { provider, a, b, .. } = cluster_pair(&cluster, true).await?;
+    let tokens = provider.login("alice").await?;
+    let mut codes = Vec::new();
+    // Several codes, so their records land on more than one master.
+    for _ in 0..6 {
+        let issued = a
+            .post(
+                "/v1/codes",
+                json!({"access_token": tokens.access_token}).to_string(),
+            )
+            .await?;
+        assert_eq!(issued.status, 201, "{:?}\n{}", issued.body, a.output.text());
+        codes.push(
+            issued.json()["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        );
+    }
+    let holding: std::collections::BTreeSet<usize> = (cluster.dump().await?.into_iter())
+        .filter(|(_, k, _, _)| k.starts_with("tokend:code:{"))
+        .map(|(node, ..)| node)
+        .collect();
+    assert!(holding.len() >= 2, "codes on masters {holding:?} only");
+    for code in &codes {
+        let redeemed = b
+            .post("/v1/codes/redeem", json!({"code": code}).to_string())
+            .await?;
+        assert_eq!(
+            redeemed.status,
+            200,
+            "{:?}\n{}",
+            redeemed.body,
+            b.output.text()
+        );
+        assert_eq!(
+            redeemed.json()["access_token"],
+            tokens.access_token.as_str()
+        );
+    }
+    for t in [&a, &b] {
+        let ready = t.get("/readyz", &[]).await?;
+        assert_eq!(ready.json()["store"]["healthy"], true, "{:?}", ready.body);
+        eventually(
+            "the revocation sync connects over TLS",
+            Duration::from_secs(10),
+            || async { Ok(t.metrics().await?.get("tokend_revocation_sync_connected") == 1.0) },
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", t.output.text()))?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_12_rediss_cluster_without_the_ca_refuses_the_certificates() -> R {
+    let Some(cluster) = RedisCluster::start_tls("issue_12_rediss_cluster_without_the_ca").await?
+    else {
+        return Ok(());
+    };
+    let Pair { provider, a, .. } = cluster_pair(&cluster, false).await?;
+    let tokens = provider.login("alice").await?;
+    let issued = a
+        .post(
+            "/v1/codes",
+            json!({"access_token": tokens.access_token}).to_string(),
+        )
+        .await?;
+    assert_eq!(
+        (issued.status, issued.reason().as_str()),
+        (503, "store_unavailable"),
+        "{:?}",
+        issued.body
+    );
+    assert!(issued.headers.contains_key("retry-after"));
+    assert!(cluster.dump().await?.is_empty(), "nothing reached Redis");
+    let ready = a.get("/readyz", &[]).await?;
+    let error = ready.json()["store"]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    eprintln!("503 body: {:?}\n/readyz store error: {error}", issued.body);
+    assert_eq!(ready.json()["store"]["healthy"], false, "{:?}", ready.body);
+    assert!(
+        error.to_lowercase().contains("certificate"),
+        "/readyz: {error}\n{}",
+        a.output.text()
+    );
+    assert!(!error.contains(&tokens.access_token));
     Ok(())
 }
