@@ -161,6 +161,13 @@ async fn issue_12_cluster_codes_are_redeemed_once_counted_and_listed_across_ever
         Ok(admin_b.codes().await?.codes.len() == 13)
     })
     .await?;
+    // A too, before it is asked: its count is its last scan plus its own puts since, so until
+    // its monitor rescans it may not have seen B's last codes.
+    let admin_a = a.admin()?;
+    eventually("A counts all 13 codes", Duration::from_secs(10), || async {
+        Ok(admin_a.overview().await?.store.codes_outstanding == 13)
+    })
+    .await?;
     for t in [&b, &a] {
         let full = issue(t, &tokens.access_token, &refresh).await?;
         assert_eq!(
