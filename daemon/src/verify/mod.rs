@@ -292,7 +292,9 @@ impl Verifier {
             tracing::debug!("a session ended during this verification; result not cached");
             return verified;
         }
-        let valid_until = verified.exp.min(now.saturating_add(self.cache.ttl));
+        let valid_until = verified
+            .exp
+            .min(now.saturating_add(cached_for(self.cache.ttl, &hash)));
         self.cache.insert(
             hash,
             CacheEntry {
@@ -440,6 +442,21 @@ impl Verifier {
     }
 }
 
+/// How long a verification made now stays cached: `ttl` less up to a tenth of it, the amount
+/// taken from the token's hash. Tokens first seen together (a mass login, a restart behind
+/// busy clients) then lapse over a tenth of `ttl` rather than in the same second, so their
+/// re-verification — RSA work and the cache's churn of allocations — is spread too (the
+/// synchronized waves bench/RESULTS.md "Soak, 30 minutes" found every 300 s). Deterministic:
+/// the same token is always cached for the same time.
+fn cached_for(ttl: i64, hash: &[u8; 32]) -> i64 {
+    let spread = ttl / 10;
+    if spread <= 0 {
+        return ttl;
+    }
+    let draw = i64::from(u16::from_le_bytes([hash[0], hash[1]]));
+    ttl - draw % (spread + 1)
+}
+
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
@@ -471,6 +488,65 @@ pub(super) mod tests {
 
     pub(in crate::verify) fn verifier() -> Verifier {
         verifier_with("")
+    }
+
+    /// Issue #14 (soak): verifications cached together lapse over the last tenth of
+    /// `cache_ttl`, each token always after the same time, and a TTL under 10 s is not spread.
+    #[test]
+    fn issue_14_cached_verifications_lapse_spread_over_a_tenth_of_the_ttl() {
+        let spread: Vec<i64> = (0u32..2000)
+            .map(|i| cached_for(300, &TokenCache::key(&format!("token-{i}"))))
+            .collect();
+        assert!(spread.iter().all(|t| (270..=300).contains(t)), "{spread:?}");
+        let (lo, hi) = (spread.iter().min(), spread.iter().max());
+        assert_eq!(
+            (lo, hi),
+            (Some(&270), Some(&300)),
+            "the whole tenth is used"
+        );
+        let distinct: std::collections::HashSet<_> = spread.iter().collect();
+        assert_eq!(distinct.len(), 31, "every second of the tenth");
+        let key = TokenCache::key("token-7");
+        assert_eq!(
+            cached_for(300, &key),
+            cached_for(300, &key),
+            "deterministic"
+        );
+        for i in 0u32..50 {
+            let key = TokenCache::key(&format!("token-{i}"));
+            assert_eq!(cached_for(9, &key), 9, "a TTL under 10 s is kept whole");
+            assert_eq!(cached_for(0, &key), 0);
+        }
+    }
+
+    /// Issue #14 (soak): the verifier caches a token for `cached_for`, not the whole TTL.
+    #[tokio::test]
+    async fn issue_14_the_verifier_caches_a_token_until_its_spread_ttl() {
+        let v = verifier_with("[verify]\ncache_ttl = \"300s\"\n");
+        let now = now_unix();
+        // A token this test can tell from an unspread one: cached for at most 290 s.
+        let token = (0u32..)
+            .map(|i| {
+                let mut claims = access_claims(&format!("user-{i}"), "sid-1");
+                claims["exp"] = json!(now + 3600);
+                hs_token(json!({}), &claims)
+            })
+            .find(|t| cached_for(300, &TokenCache::key(t)) <= 290)
+            .expect("a token");
+        let key = TokenCache::key(&token);
+        let ttl = cached_for(300, &key);
+        let before = now_unix();
+        v.verify(&token).await.expect("valid");
+        let after = now_unix();
+        let keys = v.jwks.keys();
+        assert!(
+            v.cache.get(&key, before + ttl - 1, &keys).is_some(),
+            "cached"
+        );
+        assert!(
+            v.cache.get(&key, after + ttl, &keys).is_none(),
+            "gone after {ttl} s, not 300"
+        );
     }
 
     /// An HS256 token with `extra_header` merged into `{"alg":"HS256","typ":"JWT"}`.
