@@ -5,6 +5,8 @@
 //! instances (the Redis store) in `sessions/remote.rs`, of sessions in `sessions/shared.rs`.
 
 mod export;
+#[cfg(test)]
+mod mutation_tests;
 mod remote;
 mod shared;
 #[cfg(test)]

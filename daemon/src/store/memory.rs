@@ -279,6 +279,9 @@ impl Store for MemoryStore {
 }
 
 #[cfg(test)]
+mod mutation_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::{CodeKind, CodePayload, LoginState, code_key, key_of};
