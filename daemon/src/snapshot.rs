@@ -181,10 +181,7 @@ fn write_atomically(path: &Path, doc: &Document) -> Result<(), SnapshotError> {
             path: path.to_path_buf(),
         });
     }
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = directory_of(path);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -202,6 +199,14 @@ fn write_atomically(path: &Path, doc: &Document) -> Result<(), SnapshotError> {
         .and_then(|d| d.sync_all())
         .map_err(write_err)?;
     Ok(())
+}
+
+/// The directory `path` is in, where its temporary file goes and which is fsynced after the
+/// rename: `.` for a bare file name (whose `parent()` is the empty path).
+fn directory_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// Moves a file tokend refused aside to `<name>.corrupt-<UTC time>`; returns the new path.
@@ -391,5 +396,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+#[cfg(test)]
+mod mutation_tests;
 #[cfg(test)]
 mod tests;
