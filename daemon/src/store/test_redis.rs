@@ -51,44 +51,57 @@ impl RedisServer {
         Self::start_with(test, &[])
     }
 
-    /// [`RedisServer::start`] with extra `redis-server` arguments.
+    /// [`RedisServer::start`] with extra `redis-server` arguments. A port found free can be
+    /// taken by another test's server before this one binds it (tests run in parallel): the
+    /// server that answers must be this one (its `dir`), else it starts again on other ports.
     pub(crate) fn start_with(test: &str, extra: &[&str]) -> Option<Self> {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(dir.path())
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match child {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                skip(
-                    test,
-                    "redis-server is not installed (apt-get install redis-server)",
-                );
-                return None;
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let port = free_port();
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            let child = match child {
+                Ok(c) => c,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    skip(
+                        test,
+                        "redis-server is not installed (apt-get install redis-server)",
+                    );
+                    return None;
+                }
+                Err(e) => panic!("redis-server: {e}"),
+            };
+            let mut server = Self {
+                child,
+                port,
+                _dir: dir,
+            };
+            let ours = server._dir.path().to_string_lossy().into_owned();
+            let mut ask = vec!["--no-auth-warning"];
+            if let Some(i) = extra.iter().position(|a| *a == "--requirepass") {
+                ask.extend(["-a", extra[i + 1]]);
             }
-            Err(e) => panic!("redis-server: {e}"),
-        };
-        let server = Self {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
+            ask.extend(["CONFIG", "GET", "dir"]);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if cli(port, &ask).contains(ours.as_str()) {
+                    return Some(server);
+                }
+                if server.child.try_wait().ok().flatten().is_some() {
+                    break; // it could not bind (the port or its cluster bus port was taken)
+                }
+                assert!(Instant::now() < deadline, "redis-server did not listen");
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
-        Some(server)
+        panic!("redis-server did not start on five pairs of free ports");
     }
 }
 
@@ -125,21 +138,30 @@ impl RedisCluster {
             );
             return None;
         }
-        let mut nodes = Vec::new();
-        for _ in 0..3 {
-            // The bus port chosen free too: `port + 10000` may be taken or past 65535.
-            let bus = free_port().to_string();
-            let cluster = ["--cluster-enabled", "yes", "--cluster-port", &bus];
-            nodes.push(RedisServer::start_with(test, &cluster)?);
-        }
-        let created = Command::new("redis-cli")
-            .args(["--cluster", "create"])
-            .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .stdin(Stdio::null())
-            .output()
-            .expect("redis-cli --cluster create");
-        assert!(created.status.success(), "{created:?}");
+        let mut attempts = 0;
+        let nodes = loop {
+            let mut nodes = Vec::new();
+            for _ in 0..3 {
+                // The bus port chosen free too: `port + 10000` may be taken or past 65535.
+                let bus = free_port().to_string();
+                let cluster = ["--cluster-enabled", "yes", "--cluster-port", &bus];
+                nodes.push(RedisServer::start_with(test, &cluster)?);
+            }
+            let created = Command::new("redis-cli")
+                .args(["--cluster", "create"])
+                .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
+                .args(["--cluster-replicas", "0", "--cluster-yes"])
+                .stdin(Stdio::null())
+                .output()
+                .expect("redis-cli --cluster create");
+            if created.status.success() {
+                break nodes;
+            }
+            // A node gone since it answered (another test's server took a port it needed):
+            // once more on other ports, the nodes of this attempt killed as they drop.
+            attempts += 1;
+            assert!(attempts < 3, "{created:?}");
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while !nodes.iter().all(|n| {
             let info = cli(n.port, &["CLUSTER", "INFO"]);
