@@ -445,9 +445,9 @@ impl Verifier {
 /// How long a verification made now stays cached: `ttl` less up to a tenth of it, the amount
 /// taken from the token's hash. Tokens first seen together (a mass login, a restart behind
 /// busy clients) then lapse over a tenth of `ttl` rather than in the same second, so their
-/// re-verification — RSA work and the cache's churn of allocations — is spread too (the
-/// synchronized waves bench/RESULTS.md "Soak, 30 minutes" found every 300 s). Deterministic:
-/// the same token is always cached for the same time.
+/// re-verification (a signature check each) is spread over it too instead of coming as one
+/// burst every `ttl` (the waves of bench/RESULTS.md "Soak, 30 minutes"). Deterministic: the
+/// same token is always cached for the same time.
 fn cached_for(ttl: i64, hash: &[u8; 32]) -> i64 {
     let spread = ttl / 10;
     if spread <= 0 {
