@@ -207,6 +207,23 @@ impl Provider {
         Ok(v["token"].as_str().context("token")?.to_string())
     }
 
+    /// A back-channel logout token for `sid` (RS256, key `k1`, `typ: logout+jwt`), valid for
+    /// 10 minutes.
+    pub async fn logout_token(&self, sid: &str, jti: &str) -> Result<String> {
+        let n = crate::now();
+        self.sign(
+            "k1",
+            "RS256",
+            json!({"typ": "logout+jwt"}),
+            json!({
+                "iss": self.issuer, "aud": self.client_id, "iat": n, "exp": n + 600,
+                "jti": jti, "sid": sid,
+                "events": {"http://schemas.openid.net/event/backchannel-logout": {}}
+            }),
+        )
+        .await
+    }
+
     /// A realistic access-token payload for `user`, valid for 5 minutes.
     pub async fn claims_template(&self, user: &str) -> Result<Value> {
         self.control(&format!("claims-template?user={user}"), None)

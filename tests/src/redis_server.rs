@@ -341,6 +341,47 @@ pub async fn pair_with(store: &str, timeout: &str, extra: &str) -> anyhow::Resul
     })
 }
 
+/// Redeems `code` `n` times at once, spread over `instances` in turn: how many won (200),
+/// how many were told `code_already_redeemed` (410), and every other `(status, reason)`.
+pub async fn redeem_race(
+    instances: &[&Tokend],
+    code: &str,
+    n: usize,
+) -> Result<(usize, usize, Vec<(u16, String)>)> {
+    let client = reqwest::Client::new();
+    let bases = (instances.iter())
+        .map(|t| t.base_url())
+        .collect::<Result<Vec<_>>>()?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let url = format!("{}/v1/codes/redeem", bases[i % bases.len()]);
+        let (client, body) = (
+            client.clone(),
+            serde_json::json!({"code": code}).to_string(),
+        );
+        tasks.spawn(async move {
+            let r = client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await?;
+            let status = r.status().as_u16();
+            let v: serde_json::Value = r.json().await?;
+            anyhow::Ok((status, v["reason"].as_str().unwrap_or("").to_string()))
+        });
+    }
+    let (mut won, mut replayed, mut other) = (0, 0, Vec::new());
+    while let Some(r) = tasks.join_next().await {
+        match r?? {
+            (200, _) => won += 1,
+            (410, reason) if reason == "code_already_redeemed" => replayed += 1,
+            answer => other.push(answer),
+        }
+    }
+    Ok((won, replayed, other))
+}
+
 /// Polls `f` until it holds, at most `limit`.
 pub async fn eventually<F, Fut>(what: &str, limit: Duration, mut f: F) -> Result<()>
 where

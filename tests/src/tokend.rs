@@ -388,6 +388,16 @@ impl Tokend {
         answer(req.send().await?).await
     }
 
+    /// Posts a back-channel logout token the way the provider does (a form field).
+    pub async fn backchannel_logout(&self, token: &str) -> Result<Answer> {
+        self.post_with(
+            "/auth/backchannel-logout",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            format!("logout_token={token}"),
+        )
+        .await
+    }
+
     /// POST with an empty body and one cookie (how the browser calls /auth/refresh and
     /// /auth/logout).
     pub async fn post_cookie(&self, path: &str, name: &str, value: &str) -> Result<Answer> {

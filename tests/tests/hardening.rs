@@ -4,19 +4,9 @@
 
 use serde_json::{Value, json};
 use tokend_e2e::flow::{flow_setup, log_in};
-use tokend_e2e::{Answer, Provider, Tokend, TokendConfig, check_config, jwt_payload, now};
+use tokend_e2e::{Provider, Tokend, TokendConfig, check_config, jwt_payload, now};
 
 type R = anyhow::Result<()>;
-
-/// Posts a back-channel logout token the way the provider does (a form field).
-async fn backchannel(t: &Tokend, token: &str) -> anyhow::Result<Answer> {
-    t.post_with(
-        "/auth/backchannel-logout",
-        &[("content-type", "application/x-www-form-urlencoded")],
-        format!("logout_token={token}"),
-    )
-    .await
-}
 
 /// The `sid` claim of a token (not verified: for test set-up only).
 fn sid_of(token: &str) -> anyhow::Result<String> {
@@ -48,7 +38,7 @@ async fn issue_7_logout_token_without_exp_is_refused() -> R {
     let token = p
         .sign("k1", "RS256", json!({"typ": "logout+jwt"}), no_exp)
         .await?;
-    let a = backchannel(&t, &token).await?;
+    let a = t.backchannel_logout(&token).await?;
     assert_eq!(a.status, 400, "{}", String::from_utf8_lossy(&a.body));
     assert_eq!(a.json()["error"], "invalid_request");
     assert_eq!(
@@ -61,7 +51,7 @@ async fn issue_7_logout_token_without_exp_is_refused() -> R {
     let good = p
         .sign("k1", "RS256", json!({"typ": "logout+jwt"}), with_exp)
         .await?;
-    assert_eq!(backchannel(&t, &good).await?.status, 200);
+    assert_eq!(t.backchannel_logout(&good).await?.status, 200);
     let a = t.verify(&login.access).await?;
     assert_eq!((a.status, a.reason()), (401, "token_revoked".into()));
     t.output

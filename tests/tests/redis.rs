@@ -7,10 +7,10 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tokend_e2e::Tokend;
 use tokend_e2e::flow::{at_provider, cookie_value, query, set_cookies, start_login};
-use tokend_e2e::redis_server::{Pair, RedisServer, eventually, pair};
+use tokend_e2e::redis_server::{Pair, RedisServer, eventually, pair, redeem_race};
 
 type R = anyhow::Result<()>;
 
@@ -91,33 +91,8 @@ async fn issue_12_a_code_from_one_instance_is_redeemed_once_across_both() -> R {
     check_redis(redis.dump().await?);
 
     // 1,000 concurrent redemptions of one code, spread over A and B: exactly one wins.
-    let client = reqwest::Client::new();
-    let bases = [a.base_url()?, b.base_url()?];
     let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..1000 {
-        let url = format!("{}/v1/codes/redeem", bases[i % 2]);
-        let (client, body) = (client.clone(), json!({"code": contested}).to_string());
-        tasks.spawn(async move {
-            let r = client
-                .post(url)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await?;
-            let status = r.status().as_u16();
-            let v: Value = r.json().await?;
-            anyhow::Ok((status, v["reason"].as_str().unwrap_or("").to_string()))
-        });
-    }
-    let (mut won, mut replayed, mut other) = (0, 0, Vec::new());
-    while let Some(r) = tasks.join_next().await {
-        match r?? {
-            (200, _) => won += 1,
-            (410, reason) if reason == "code_already_redeemed" => replayed += 1,
-            answer => other.push(answer),
-        }
-    }
+    let (won, replayed, other) = redeem_race(&[&a, &b], &contested, 1000).await?;
     eprintln!(
         "1000 concurrent redemptions over two instances: {:?}",
         started.elapsed()

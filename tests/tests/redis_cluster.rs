@@ -11,11 +11,11 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use tokend_e2e::flow::{concurrent_refreshes, log_in};
 use tokend_e2e::redis_cluster::{RedisCluster, pair};
-use tokend_e2e::redis_server::{Pair, eventually};
-use tokend_e2e::{Answer, Provider, Tokend, jwt_payload, now};
+use tokend_e2e::redis_server::{Pair, eventually, redeem_race};
+use tokend_e2e::{Answer, Tokend, jwt_payload, now};
 use tokend_shared::SessionQuery;
 
 type R = anyhow::Result<()>;
@@ -99,33 +99,8 @@ async fn issue_12_cluster_codes_are_redeemed_once_counted_and_listed_across_ever
 
     // 1,000 concurrent redemptions of one code, spread over A and B: exactly one wins.
     let contested = issued(&b, &tokens.access_token, &refresh).await?;
-    let client = reqwest::Client::new();
-    let bases = [a.base_url()?, b.base_url()?];
     let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for i in 0..1000 {
-        let url = format!("{}/v1/codes/redeem", bases[i % 2]);
-        let (client, body) = (client.clone(), json!({"code": contested}).to_string());
-        tasks.spawn(async move {
-            let r = client
-                .post(url)
-                .header("content-type", "application/json")
-                .body(body)
-                .send()
-                .await?;
-            let status = r.status().as_u16();
-            let v: Value = r.json().await?;
-            anyhow::Ok((status, v["reason"].as_str().unwrap_or("").to_string()))
-        });
-    }
-    let (mut won, mut replayed, mut other) = (0, 0, Vec::new());
-    while let Some(r) = tasks.join_next().await {
-        match r?? {
-            (200, _) => won += 1,
-            (410, reason) if reason == "code_already_redeemed" => replayed += 1,
-            answer => other.push(answer),
-        }
-    }
+    let (won, replayed, other) = redeem_race(&[&a, &b], &contested, 1000).await?;
     eprintln!(
         "1000 concurrent redemptions over two instances on a 3-master cluster: {:?}",
         started.elapsed()
@@ -181,32 +156,6 @@ async fn issue_12_cluster_codes_are_redeemed_once_counted_and_listed_across_ever
         t.output.assert_free_of(&secrets);
     }
     Ok(())
-}
-
-/// Posts a back-channel logout token the way the provider does (a form field).
-async fn backchannel(t: &Tokend, token: &str) -> anyhow::Result<Answer> {
-    t.post_with(
-        "/auth/backchannel-logout",
-        &[("content-type", "application/x-www-form-urlencoded")],
-        format!("logout_token={token}"),
-    )
-    .await
-}
-
-/// A logout token for `sid`, signed by the provider's key.
-async fn logout_token(p: &Provider, sid: &str, jti: &str) -> anyhow::Result<String> {
-    let n = now();
-    p.sign(
-        "k1",
-        "RS256",
-        json!({"typ": "logout+jwt"}),
-        json!({
-            "iss": p.issuer, "aud": p.client_id, "iat": n, "exp": n + 600,
-            "jti": jti, "sid": sid,
-            "events": {"http://schemas.openid.net/event/backchannel-logout": {}}
-        }),
-    )
-    .await
 }
 
 /// Polls `t` until it refuses `token` with `reason`; returns how long that took.
@@ -302,7 +251,9 @@ async fn issue_12_cluster_revocations_reach_the_other_instance_and_a_newcomer_re
         .unwrap_or_default()
         .to_string();
     let jti = format!("cluster-{}", now());
-    let answer = backchannel(&a, &logout_token(&provider, &sid, &jti).await?).await?;
+    let answer = a
+        .backchannel_logout(&provider.logout_token(&sid, &jti).await?)
+        .await?;
     assert_eq!(answer.status, 200, "{:?}", answer.body);
     let took = refused_within(&b, &tokens[0], "token_revoked", Duration::from_secs(1))
         .await

@@ -7,37 +7,10 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use tokend_e2e::redis_server::{Pair, RedisServer, eventually, pair};
-use tokend_e2e::{Answer, Provider, Tokend, jwt_payload, now};
+use tokend_e2e::{Tokend, jwt_payload, now};
 
 type R = anyhow::Result<()>;
-
-/// Posts a back-channel logout token the way the provider does (a form field).
-async fn backchannel(t: &Tokend, token: &str) -> anyhow::Result<Answer> {
-    t.post_with(
-        "/auth/backchannel-logout",
-        &[("content-type", "application/x-www-form-urlencoded")],
-        format!("logout_token={token}"),
-    )
-    .await
-}
-
-/// A logout token for `sid`, signed by the provider's key.
-async fn logout_token(p: &Provider, sid: &str, jti: &str) -> anyhow::Result<String> {
-    let n = now();
-    p.sign(
-        "k1",
-        "RS256",
-        json!({"typ": "logout+jwt"}),
-        json!({
-            "iss": p.issuer, "aud": p.client_id, "iat": n, "exp": n + 600,
-            "jti": jti, "sid": sid,
-            "events": {"http://schemas.openid.net/event/backchannel-logout": {}}
-        }),
-    )
-    .await
-}
 
 /// `(status, reason)` of a verification.
 async fn verdict(t: &Tokend, token: &str) -> anyhow::Result<(u16, String)> {
@@ -99,8 +72,8 @@ async fn issue_12_a_backchannel_logout_on_a_refuses_the_token_on_b_within_a_seco
 
     let sid = sid_of(&alice.access_token);
     let jti = format!("sync-{}", now());
-    let token = logout_token(&provider, &sid, &jti).await?;
-    let answer = backchannel(&a, &token).await?;
+    let token = provider.logout_token(&sid, &jti).await?;
+    let answer = a.backchannel_logout(&token).await?;
     assert_eq!(answer.status, 200, "{:?}", answer.body);
     let took = refused_within(
         &b,
@@ -117,7 +90,7 @@ async fn issue_12_a_backchannel_logout_on_a_refuses_the_token_on_b_within_a_seco
     );
 
     // The same logout token replayed to B: A accepted it, so it is a replay everywhere.
-    let replay = backchannel(&b, &token).await?;
+    let replay = b.backchannel_logout(&token).await?;
     assert_eq!(replay.status, 400, "{:?}", replay.body);
     assert!(
         replay.json()["error_description"]

@@ -10,20 +10,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokend_e2e::flow::{LoggedIn, cookie_value, flow_config, log_in, set_cookies};
-use tokend_e2e::{Answer, Tokend, TokendConfig, jwt_payload, now};
+use tokend_e2e::{Tokend, TokendConfig, jwt_payload, now};
 use tokend_shared::SessionQuery;
 
 type R = anyhow::Result<()>;
-
-/// Posts a back-channel logout token the way the provider does (a form field).
-async fn backchannel(t: &Tokend, token: &str) -> anyhow::Result<Answer> {
-    t.post_with(
-        "/auth/backchannel-logout",
-        &[("content-type", "application/x-www-form-urlencoded")],
-        format!("logout_token={token}"),
-    )
-    .await
-}
 
 fn sid_of(token: &str) -> String {
     jwt_payload(token)["sid"].as_str().unwrap_or("").to_string()
@@ -120,7 +110,7 @@ async fn issue_12_revocations_survive_a_restart() -> R {
             }),
         )
         .await?;
-    assert_eq!(backchannel(&t, &logout_token).await?.status, 200);
+    assert_eq!(t.backchannel_logout(&logout_token).await?.status, 200);
 
     let expected = [
         (&out.access, (401, "token_revoked")),
@@ -152,7 +142,7 @@ async fn issue_12_revocations_survive_a_restart() -> R {
     let t = Tokend::start(&cfg).await?;
     t.wait_ready().await?;
     check(&t, &expected).await?;
-    let a = backchannel(&t, &logout_token).await?;
+    let a = t.backchannel_logout(&logout_token).await?;
     assert_eq!(a.status, 400, "a replay after the restart too");
     assert!(
         a.json()["error_description"]
