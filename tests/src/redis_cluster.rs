@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tokio::process::{Child, Command};
 
-use crate::redis_server::{Pair, binary_named, make_certificates, pair_with};
+use crate::redis_server::{
+    Pair, answers_ping, binary_named, connect, make_certificates, pair_with,
+};
 use crate::{free_port, is_root, skip};
 
 /// One master of the cluster.
@@ -85,19 +87,7 @@ impl Node {
             .spawn()
             .context("starting redis-server in cluster mode")?;
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(mut c) = self.raw().await
-                && redis::cmd("PING")
-                    .query_async::<String>(&mut c)
-                    .await
-                    .is_ok()
-            {
-                return Ok(());
-            }
-            anyhow::ensure!(Instant::now() < deadline, "redis-server did not answer");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        answers_ping(&self.url(), self.ca().as_deref()).await
     }
 
     fn url(&self) -> String {
@@ -109,18 +99,13 @@ impl Node {
         format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
+    /// The CA file a `rediss://` node is checked against.
+    fn ca(&self) -> Option<PathBuf> {
+        self.tls.as_ref().map(|certs| certs.join("ca.pem"))
+    }
+
     async fn raw(&self) -> Result<redis::aio::MultiplexedConnection> {
-        let client = match &self.tls {
-            Some(certs) => redis::Client::build_with_tls(
-                self.url(),
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert: Some(std::fs::read(certs.join("ca.pem"))?),
-                },
-            )?,
-            None => redis::Client::open(self.url())?,
-        };
-        Ok(client.get_multiplexed_async_connection().await?)
+        connect(&self.url(), self.ca().as_deref()).await
     }
 }
 

@@ -225,36 +225,12 @@ impl RedisServer {
             .spawn()
             .context("starting redis-server")?;
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(mut c) = self.raw().await
-                && redis::cmd("PING")
-                    .query_async::<String>(&mut c)
-                    .await
-                    .is_ok()
-            {
-                return Ok(());
-            }
-            anyhow::ensure!(Instant::now() < deadline, "redis-server did not answer");
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        answers_ping(&self.url(), self.tls.then(|| self.ca_file()).as_deref()).await
     }
 
     /// A plain connection for looking at the keys and values.
     pub async fn raw(&self) -> Result<redis::aio::MultiplexedConnection> {
-        let client = if self.tls {
-            let root_cert = Some(std::fs::read(self.ca_file())?);
-            redis::Client::build_with_tls(
-                self.url(),
-                redis::TlsCertificates {
-                    client_tls: None,
-                    root_cert,
-                },
-            )?
-        } else {
-            redis::Client::open(self.url())?
-        };
-        Ok(client.get_multiplexed_async_connection().await?)
+        connect(&self.url(), self.tls.then(|| self.ca_file()).as_deref()).await
     }
 
     /// Every key with its TTL in ms (`PTTL`) and the bytes of its value (strings as they
@@ -339,6 +315,42 @@ pub async fn pair_with(store: &str, timeout: &str, extra: &str) -> anyhow::Resul
         b,
         _key_dir: key_dir,
     })
+}
+
+/// A plain connection to the redis-server at `url`; a `rediss://` one is checked against the
+/// CA certificates in `ca`.
+pub(crate) async fn connect(
+    url: &str,
+    ca: Option<&std::path::Path>,
+) -> Result<redis::aio::MultiplexedConnection> {
+    let client = match ca {
+        Some(ca) => redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(std::fs::read(ca)?),
+            },
+        )?,
+        None => redis::Client::open(url)?,
+    };
+    Ok(client.get_multiplexed_async_connection().await?)
+}
+
+/// Waits (up to 10 s) until the redis-server at `url` answers `PING`.
+pub(crate) async fn answers_ping(url: &str, ca: Option<&std::path::Path>) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(mut c) = connect(url, ca).await
+            && redis::cmd("PING")
+                .query_async::<String>(&mut c)
+                .await
+                .is_ok()
+        {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "redis-server did not answer");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 /// Redeems `code` `n` times at once, spread over `instances` in turn: how many won (200),
