@@ -234,63 +234,78 @@ async fn try_reload(state: &AppState) -> Result<Outcome, ReloadError> {
     })
 }
 
-/// Watches the config file and SIGHUP until `stop` turns true.
-pub async fn watch(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
-    let Some(path) = state.config().source.clone() else {
-        return;
-    };
+/// Watches the config file and SIGHUP until `stop` turns true. The watch, the SIGHUP handler
+/// and the file's digest are set up here, before the caller spawns the returned task (and
+/// before tokend says it is ready): a change made, or a SIGHUP sent, right after start is
+/// seen — and a SIGHUP before the handler existed would have ended the process.
+pub fn watch(
+    state: Arc<AppState>,
+    mut stop: watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let path = state.config().source.clone();
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res
-            && !matches!(ev.kind, EventKind::Access(_))
-        {
-            let _ = tx.send(());
+    let watcher = path.as_deref().and_then(|path| {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            if let Ok(ev) = res
+                && !matches!(ev.kind, EventKind::Access(_))
+            {
+                let _ = tx.send(());
+            }
+        })
+        .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|()| w));
+        match watcher {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the config directory; reload with SIGHUP");
+                None
+            }
         }
-    })
-    .and_then(|mut w| w.watch(&dir, RecursiveMode::NonRecursive).map(|()| w));
-    let _watcher = match watcher {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the config directory; reload with SIGHUP");
-            None
+    });
+    let mut hup = path.as_ref().and_then(|_| {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP");
+                None
+            }
         }
-    };
-    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot listen for SIGHUP");
-            None
-        }
-    };
-    let mut last = digest(&path);
-    loop {
-        tokio::select! {
-            _ = stop.changed() => return,
-            Some(()) = events.recv() => {
-                // Debounce: wait until the directory has been quiet for a moment, but no
-                // longer than MAX_DEBOUNCE — a directory that never stays quiet (a busy
-                // neighbour file) must not postpone the reload, or SIGHUP, for ever.
-                let deadline = tokio::time::Instant::now() + MAX_DEBOUNCE;
-                loop {
-                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-                    tokio::select! {
-                        _ = tokio::time::sleep(DEBOUNCE.min(left)) => break,
-                        more = events.recv() => if more.is_none() { break },
+    });
+    let mut last = path.as_deref().and_then(digest);
+    async move {
+        let Some(path) = path else {
+            return;
+        };
+        // Held for as long as the loop runs: dropping it ends the watch.
+        let _watcher = watcher;
+        loop {
+            tokio::select! {
+                _ = stop.changed() => return,
+                Some(()) = events.recv() => {
+                    // Debounce: wait until the directory has been quiet for a moment, but no
+                    // longer than MAX_DEBOUNCE — a directory that never stays quiet (a busy
+                    // neighbour file) must not postpone the reload, or SIGHUP, for ever.
+                    let deadline = tokio::time::Instant::now() + MAX_DEBOUNCE;
+                    loop {
+                        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                        tokio::select! {
+                            _ = tokio::time::sleep(DEBOUNCE.min(left)) => break,
+                            more = events.recv() => if more.is_none() { break },
+                        }
+                    }
+                    let now = digest(&path);
+                    if now.is_some() && now != last {
+                        last = now;
+                        let _ = reload(&state, "file changed").await;
                     }
                 }
-                let now = digest(&path);
-                if now.is_some() && now != last {
-                    last = now;
-                    let _ = reload(&state, "file changed").await;
+                Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
+                    last = digest(&path);
+                    let _ = reload(&state, "SIGHUP").await;
                 }
-            }
-            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => {
-                last = digest(&path);
-                let _ = reload(&state, "SIGHUP").await;
             }
         }
     }
