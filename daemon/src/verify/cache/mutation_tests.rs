@@ -159,3 +159,29 @@ fn issue_8_a_full_cache_sweeps_at_most_once_a_second() {
         "the next second's sweep frees the expired entry's place"
     );
 }
+
+/// The map's cost per entry is the documented estimate: the `(hash, entry)` slot plus its
+/// control byte, over a load of 2/3 (so ×1.5, rounded down). Accounting fewer bytes lets the
+/// cache outgrow `cache_max_bytes` in memory; more makes it hold fewer tokens than it may.
+#[test]
+fn issue_8_each_entry_is_accounted_its_slot_and_control_byte_at_a_two_thirds_load() {
+    let slot = std::mem::size_of::<([u8; 32], CacheEntry)>();
+    assert!(slot >= 32 + 3 * 8, "hash, Arc, i64, Arc: {slot}");
+    let expected = ((slot + 1) as f64 * 1.5).floor() as usize;
+    assert_eq!(SLOT_BYTES, expected, "slot of {slot} bytes");
+    let e = entry("u", 100);
+    assert_eq!(e.bytes(), expected + e.verified.heap_bytes());
+}
+
+/// `cache_max_entries = 0` or `cache_max_bytes = 0` turns the cache off: nothing is hashed
+/// for it nor kept (either bound alone is enough).
+#[test]
+fn issue_8_a_zero_byte_or_zero_entry_bound_turns_the_cache_off() {
+    let ttl = Duration::from_secs(60);
+    for (entries, bytes, on) in [(1, 1, true), (0, 1 << 20, false), (100, 0, false)] {
+        let cache = TokenCache::new(entries, bytes, ttl);
+        assert_eq!(cache.is_enabled(), on, "entries {entries}, bytes {bytes}");
+    }
+    let off = verifier_with("[verify]\ncache_max_bytes = 0\n");
+    assert!(!off.cache().is_enabled());
+}
