@@ -185,3 +185,53 @@ fn issue_8_a_zero_byte_or_zero_entry_bound_turns_the_cache_off() {
     let off = verifier_with("[verify]\ncache_max_bytes = 0\n");
     assert!(!off.cache().is_enabled());
 }
+
+/// Identity headers of `len` value bytes, made for the default header set.
+fn identity(len: usize) -> Arc<super::IdentityHeaders> {
+    static NAME: axum::http::HeaderName = axum::http::HeaderName::from_static("x-user");
+    let value = axum::http::HeaderValue::from_str(&"v".repeat(len)).expect("value");
+    Arc::new(super::IdentityHeaders::new(
+        crate::config::HeaderSet::default(),
+        4096,
+        false,
+        &[(&NAME, value)],
+    ))
+}
+
+/// Forward auth's identity headers kept beside an entry are in its byte account: smaller ones
+/// in place of larger give the difference back; larger ones that no longer fit the budget are
+/// let go, their bytes with them, and the entry stays.
+#[test]
+fn issue_8_identity_headers_kept_beside_an_entry_are_accounted_and_let_go_when_too_large() {
+    let e = entry("u", 100);
+    let verified = e.verified.clone();
+    let base = e.bytes();
+    let (large, small, huge) = (identity(1000), identity(10), identity(3000));
+    let cache = TokenCache::new(10, base + large.heap_bytes(), Duration::from_secs(60));
+    cache.insert([1; 32], e, 0);
+    let account = |c: &TokenCache| c.map.iter().map(|e| e.bytes()).sum::<usize>();
+
+    cache.attach(&[1; 32], &verified, large.clone());
+    assert_eq!(
+        cache.bytes(),
+        base + large.heap_bytes(),
+        "the budget, exactly"
+    );
+    assert_eq!(cache.bytes(), account(&cache));
+
+    cache.attach(&[1; 32], &verified, small.clone());
+    assert_eq!(
+        cache.bytes(),
+        base + small.heap_bytes(),
+        "the difference given back"
+    );
+    assert_eq!(cache.bytes(), account(&cache));
+
+    cache.attach(&[1; 32], &verified, huge);
+    assert!(
+        verified.identity.load().is_none(),
+        "too large for the budget: not kept, and the smaller ones let go"
+    );
+    assert_eq!((cache.len(), cache.bytes()), (1, base));
+    assert_eq!(cache.bytes(), account(&cache));
+}
