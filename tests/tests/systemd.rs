@@ -591,3 +591,90 @@ async fn socket_activation_unnamed_by_type_and_the_rest_bound_as_configured() ->
     assert!(!sock.exists(), "tokend removes the socket file it made");
     Ok(())
 }
+
+/// The `Environment=` lines of `systemd/tokend.service`, as systemd passes them.
+fn unit_environment() -> anyhow::Result<Vec<(String, String)>> {
+    let unit = std::fs::read_to_string(workspace_root().join("systemd/tokend.service"))?;
+    Ok(unit
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Environment="))
+        .flat_map(str::split_whitespace)
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect())
+}
+
+/// glibc's per-thread malloc arenas in `pid`'s memory map: each is a 64 MiB-aligned
+/// reservation of 64 MiB (an `rw-p` part in use, the rest `---p`), anonymous; the main arena
+/// is the `[heap]` and is not counted.
+fn thread_arenas(pid: u32) -> anyhow::Result<usize> {
+    const HEAP_MAX: u64 = 64 << 20;
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    let regions: Vec<(u64, u64, &str, bool)> = maps
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (range, perms) = (f.next()?, f.next()?);
+            let anonymous = f.nth(3).is_none();
+            let (a, b) = range.split_once('-')?;
+            Some((
+                u64::from_str_radix(a, 16).ok()?,
+                u64::from_str_radix(b, 16).ok()?,
+                perms,
+                anonymous,
+            ))
+        })
+        .collect();
+    Ok(regions
+        .windows(2)
+        .filter(|w| {
+            let ((start, end, perms, anon), (next_start, next_end, next_perms, next_anon)) =
+                (w[0], w[1]);
+            anon && next_anon
+                && start % HEAP_MAX == 0
+                && perms == "rw-p"
+                && next_perms == "---p"
+                && next_start == end
+                && next_end == start + HEAP_MAX
+        })
+        .count())
+}
+
+/// Issue #14: the unit runs tokend with one malloc arena (`MALLOC_ARENA_MAX=1`): the 30-minute
+/// soak's RSS grew with glibc's per-thread arenas while the verified-token cache churned, and
+/// stayed flat with one. Started with the unit's environment, tokend's threads allocate from
+/// the main heap only; started without it (the check can fail), its worker threads have
+/// arenas of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_14_the_unit_runs_tokend_with_one_malloc_arena() -> R {
+    let env = unit_environment()?;
+    assert!(
+        env.contains(&("MALLOC_ARENA_MAX".into(), "1".into())),
+        "tokend.service sets MALLOC_ARENA_MAX=1: {env:?}"
+    );
+    let mut arenas = Vec::new();
+    for env in [env, Vec::new()] {
+        let mut cfg = TokendConfig::hs256(SECRET);
+        cfg.env = env;
+        let mut t = Tokend::start(&cfg).await?;
+        t.wait_ready().await?;
+        // Requests on both listeners: they are served on the runtime's worker threads, never
+        // on the main thread (whose allocations the main arena serves either way).
+        for i in 0..32 {
+            let a = if i % 2 == 0 {
+                t.verify("not.a.token").await?
+            } else {
+                t.verify_unix("not.a.token").await?
+            };
+            assert_eq!(a.status, 401);
+        }
+        arenas.push(thread_arenas(t.pid().context("pid")?)?);
+        t.terminate().await?;
+    }
+    assert_eq!(arenas[0], 0, "with the unit's environment: no thread arena");
+    assert!(
+        arenas[1] >= 1,
+        "without it, glibc gives threads arenas of their own (else this test proves nothing)"
+    );
+    Ok(())
+}
