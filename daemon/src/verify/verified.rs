@@ -166,4 +166,33 @@ mod tests {
         let v = verified(json!({"sid": 5}));
         assert_eq!(v.sid(), None, "not a string: no sid");
     }
+
+    /// Issue #8: each character JSON escapes alone keeps a claim's text apart, even where its
+    /// raw bytes happen to occur in the body (a quote, a backslash: the body is full of them);
+    /// a space is plain and is found. The text comes back the same either way, and a kept-apart
+    /// `sub` is counted in the heap bytes as a `sid` is.
+    #[test]
+    fn issue_8_one_escaped_character_is_enough_to_keep_the_text_apart() {
+        let body = br#"{"a":"x y","b":"\"\\","c":"\n"}"#;
+        for (value, owned) in [
+            ("\"", true),
+            ("\\", true),
+            ("\n", true),
+            ("\u{1f}", true),
+            ("x y", false),
+        ] {
+            let t = Text::find(body, value);
+            assert_eq!(matches!(t, Text::Owned(_)), owned, "{value:?}");
+            assert_eq!(t.get(body), value);
+            assert_eq!(t.heap(), if owned { value.len() } else { 0 });
+        }
+        let c = mapper().map(claims(json!({})), "a\"b".into(), 9);
+        let v = Verified::new(&c, 1, None);
+        assert!(matches!(v.sub, Text::Owned(_)));
+        assert_eq!(v.sub(), "a\"b");
+        assert_eq!(
+            v.heap_bytes(),
+            16 + size_of::<Verified>() + v.body.len() + 3
+        );
+    }
 }
