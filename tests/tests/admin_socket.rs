@@ -315,3 +315,61 @@ async fn issue_13_socket_permissions_refuse_a_world_connectable_passed_socket() 
     );
     Ok(())
 }
+
+/// Issue #8 (a mutant nothing caught: membership by the group database's member list): an
+/// operator whose allowed group is only a supplementary one — listed by user name in
+/// `/etc/group`, as `adduser daemon tokend-ops` makes it, not the peer's primary gid — may use
+/// the admin API; a user the group does not list may not. tokend runs in a mount namespace
+/// whose `/etc/group` is a copy with that group added (`unshare --mount`, a bind mount), so
+/// the host's group database is not touched; the peers are Debian's `daemon` (uid 1, gid 1)
+/// and `bin` (uid 2, gid 2), which every Debian system has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_8_a_supplementary_member_by_name_is_an_operator_and_a_non_member_is_not() -> R {
+    let test = "issue_8_a_supplementary_member_by_name_is_an_operator_and_a_non_member_is_not";
+    let Some((activate, unshare)) = tools(test) else {
+        return Ok(());
+    };
+    let files = tempfile::tempdir()?;
+    let group = files.path().join("group");
+    let mut db = std::fs::read_to_string("/etc/group")?;
+    db.push_str(&format!("tokend-ops:x:{ADMIN_GID}:daemon\n"));
+    std::fs::write(&group, db)?;
+    std::fs::set_permissions(&group, std::fs::Permissions::from_mode(0o644))?;
+
+    let dir = tempfile::tempdir()?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    let admin = dir.path().join("tokend-admin.sock");
+    let mut cfg = TokendConfig::hs256(SECRET);
+    cfg.http = false;
+    cfg.tail = "\n[admin]\nallowed_groups = [\"tokend-ops\"]\n".into();
+    cfg.launcher = vec![
+        activate.to_string_lossy().into_owned(),
+        "-l".into(),
+        admin.to_string_lossy().into_owned(),
+        "--fdname=admin".into(),
+        unshare.to_string_lossy().into_owned(),
+        "--mount".into(),
+        "--propagation".into(),
+        "private".into(),
+        "sh".into(),
+        "-c".into(),
+        r#"mount --bind "$0" /etc/group && exec "$@""#.into(),
+        group.to_string_lossy().into_owned(),
+    ];
+    let mut t = Tokend::spawn_in(&cfg, dir)?;
+    // Every local user may connect: the credentials check alone decides.
+    as_the_socket_unit(&admin, 0o666).await?;
+    let member = curl_as(1, 1, &[], &admin, "/v1/admin/overview").await?;
+    let log = t.output.text();
+    assert_eq!(
+        member.status, 200,
+        "{}\n{}\n{log}",
+        member.body, member.trace
+    );
+    let other = curl_as(2, 2, &[], &admin, "/v1/admin/overview").await?;
+    assert_eq!(other.status, 403, "{}", other.body);
+    let v: serde_json::Value = serde_json::from_str(&other.body)?;
+    assert_eq!(v["reason"], "forbidden");
+    assert!(t.terminate().await?.success());
+    Ok(())
+}
