@@ -151,6 +151,33 @@ mod tests {
         assert!(!id.made_for(HeaderSet::Authentik, 301));
     }
 
+    /// Issue #8: the bytes a kept set of headers is accounted for, term by term — the `Arc`'s
+    /// two counters, the struct, one (name, end) pair per header, the values, and the four
+    /// words of the shared allocation `Bytes` makes once sliced (64-bit).
+    #[test]
+    fn issue_8_kept_headers_are_accounted_arc_struct_names_values_and_shared_bytes() {
+        let id = made(HeaderSet::Authentik, 300, "four");
+        let words = size_of::<usize>();
+        assert_eq!(words, 8, "the figures below are for 64-bit");
+        let pair = size_of::<(&'static HeaderName, u32)>();
+        assert_eq!(pair, 16);
+        assert_eq!(
+            id.heap_bytes(),
+            16 + size_of::<IdentityHeaders>() + 2 * 16 + "one".len() + "four".len() + 32
+        );
+        let one = IdentityHeaders::new(
+            HeaderSet::Authentik,
+            300,
+            false,
+            &[(&A, HeaderValue::from_static("x"))],
+        );
+        assert_eq!(
+            id.heap_bytes() - one.heap_bytes(),
+            16 + 6,
+            "a pair and 6 more value bytes"
+        );
+    }
+
     /// Issue #14: the first forward hit makes the headers, later ones reuse them; another
     /// configuration (a reload of `[forward_auth]` keeps the cache) makes them again and
     /// replaces them; the cache's byte account follows (equal to the sum over its entries).
