@@ -458,6 +458,9 @@ fn cached_for(ttl: i64, hash: &[u8; 32]) -> i64 {
 }
 
 #[cfg(test)]
+mod mutation_tests;
+
+#[cfg(test)]
 pub(super) mod tests {
     use super::*;
     use base64::Engine;
