@@ -194,3 +194,68 @@ fn issue_8_now_unix_is_the_wall_clock_in_seconds() {
         "{got} vs {now}"
     );
 }
+
+/// `exp`, `nbf` and `iat` are checked with the leeway inclusive: a token at exactly the
+/// leeway's edge passes, one second beyond it does not.
+#[test]
+fn issue_8_the_leeway_is_inclusive_for_exp_nbf_and_iat() {
+    let v = verifier();
+    let (now, l) = (1_800_000_000_i64, v.leeway);
+    assert!(l > 0, "a leeway to test: {l}");
+    let check = |exp: i64, nbf: Option<i64>, iat: i64| {
+        let mut c = json!({"iss": super::tests::ISSUER, "aud": "shop", "exp": exp, "iat": iat});
+        if let Some(nbf) = nbf {
+            c["nbf"] = json!(nbf);
+        }
+        let Value::Object(c) = c else { unreachable!() };
+        v.check_common(&c, "shop", now)
+    };
+    assert!(
+        check(now - l, None, now).is_ok(),
+        "expired exactly a leeway ago"
+    );
+    assert!(matches!(
+        check(now - l - 1, None, now),
+        Err(VerifyError::Expired(_))
+    ));
+    assert!(
+        check(now + 60, Some(now + l), now).is_ok(),
+        "nbf a leeway ahead"
+    );
+    assert!(matches!(
+        check(now + 60, Some(now + l + 1), now),
+        Err(VerifyError::NotYetValid(_))
+    ));
+    assert!(
+        check(now + 60, None, now + l).is_ok(),
+        "issued a leeway ahead"
+    );
+    assert!(matches!(
+        check(now + 60, None, now + l + 1),
+        Err(VerifyError::NotYetValid(_))
+    ));
+}
+
+/// An ID token is accepted only with the login's nonce: another nonce, or none, is refused.
+#[tokio::test]
+async fn issue_8_an_id_token_needs_the_logins_nonce() {
+    let v = verifier();
+    let now = now_unix();
+    let id = |nonce: Option<&str>| {
+        let mut c = json!({"iss": super::tests::ISSUER, "sub": "alice", "aud": "shop",
+            "exp": now + 300, "iat": now});
+        if let Some(n) = nonce {
+            c["nonce"] = json!(n);
+        }
+        hs_token(json!({}), &c)
+    };
+    let ok = v
+        .verify_id_token(&id(Some("n-1")), "n-1")
+        .await
+        .expect("the nonce");
+    assert_eq!(ok["sub"], "alice");
+    for token in [id(Some("n-2")), id(None)] {
+        let err = v.verify_id_token(&token, "n-1").await.expect_err("refused");
+        assert!(matches!(err, VerifyError::NonceMismatch), "{err:?}");
+    }
+}
