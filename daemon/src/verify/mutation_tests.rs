@@ -259,3 +259,26 @@ async fn issue_8_an_id_token_needs_the_logins_nonce() {
         assert!(matches!(err, VerifyError::NonceMismatch), "{err:?}");
     }
 }
+
+/// Another issuer is told apart from none: `wrong_issuer` (naming it, shortened) against
+/// `missing_claim`; a non-string `iss` is a missing one.
+#[test]
+fn issue_8_another_issuer_is_wrong_not_missing() {
+    let v = verifier();
+    let check = |iss: Value| {
+        let Value::Object(c) = json!({"iss": iss, "aud": "shop"}) else {
+            unreachable!()
+        };
+        v.check_iss_aud(&c, "shop")
+    };
+    assert!(check(json!(super::tests::ISSUER)).is_ok());
+    let err = check(json!("https://evil.example/")).expect_err("refused");
+    assert!(
+        matches!(&err, VerifyError::WrongIssuer(i) if i.contains("evil.example")),
+        "{err:?}"
+    );
+    for iss in [json!(5), Value::Null] {
+        let err = check(iss).expect_err("refused");
+        assert!(matches!(err, VerifyError::MissingClaim("iss")), "{err:?}");
+    }
+}
