@@ -39,20 +39,26 @@ fn login(v: &Verifier, sub: &str, sid: &str) -> Arc<Session> {
     })
 }
 
+/// Three tokens, verified and so cached: alice's in session s1, alice's in s2, bob's in s3.
+async fn three_verified(v: &Verifier) -> [String; 3] {
+    let tokens = [
+        token("alice", "s1", 1),
+        token("alice", "s2", 2),
+        token("bob", "s3", 3),
+    ];
+    for t in &tokens {
+        v.verify(t).await.expect("valid");
+    }
+    tokens
+}
+
 /// Ending a session forgets its cached verifications only, ending a user's sessions forgets
 /// that user's only, and naming neither forgets nothing.
 #[tokio::test]
 async fn issue_8_ending_a_session_or_a_user_forgets_only_their_cached_verifications() {
     let v = verifier();
-    let (a1, a2, b3) = (
-        token("alice", "s1", 1),
-        token("alice", "s2", 2),
-        token("bob", "s3", 3),
-    );
-    for t in [&a1, &a2, &b3] {
-        v.verify(t).await.expect("valid");
-    }
-    let all = [a1.as_str(), &a2, &b3];
+    let tokens = three_verified(&v).await;
+    let all = tokens.each_ref().map(String::as_str);
     assert_eq!(cached(&v, &all), [true, true, true]);
     let now = now_unix();
     assert!(
@@ -72,15 +78,8 @@ async fn issue_8_ending_a_session_or_a_user_forgets_only_their_cached_verificati
 async fn issue_8_a_remote_revocation_forgets_what_it_refuses_and_returns_the_ended_sessions() {
     let v = verifier();
     let session = login(&v, "alice", "s1");
-    let (a1, a2, b3) = (
-        token("alice", "s1", 1),
-        token("alice", "s2", 2),
-        token("bob", "s3", 3),
-    );
-    for t in [&a1, &a2, &b3] {
-        v.verify(t).await.expect("valid");
-    }
-    let all = [a1.as_str(), &a2, &b3];
+    let tokens = three_verified(&v).await;
+    let all = tokens.each_ref().map(String::as_str);
     let now = now_unix();
     let ended = v.apply_remote(
         Change::Sid {
