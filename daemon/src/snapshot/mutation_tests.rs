@@ -204,17 +204,53 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// A snapshot to write to a file in a fresh directory, of sessions holding one revocation
+/// (`mallory`'s, at `now`).
+struct Written {
+    dir: tempfile::TempDir,
+    path: PathBuf,
+    sessions: Arc<Sessions>,
+    now: i64,
+    metrics: Arc<Metrics>,
+    snapshot: Arc<Snapshot>,
+}
+
+impl Written {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("snapshot.json");
+        let sessions = sessions();
+        let now = crate::verify::now_unix();
+        sessions.end_sub("mallory", EndReason::AdminRevocation, now);
+        let metrics = Metrics::new();
+        let snapshot = Arc::new(Snapshot::new(
+            path.clone(),
+            sessions.clone(),
+            metrics.clone(),
+        ));
+        Self {
+            dir,
+            path,
+            sessions,
+            now,
+            metrics,
+            snapshot,
+        }
+    }
+}
+
 /// The writer task writes what changed every interval, again after a later change, and ends
 /// when told to stop.
 #[tokio::test]
 async fn issue_8_the_writer_writes_changes_periodically_until_stopped() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("snapshot.json");
-    let s = sessions();
-    let now = crate::verify::now_unix();
-    s.end_sub("mallory", EndReason::AdminRevocation, now);
-    let metrics = Metrics::new();
-    let snapshot = Arc::new(Snapshot::new(path.clone(), s.clone(), metrics.clone()));
+    let Written {
+        dir: _dir,
+        path,
+        sessions: s,
+        now,
+        metrics,
+        snapshot,
+    } = Written::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     let writer = tokio::spawn(run_writer(
         snapshot.clone(),
@@ -244,13 +280,14 @@ async fn issue_8_the_writer_writes_changes_periodically_until_stopped() {
 /// panic.
 #[tokio::test]
 async fn issue_8_the_shutdown_write_lands_and_a_failed_one_is_counted() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("snapshot.json");
-    let s = sessions();
-    let now = crate::verify::now_unix();
-    s.end_sub("mallory", EndReason::AdminRevocation, now);
-    let metrics = Metrics::new();
-    let snapshot = Arc::new(Snapshot::new(path.clone(), s.clone(), metrics.clone()));
+    let Written {
+        dir,
+        path,
+        sessions: s,
+        now,
+        metrics,
+        snapshot,
+    } = Written::new();
     write_logged(snapshot.clone(), owner()).await;
     assert_eq!(revoked_subs_in(&path, now), Some(1));
     assert!(!snapshot.dirty());

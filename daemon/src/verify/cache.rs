@@ -222,6 +222,12 @@ impl TokenCache {
     pub fn bytes(&self) -> usize {
         self.bytes.load(Ordering::Acquire)
     }
+
+    /// The entries' own byte counts summed: what [`TokenCache::bytes`] must always equal.
+    #[cfg(test)]
+    pub(super) fn entries_bytes(&self) -> usize {
+        self.map.iter().map(|e| e.bytes()).sum()
+    }
 }
 
 #[cfg(test)]
@@ -264,7 +270,7 @@ mod tests {
         let cost = entry("u00", 0).bytes();
         assert!(cost > SLOT_BYTES + 100, "body and slot are counted: {cost}");
         let cache = TokenCache::new(usize::MAX, 3 * cost + cost / 2, Duration::from_secs(60));
-        let sum = |c: &TokenCache| c.map.iter().map(|e| e.bytes()).sum::<usize>();
+        let sum = TokenCache::entries_bytes;
         for i in 0..3u8 {
             cache.insert([i; 32], entry(&format!("u0{i}"), 100 + i64::from(i)), 0);
         }
@@ -307,7 +313,7 @@ mod tests {
             cached > 5 && cached < 100,
             "bounded by bytes: {cached} cached"
         );
-        let sum: usize = v.cache().map.iter().map(|e| e.bytes()).sum();
+        let sum = v.cache().entries_bytes();
         assert_eq!(v.cache().bytes(), sum);
         let hits = v.metrics().cache_hits.get();
         v.verify(&tokens[0]).await.expect("valid");

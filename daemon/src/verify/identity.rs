@@ -199,7 +199,7 @@ mod tests {
                 .expect("valid")
             }
         };
-        let sum = |v: &Verifier| v.cache().map.iter().map(|e| e.bytes()).sum::<usize>();
+        let sum = |v: &Verifier| v.cache().entries_bytes();
         let before = {
             v.verify(&token).await.expect("valid");
             v.cache().bytes()

@@ -209,23 +209,15 @@ fn issue_8_identity_headers_kept_beside_an_entry_are_accounted_and_let_go_when_t
     let (large, small, huge) = (identity(1000), identity(10), identity(3000));
     let cache = TokenCache::new(10, base + large.heap_bytes(), Duration::from_secs(60));
     cache.insert([1; 32], e, 0);
-    let account = |c: &TokenCache| c.map.iter().map(|e| e.bytes()).sum::<usize>();
 
-    cache.attach(&[1; 32], &verified, large.clone());
-    assert_eq!(
-        cache.bytes(),
-        base + large.heap_bytes(),
-        "the budget, exactly"
-    );
-    assert_eq!(cache.bytes(), account(&cache));
-
-    cache.attach(&[1; 32], &verified, small.clone());
-    assert_eq!(
-        cache.bytes(),
-        base + small.heap_bytes(),
-        "the difference given back"
-    );
-    assert_eq!(cache.bytes(), account(&cache));
+    for (id, what) in [
+        (large, "the budget, exactly"),
+        (small, "smaller ones: the difference given back"),
+    ] {
+        cache.attach(&[1; 32], &verified, id.clone());
+        assert_eq!(cache.bytes(), base + id.heap_bytes(), "{what}");
+        assert_eq!(cache.bytes(), cache.entries_bytes());
+    }
 
     cache.attach(&[1; 32], &verified, huge);
     assert!(
@@ -233,5 +225,5 @@ fn issue_8_identity_headers_kept_beside_an_entry_are_accounted_and_let_go_when_t
         "too large for the budget: not kept, and the smaller ones let go"
     );
     assert_eq!((cache.len(), cache.bytes()), (1, base));
-    assert_eq!(cache.bytes(), account(&cache));
+    assert_eq!(cache.bytes(), cache.entries_bytes());
 }
