@@ -264,3 +264,6 @@ impl Flow {
         }))
     }
 }
+
+#[cfg(test)]
+mod mutation_tests;
