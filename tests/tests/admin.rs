@@ -701,3 +701,73 @@ async fn issue_11_overview_shows_the_last_minute_rates_and_latency() -> R {
     assert_eq!(o.verification_rates.len(), 2, "{:?}", o.verification_rates);
     Ok(())
 }
+
+/// Issue #8 (mutation testing of `flow/`): the audit ring names the user and the session of
+/// every flow step — the login, a refresh, a logout and a back-channel logout (with how many
+/// sessions it ended) — so an operator can follow one session through the console.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_8_flow_events_name_the_user_and_the_session() -> R {
+    let (p, t) = flow_setup("").await?;
+    let admin = t.admin()?;
+    let one = log_in(&p, &t, "alice", "one").await?;
+    let sid_one = sid_of(&one.access);
+    let a = t
+        .post_cookie("/auth/refresh", "ecosire_refresh", &one.refresh)
+        .await?;
+    assert_eq!(a.status, 200, "refresh");
+    let a = t
+        .post_cookie("/auth/logout", "ecosire_auth", &one.access)
+        .await?;
+    assert_eq!(a.status, 200, "logout");
+
+    let two = log_in(&p, &t, "bob", "two").await?;
+    let sid_two = sid_of(&two.access);
+    assert_ne!(sid_one, sid_two);
+    let resp: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/_test/end-session", p.base()))
+        .json(&json!({"session": "two"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let sent = resp["backchannel"].as_array().cloned().unwrap_or_default();
+    assert!(sent.iter().any(|b| b["ok"] == true), "delivered: {resp}");
+
+    let events = admin.events(0).await?.events;
+    let only = |kind: AuditKind| {
+        let found: Vec<_> = events.iter().filter(|e| e.kind == kind).collect();
+        assert_eq!(found.len(), 1, "one {kind:?} in {events:?}");
+        found[0].clone()
+    };
+    for (kind, sub, sid) in [
+        (AuditKind::Refresh, "alice", &sid_one),
+        (AuditKind::Logout, "alice", &sid_one),
+    ] {
+        let e = only(kind);
+        assert_eq!(
+            (e.sub.as_deref(), e.sid.as_deref()),
+            (Some(sub), Some(sid.as_str())),
+            "{e:?}"
+        );
+    }
+    let logins: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == AuditKind::LoginCompleted)
+        .map(|e| (e.sub.clone(), e.sid.clone()))
+        .collect();
+    assert_eq!(
+        logins,
+        vec![
+            (Some("alice".into()), Some(sid_one.clone())),
+            (Some("bob".into()), Some(sid_two.clone())),
+        ]
+    );
+    // The provider's logout token names the session (and the user, as Authentik's does).
+    let bc = only(AuditKind::BackchannelLogout);
+    assert_eq!(bc.sid.as_deref(), Some(sid_two.as_str()), "{bc:?}");
+    assert_eq!(bc.sub.as_deref(), Some("bob"), "{bc:?}");
+    assert_eq!(bc.count, Some(1), "{bc:?}");
+    t.output
+        .assert_free_of(&[&one.access, &one.refresh, &two.access, &two.refresh]);
+    Ok(())
+}
