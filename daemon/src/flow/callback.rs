@@ -180,11 +180,7 @@ impl Flow {
                 now,
             )
             .await
-            .map_err(|e| match e {
-                CodeError::Store(StoreError::Full(..)) => LoginError::CapacityExceeded,
-                CodeError::Store(StoreError::Unavailable(_)) => LoginError::StoreUnavailable,
-                _ => LoginError::Internal,
-            })?;
+            .map_err(issue_error)?;
         tracing::info!(sub = %session.sub, "login completed");
         self.metrics.audit.user(
             tokend_shared::AuditKind::LoginCompleted,
@@ -199,6 +195,17 @@ impl Flow {
     }
 }
 
+/// What the browser is told when no exchange code could be minted. (With the Redis store the
+/// session is saved there first, so an outage shows up before this — unless it begins in
+/// between.)
+fn issue_error(e: CodeError) -> LoginError {
+    match e {
+        CodeError::Store(StoreError::Full(..)) => LoginError::CapacityExceeded,
+        CodeError::Store(StoreError::Unavailable(_)) => LoginError::StoreUnavailable,
+        _ => LoginError::Internal,
+    }
+}
+
 /// The request must carry the binding cookie of this login (compared in constant time).
 fn check_browser(login: &LoginState, binding: Option<&Secret>) -> Result<(), LoginError> {
     match binding {
@@ -206,3 +213,6 @@ fn check_browser(login: &LoginState, binding: Option<&Secret>) -> Result<(), Log
         _ => Err(LoginError::BrowserMismatch),
     }
 }
+
+#[cfg(test)]
+mod mutation_tests;
