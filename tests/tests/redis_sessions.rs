@@ -132,6 +132,14 @@ async fn issue_12_a_login_via_a_refreshes_on_b_and_a_logout_on_b_ends_it_on_a() 
         "{:?}",
         after.body
     );
+    // Its current refresh token, rotated on A after B last saw the session, is dead at the
+    // provider too: B learnt it from the store's record and revoked it (issue #8).
+    let (code, body) = provider.refresh_grant(&refresh3).await?;
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
     let listed = a.admin()?.sessions(&SessionQuery::default()).await?;
     assert!(
         !listed
@@ -331,5 +339,57 @@ async fn issue_12_an_operator_revocation_on_b_ends_a_session_made_on_a() -> R {
         !left.iter().any(|(k, _, _)| k.starts_with("tokend:sess:{")),
         "the record is gone: {left:?}"
     );
+    Ok(())
+}
+
+/// Issue #8 (mutation testing of `flow/logout.rs`): a logout on an instance that never held
+/// the session finds its current refresh token in the store's record and revokes it at the
+/// provider — once, whether or not the browser's refresh cookie names the same token. (A, which
+/// holds the session, learns of the logout and revokes the token it knows as well: the count
+/// is B's own requests to the revocation endpoint.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_8_a_logout_on_b_revokes_the_current_refresh_token_of_a_session_made_on_a_once() -> R
+{
+    let Some(redis) = RedisServer::start("issue_8_a_logout_on_b_revokes").await? else {
+        return Ok(());
+    };
+    let Pair {
+        provider,
+        a,
+        b,
+        _key_dir: _keys,
+    } = pair(&redis, "5s").await?;
+    const B_REVOCATIONS: &str =
+        "tokend_upstream_request_duration_seconds_count{endpoint=\"revocation\"}";
+    for (user, with_refresh_cookie) in [("frank", false), ("grace", true)] {
+        let who = log_in(&provider, &a, user, &format!("jar-{user}")).await?;
+        // Rotated on A: the store's record holds the new refresh token.
+        let r = refresh(&a, &who.refresh).await?;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        let (access, current) = (cookie(&r, "ecosire_auth"), cookie(&r, "ecosire_refresh"));
+        let before = b.metrics().await?;
+        let mut cookies = format!("ecosire_auth={access}");
+        if with_refresh_cookie {
+            cookies.push_str(&format!("; ecosire_refresh={current}"));
+        }
+        let out = b
+            .post_with("/auth/logout", &[("cookie", cookies.as_str())], "")
+            .await?;
+        assert_eq!(out.status, 200, "{user}: {:?}", out.body);
+        assert_eq!(
+            b.metrics().await?.delta(&before, B_REVOCATIONS),
+            1.0,
+            "{user} (refresh cookie sent: {with_refresh_cookie}): B revoked one token"
+        );
+        let (code, body) = provider.refresh_grant(&current).await?;
+        assert_eq!(
+            (code, body["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{user}: the current refresh token is dead at the provider: {body}"
+        );
+        for t in [&a, &b] {
+            t.output.assert_free_of(&[&who.refresh, &access, &current]);
+        }
+    }
     Ok(())
 }
