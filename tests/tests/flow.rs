@@ -233,6 +233,31 @@ async fn whole_flow_login_exchange_verify_refresh_logout() -> R {
         .await?;
     assert_eq!(a.status, 401, "revoked refresh token refused");
 
+    // The logout's log line tells the operator whether the provider confirmed the revocation
+    // (issue #8): yes for this one; no for a logout with no session to end.
+    let logouts = || -> Vec<String> {
+        t.output
+            .text()
+            .lines()
+            .filter(|l| l.contains(" logout ") && l.contains("revoked="))
+            .map(str::to_string)
+            .collect()
+    };
+    let before = logouts();
+    let line = before.last().cloned().unwrap_or_default();
+    assert!(line.contains("revoked=true"), "{line}");
+    let a = t.post("/auth/logout", String::new()).await?;
+    assert_eq!(a.status, 200);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while logouts().len() == before.len() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let line = logouts().last().cloned().unwrap_or_default();
+    assert!(
+        line.contains("session=false") && line.contains("revoked=false"),
+        "{line}"
+    );
+
     let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
     t.output.assert_free_of(&refs);
     Ok(())
