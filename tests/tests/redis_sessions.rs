@@ -210,7 +210,21 @@ async fn issue_12_without_redis_refresh_answers_503_and_verification_still_works
     } = pair(&redis, "1s").await?;
     let carol = log_in(&provider, &a, "carol", "jar-c").await?;
     assert_eq!(status(&b, &carol.access).await?, 200);
+    let dave = log_in(&provider, &a, "dave", "jar-d").await?;
+    let out = a
+        .post_cookie("/auth/logout", "ecosire_auth", &dave.access)
+        .await?;
+    assert_eq!(out.status, 200);
     redis.kill().await?;
+    // A refresh token whose session ended here is refused without asking the store (issue #8):
+    // 401, and the browser's cookies go, even with Redis away.
+    let ended = refresh(&a, &dave.refresh).await?;
+    assert_eq!(
+        (ended.status, ended.reason().as_str()),
+        (401, "no_session"),
+        "{:?}",
+        ended.body
+    );
     for t in [&a, &b] {
         let answer = refresh(t, &carol.refresh).await?;
         assert_eq!(answer.status, 503, "{:?}", answer.body);
