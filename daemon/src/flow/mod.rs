@@ -16,6 +16,8 @@ pub mod logout;
 pub mod redirect;
 pub mod refresh;
 mod shared;
+#[cfg(test)]
+mod test_flow;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,55 +1,17 @@
 //! Issue #8: the Set-Cookie values the flow writes, attribute by attribute (no unit test read
 //! them before: cargo-mutants' mutants of `cookies.rs` survived the unit tests).
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use cookie::{Cookie, SameSite};
 use sha2::{Digest, Sha256};
 use tokend_shared::Secret;
 
-use crate::codes::Codes;
-use crate::config::Config;
 use crate::flow::Flow;
-use crate::metrics::Metrics;
-use crate::sessions::Sessions;
-use crate::store::{MemoryStore, Store};
-use crate::verify::Verifier;
 
-/// A flow (HS256 mode, memory store) with `cookies` as its `[cookies]` section.
+/// A flow with `cookies` as its `[cookies]` section.
 fn flow(cookies: &str) -> Flow {
-    let text = format!(
-        "[listen]\nhttp = \"127.0.0.1:9180\"\n[provider]\n\
-         issuer = \"https://auth.example.com/application/o/shop/\"\nclient_id = \"shop\"\n\
-         client_secret = \"unit-test-secret\"\nalgorithms = [\"HS256\"]\n[cookies]\n{cookies}"
-    );
-    let config = Config::from_toml(
-        &text,
-        Path::new("unit.toml"),
-        Path::new("."),
-        std::iter::empty(),
-    )
-    .expect("valid config");
-    let metrics = Metrics::new();
-    let jwks = crate::build_jwks(&config, &metrics).expect("jwks");
-    let sessions = Arc::new(Sessions::new(config.revocation_ttl(), metrics.clone()));
-    let verifier = Arc::new(Verifier::new(
-        &config,
-        jwks.clone(),
-        sessions,
-        metrics.clone(),
-    ));
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(16, 16));
-    let codes = Arc::new(Codes::new(store.clone(), config.codes.ttl, metrics.clone()));
-    Flow::new(
-        &config,
-        store,
-        codes,
-        verifier,
-        jwks.provider().clone(),
-        metrics,
-    )
+    crate::flow::test_flow::flow(&format!("[cookies]\n{cookies}"))
 }
 
 const SHARED: &str = "domain = \"example.com\"\nsame_site = \"strict\"\n\

@@ -91,3 +91,43 @@ async fn issue_8_a_task_ending_without_an_answer_is_an_upstream_error() {
         Ok(_) => panic!("tokens out of nothing"),
     }
 }
+
+/// The race `start` settles: between a caller's look at the slots and its claim of one,
+/// another caller may have started (or finished) a refresh of the same token. A live slot
+/// found then is joined — no second upstream refresh; one past its use is replaced by this
+/// caller's refresh.
+#[tokio::test]
+async fn issue_8_start_joins_a_live_slot_and_replaces_an_expired_one() {
+    let flow = Arc::new(crate::flow::test_flow::flow(""));
+    let rt = Secret::new("a-refresh-token");
+    let key = key_of(rt.expose());
+    for (what, age, outcome, joined) in [
+        ("in flight", Duration::ZERO, None, true),
+        ("just done", Duration::ZERO, refused(), true),
+        ("done past the grace window", GRACE * 2, refused(), false),
+        ("abandoned", ABANDONED * 2, None, false),
+    ] {
+        let (found, _tx) = slot(age, GRACE, outcome);
+        let found = Arc::new(found);
+        flow.refreshes.insert(key, found.clone());
+        let next = flow
+            .start(key, &rt, None, GRACE, 10)
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        let held = flow.refreshes.get(&key).map(|s| s.clone()).expect("a slot");
+        match next {
+            Next::Join(s) => {
+                assert!(joined, "{what}: joined");
+                assert!(Arc::ptr_eq(&s, &found), "{what}: the slot found");
+                assert!(Arc::ptr_eq(&held, &found), "{what}: kept");
+            }
+            Next::Started(s) => {
+                assert!(!joined, "{what}: a second refresh started");
+                assert!(
+                    Arc::ptr_eq(&held, &s),
+                    "{what}: the new slot replaced the old"
+                );
+                assert!(!Arc::ptr_eq(&s, &found), "{what}: a new slot");
+            }
+        }
+    }
+}
