@@ -17,6 +17,8 @@ pub mod redirect;
 pub mod refresh;
 mod shared;
 #[cfg(test)]
+mod mutation_tests;
+#[cfg(test)]
 mod test_flow;
 
 use std::sync::Arc;
