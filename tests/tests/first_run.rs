@@ -219,6 +219,15 @@ async fn issue_10_wrong_client_secret_is_said_once_and_shown_by_readiness() -> R
         1,
         "said once, not per request:\n{log}"
     );
+    // And each failed exchange says what the provider answered (issue #8).
+    assert_eq!(
+        log.lines()
+            .filter(|l| l.contains("code exchange failed")
+                && l.contains("provider answered an error: invalid_client"))
+            .count(),
+        2,
+        "{log}"
+    );
     t.output.assert_free_of(&[wrong, &p.client_secret]);
     Ok(())
 }

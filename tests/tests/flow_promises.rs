@@ -152,6 +152,18 @@ async fn refresh_grace_and_a_refused_refresh_token() -> R {
     for name in ["ecosire_auth", "ecosire_refresh"] {
         assert_eq!(cookie_value(&cleared, name).as_deref(), Some(""), "{name}");
     }
+    // The provider refused the grant, not the client: readiness carries no credentials
+    // warning (issue #8; only `invalid_client` means a wrong client secret), and the log says
+    // what the provider answered.
+    let ready = t.get("/readyz", &[]).await?.json();
+    assert!(ready.get("warning").is_none(), "{ready}");
+    let log = t.output.text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("refresh failed")
+                && l.contains("the provider refused: invalid_grant")),
+        "{log}"
+    );
     t.output.assert_free_of(&[&refresh, &new_refresh]);
     Ok(())
 }
