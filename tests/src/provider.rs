@@ -279,6 +279,26 @@ impl Provider {
         Ok((status, resp.json().await?))
     }
 
+    /// RP-initiated logout of the named browser session at the provider (confirmed "yes");
+    /// the provider POSTs its back-channel logout before answering. Asserts that one was
+    /// delivered; returns the answer (`{"status","location","backchannel":[…]}`).
+    pub async fn end_browser_session(&self, session: &str) -> Result<Value> {
+        let resp: Value = self
+            .http
+            .post(format!("{}/_test/end-session", self.base))
+            .json(&json!({ "session": session }))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let sent = resp["backchannel"].as_array().cloned().unwrap_or_default();
+        anyhow::ensure!(
+            sent.iter().any(|b| b["ok"] == true),
+            "no back-channel logout delivered: {resp}"
+        );
+        Ok(resp)
+    }
+
     /// Adds Authentik events (`[{"action","user"?,"email"?,"context"?,"client_ip"?}]`) to the
     /// Events API, newer than every event before; returns their `pk`s.
     pub async fn add_events(&self, events: Value) -> Result<Vec<String>> {

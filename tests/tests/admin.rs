@@ -723,15 +723,7 @@ async fn issue_8_flow_events_name_the_user_and_the_session() -> R {
     let two = log_in(&p, &t, "bob", "two").await?;
     let sid_two = sid_of(&two.access);
     assert_ne!(sid_one, sid_two);
-    let resp: serde_json::Value = reqwest::Client::new()
-        .post(format!("{}/_test/end-session", p.base()))
-        .json(&json!({"session": "two"}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let sent = resp["backchannel"].as_array().cloned().unwrap_or_default();
-    assert!(sent.iter().any(|b| b["ok"] == true), "delivered: {resp}");
+    p.end_browser_session("two").await?;
 
     let events = admin.events(0).await?.events;
     let only = |kind: AuditKind| {

@@ -594,18 +594,7 @@ async fn backchannel_logout_ends_the_session_and_refuses_bad_tokens() -> R {
     assert_eq!(t.verify(&access).await?.status, 200, "still logged in");
 
     // The provider's own back-channel logout (RP-initiated logout of the browser session).
-    let resp: Value = reqwest::Client::new()
-        .post(format!("{}/_test/end-session", p.base()))
-        .json(&json!({"session": "bc"}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let sent = resp["backchannel"].as_array().cloned().unwrap_or_default();
-    assert!(
-        sent.iter().any(|b| b["ok"] == true),
-        "provider delivered: {resp}"
-    );
+    p.end_browser_session("bc").await?;
     let a = t.verify(&access).await?;
     assert_eq!((a.status, a.reason()), (401, "token_revoked".into()));
     let a = t

@@ -916,15 +916,7 @@ async fn issue_8_backchannel_logout_success_is_counted() -> R {
     let (p, t) = flow_setup("").await?;
     let logged = log_in(&p, &t, "alice", "bc-metrics").await?;
     let m0 = t.metrics().await?;
-    let resp: Value = reqwest::Client::new()
-        .post(format!("{}/_test/end-session", p.base()))
-        .json(&json!({"session": "bc-metrics"}))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let sent = resp["backchannel"].as_array().cloned().unwrap_or_default();
-    assert!(sent.iter().any(|b| b["ok"] == true), "delivered: {resp}");
+    p.end_browser_session("bc-metrics").await?;
     let m1 = t.metrics().await?;
     assert_eq!(
         m1.delta(&m0, "tokend_backchannel_logouts_total{result=\"success\"}"),
