@@ -13,11 +13,11 @@ pub mod cookies;
 pub mod exchange;
 pub mod login;
 pub mod logout;
+#[cfg(test)]
+mod mutation_tests;
 pub mod redirect;
 pub mod refresh;
 mod shared;
-#[cfg(test)]
-mod mutation_tests;
 #[cfg(test)]
 mod test_flow;
 
