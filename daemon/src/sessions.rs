@@ -10,6 +10,8 @@ mod mutation_tests;
 mod remote;
 mod shared;
 #[cfg(test)]
+mod sharing_tests;
+#[cfg(test)]
 mod tests;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
