@@ -192,13 +192,12 @@ fn merge(
     let mut fresh = false;
     map.entry(id)
         .and_modify(|r| {
-            if at > r.at || until > r.until {
-                fresh = at > r.at;
-                r.at = r.at.max(at);
-                r.until = r.until.max(until);
-                if fresh {
-                    r.why = why;
-                }
+            // Refuses more only with a later `at`; a later `until` refuses the same for longer.
+            fresh = at > r.at;
+            r.at = r.at.max(at);
+            r.until = r.until.max(until);
+            if fresh {
+                r.why = why;
             }
         })
         .or_insert_with(|| {
