@@ -248,6 +248,30 @@ mod tests {
         }
     }
 
+    /// Issue #8: the listing in Redis mode — a session both here and in the store is listed
+    /// once (the same `sid`, `sub` and creation second), with the later last-seen and access
+    /// expiry; two sessions of one user made in the same second stay two; newest first.
+    #[test]
+    fn issue_8_local_and_recorded_sessions_are_merged_once_each() {
+        let mut here = s("alice", "o1", "admin", 10);
+        here.last_seen = 50;
+        let mut there = here.clone();
+        there.last_seen = 40;
+        there.access_expires = 400;
+        let mut other_browser = here.clone();
+        other_browser.sid = Some("sid-alice-10-b".into());
+        let mut bob = s("bob", "o1", "user", 10);
+        bob.sid = here.sid.clone();
+        let carol = s("carol", "o1", "user", 20);
+        let all = merged(
+            vec![here.clone()],
+            vec![there, other_browser.clone(), bob.clone(), carol.clone()],
+        );
+        let mut expected_here = here;
+        expected_here.access_expires = 400;
+        assert_eq!(all, [carol, expected_here, other_browser, bob]);
+    }
+
     #[test]
     fn filters_sort_and_pages() {
         let all = vec![
