@@ -560,6 +560,37 @@ async fn revoking_a_user_answers_the_true_count() -> R {
     Ok(())
 }
 
+/// Issue #8 (mutation testing of `admin/mod.rs`): the admin API reads a request body of up to
+/// 16 KiB — a revoke padded to 4 KiB is served — and refuses a larger one with 413
+/// `payload_too_large`, ending nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_8_an_admin_request_body_is_read_up_to_16_kib() -> R {
+    let p = Provider::start().await?;
+    let t = Tokend::start(&TokendConfig::for_provider(&p)).await?;
+    t.wait_ready().await?;
+    let carol = p.login("carol").await?.access_token;
+    let dave = p.login("dave").await?.access_token;
+    let revoke = |sub: &str, len: usize| {
+        let mut body = format!("{{\"sub\":\"{sub}\"");
+        body.push_str(&" ".repeat(len - body.len() - 1));
+        body.push('}');
+        body
+    };
+    let path = "/v1/admin/sessions/revoke";
+    let a = t
+        .admin_unix("POST", path, Some(revoke("carol", 4096)))
+        .await?;
+    assert_eq!(a.status, 200, "{}", String::from_utf8_lossy(&a.body));
+    assert_eq!(t.verify(&carol).await?.reason(), "revoked_by_admin");
+    let a = t
+        .admin_unix("POST", path, Some(revoke("dave", 17 * 1024)))
+        .await?;
+    assert_eq!((a.status, a.reason()), (413, "payload_too_large".into()));
+    assert_eq!(t.verify(&dave).await?.status, 200, "nothing revoked");
+    t.output.assert_free_of(&[&carol, &dave]);
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwks_refresh_and_reload_work_and_are_audited_with_the_uid() -> R {
     let (p, t) = flow_setup("").await?;
@@ -668,6 +699,9 @@ async fn issue_11_overview_shows_the_last_minute_rates_and_latency() -> R {
     assert!(o.authentik_events.is_none(), "[events] is not configured");
 
     let token = p.login("alice").await?.access_token;
+    // Issue #8: the rates are over at least two seconds, so a count multiplied instead of
+    // divided by them cannot pass for a rate.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     const VALID: u64 = 40;
     const MALFORMED: u64 = 10;
     for _ in 0..VALID {
@@ -683,6 +717,8 @@ async fn issue_11_overview_shows_the_last_minute_rates_and_latency() -> R {
         l.p50_ms > 0.0 && l.p50_ms <= l.p99_ms && l.p99_ms < 1000.0,
         "{l:?}"
     );
+    // Issue #8: milliseconds, not seconds divided by 1000 (a bucket's value is at least 1 µs).
+    assert!(l.p50_ms >= 0.001, "{l:?}");
     let valid = o.verification_rates.get("valid").copied().unwrap_or(0.0);
     let malformed = o
         .verification_rates
@@ -698,6 +734,18 @@ async fn issue_11_overview_shows_the_last_minute_rates_and_latency() -> R {
     );
     // Rates are per second over at most a minute: at least N/60.
     assert!(valid >= VALID as f64 / 60.0 - 1e-9, "{valid}");
+    // Issue #8: a rate is the count over the window's seconds so far — the seconds begun
+    // since start (at least the 2 s slept), at most 60.
+    let seconds = VALID as f64 / valid;
+    assert!(
+        (seconds - seconds.round()).abs() < 1e-9 && (2.0..=60.0).contains(&seconds),
+        "{valid}/s for {VALID} verifications"
+    );
+    let uptime = o.uptime_seconds.min(60) as f64;
+    assert!(
+        (0.0..=2.0).contains(&(seconds - uptime)),
+        "{seconds} s of rates, {uptime} s up"
+    );
     assert_eq!(o.verification_rates.len(), 2, "{:?}", o.verification_rates);
     Ok(())
 }
