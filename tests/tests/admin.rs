@@ -385,6 +385,8 @@ async fn outstanding_codes_are_listed_by_hash_prefix_never_the_code() -> R {
             "{c:?}"
         );
         assert!(c.expires > now());
+        // Issue #8: the seconds left until `expires`, counted when the list was made.
+        assert!(c.ttl_left >= c.expires - now(), "{c:?}");
     }
     assert_no_secrets(&all_reads(&admin).await?, &[&code, &api_code, &token]);
 
