@@ -106,6 +106,18 @@ async fn the_admin_api_is_on_its_own_0600_socket_and_404_elsewhere() -> R {
     assert_eq!(o.keys.last_fetch_ok, Some(true));
     assert!(!o.keys.keys.is_empty());
     assert!(o.keys.keys.iter().all(|k| k.kid.is_some()), "{:?}", o.keys);
+    // Issue #8: each key's kind, as the console shows it, follows its algorithm.
+    for k in &o.keys.keys {
+        let kind = match k.alg.as_deref() {
+            Some("RS256" | "RS384" | "RS512" | "PS256" | "PS384" | "PS512") => "RSA",
+            Some("ES256") => "EC P-256",
+            Some("ES384") => "EC P-384",
+            Some("ES512") => "EC P-521",
+            Some("EdDSA") => "Ed25519",
+            other => anyhow::bail!("the provider publishes no {other:?} key"),
+        };
+        assert_eq!(k.kind, kind, "{k:?}");
+    }
     assert_eq!(o.store.kind, "memory");
     assert!(o.last_reload.is_none());
     let a = t.admin_unix("GET", "/v1/admin/nowhere", None).await?;
@@ -145,6 +157,12 @@ async fn without_an_app_socket_the_admin_socket_needs_its_own_path() -> R {
     t.wait_ready().await?;
     let o = t.admin()?.overview().await?;
     assert_eq!(o.keys.source, "client_secret");
+    let kinds: Vec<&str> = o.keys.keys.iter().map(|k| k.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["HMAC"],
+        "issue #8: the client secret is the one key"
+    );
     assert!(t.output.text().contains("admin API on its own socket"));
     Ok(())
 }

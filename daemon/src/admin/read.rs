@@ -287,7 +287,11 @@ mod tests {
             user: Some("alice@example.com".into()),
             ..Default::default()
         };
-        assert_eq!(page(all.clone(), &q).total, 2);
+        // Issue #8: by e-mail only the sessions whose e-mail it is (alice's two), not those
+        // whose e-mail differs (the count alone was the same either way).
+        let p = page(all.clone(), &q);
+        let subs: Vec<&str> = p.sessions.iter().map(|s| s.sub.as_str()).collect();
+        assert_eq!((p.total, subs), (2, vec!["alice", "alice"]));
         let q = SessionQuery {
             org: Some("o2".into()),
             role: Some("user".into()),
