@@ -363,6 +363,73 @@ async fn issue_12_the_login_cap_holds_across_instances() {
     assert_eq!(live, 3);
 }
 
+/// Issue #8 (mutation testing): a new login state is counted in at its creation time, so the
+/// states already expired by then leave the count first and are not reported as evictions
+/// (the memory engine drops them in its sweep instead); and a record's Redis TTL is its own
+/// lifetime plus [`EXPIRED_MEMORY`], not a lifetime counted from the epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_8_expired_login_states_leave_without_an_eviction_and_ttls_are_lifetimes() {
+    let test = "issue_8_expired_login_states_leave_without_an_eviction_and_ttls_are_lifetimes";
+    let Some(server) = RedisServer::start(test) else {
+        return;
+    };
+    let store = RedisStore::open(&redis_config(server.port), 10, 2).expect("open");
+    let t = now();
+    for (i, name) in ["old-1", "old-2"].iter().enumerate() {
+        let stored = store
+            .put(
+                Kind::LoginState,
+                key_of(name),
+                login(t - 20, t - 10 + i as i64),
+            )
+            .await
+            .expect("stored");
+        assert_eq!(stored.evicted, 0, "{name}");
+    }
+    for name in ["new-1", "new-2"] {
+        let stored = store
+            .put(Kind::LoginState, key_of(name), login(t, t + 100))
+            .await
+            .expect("stored");
+        assert_eq!(stored.evicted, 0, "{name}: the expired states made room");
+    }
+    let stored = store
+        .put(Kind::LoginState, key_of("new-3"), login(t, t + 101))
+        .await
+        .expect("stored");
+    assert_eq!(stored.evicted, 1, "two live states: the oldest makes room");
+
+    store
+        .put(Kind::ExchangeCode, key_of("code"), code(t, t + 60))
+        .await
+        .expect("stored");
+    let client = ::redis::Client::open(format!("redis://127.0.0.1:{}/", server.port)).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let names: Vec<String> = ::redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .expect("KEYS");
+    let mut checked = 0;
+    for name in names.iter().filter(|n| !n.contains("logins")) {
+        let ttl: i64 = ::redis::cmd("PTTL")
+            .arg(name)
+            .query_async(&mut conn)
+            .await
+            .expect("PTTL");
+        let most = (160 + EXPIRED_MEMORY) * 1000;
+        assert!(
+            ttl > 0 && ttl <= most,
+            "{name}: PTTL {ttl} ms, at most {most}"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 4, "records checked: {names:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_12_an_unreachable_redis_is_unavailable_within_the_timeout() {
     // A port nobody listens on: every call fails fast, none hangs, none panics.
