@@ -5,7 +5,7 @@
 //! store hands back is the payload that was put.
 
 use tokend_shared::Secret;
-use zeroize::Zeroize;
+use zeroize::Zeroizing;
 
 use super::{CodeKind, CodePayload};
 
@@ -13,7 +13,7 @@ use super::{CodeKind, CodePayload};
 pub(super) struct PackedCode {
     /// The access token, refresh token, ID token, `sub` and `sid`, one after the other (an
     /// absent one is empty); zeroized on drop, as the `Secret`s they came from would be.
-    text: Box<str>,
+    text: Zeroizing<Box<str>>,
     /// Where the access token, refresh token, ID token and `sub` end in `text` (`sid` ends at
     /// its end).
     ends: [u32; 4],
@@ -61,7 +61,7 @@ impl PackedCode {
         .filter(|(_, is)| *is)
         .fold(0, |acc, (bit, _)| acc | bit);
         Some(Self {
-            text: text.into_boxed_str(),
+            text: Zeroizing::new(text.into_boxed_str()),
             ends,
             created: c.created,
             expires: c.expires,
@@ -102,12 +102,6 @@ impl PackedCode {
             expires: self.expires,
             kind: self.kind,
         }
-    }
-}
-
-impl Drop for PackedCode {
-    fn drop(&mut self) {
-        self.text.zeroize();
     }
 }
 
