@@ -255,4 +255,22 @@ mod tests {
         );
         assert!(!format!("{key:?}").contains('7'));
     }
+
+    /// Issue #8 (mutation testing): the shortest sealed value, nonce and tag around nothing,
+    /// opens (to nothing); one byte shorter is not a sealed value at all.
+    #[test]
+    fn issue_8_an_empty_value_opens_and_a_shorter_one_is_malformed() {
+        let key = SealKey::new(&[7; 32]).expect("key");
+        let sealed = key.seal_bytes(b"k1", b"").expect("sealed");
+        assert_eq!(sealed.len(), 1 + NONCE_LEN + 16);
+        assert_eq!(
+            key.open_bytes(b"k1", &sealed).map(|p| p.len()),
+            Ok(0),
+            "nothing sealed, nothing opened"
+        );
+        assert_eq!(
+            key.open_bytes(b"k1", &sealed[..sealed.len() - 1]).err(),
+            Some(SealError::Format)
+        );
+    }
 }
