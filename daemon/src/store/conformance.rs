@@ -430,6 +430,73 @@ async fn issue_8_expired_login_states_leave_without_an_eviction_and_ttls_are_lif
     assert!(checked >= 4, "records checked: {names:?}");
 }
 
+/// Issue #8 (mutation testing): the admin API's code listing in Redis mode names each
+/// outstanding code by its key (read back from the Redis key name), kind, `sub` and times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_8_outstanding_codes_are_listed_by_their_keys() {
+    let test = "issue_8_outstanding_codes_are_listed_by_their_keys";
+    let Some(server) = RedisServer::start(test) else {
+        return;
+    };
+    let store = RedisStore::open(&redis_config(server.port), 10, 10).expect("open");
+    let t = now();
+    for name in ["code-a", "code-b"] {
+        store
+            .put(Kind::ExchangeCode, key_of(name), code(t, t + 60))
+            .await
+            .expect("stored");
+    }
+    store.refresh().await;
+    let mut listed: Vec<(Key, CodeKind, String, i64, i64)> = store
+        .list_codes()
+        .into_iter()
+        .map(|c| (c.key, c.kind, c.sub, c.created, c.expires))
+        .collect();
+    listed.sort_by_key(|l| l.0);
+    let mut expected: Vec<_> = ["code-a", "code-b"]
+        .iter()
+        .map(|n| (key_of(n), CodeKind::Api, "alice".to_owned(), t, t + 60))
+        .collect();
+    expected.sort_by_key(|l| l.0);
+    assert_eq!(listed, expected);
+}
+
+/// Issue #8 (mutation testing): the monitor checks Redis unasked, and on a single Redis a
+/// call that succeeds marks the engine healthy at once (it need not wait for the monitor's
+/// next check). `PING` is renamed away here, so the monitor's check alone fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_8_the_monitor_checks_unasked_and_a_success_marks_a_single_redis_healthy() {
+    let test = "issue_8_the_monitor_checks_unasked_and_a_success_marks_a_single_redis_healthy";
+    let Some(server) = RedisServer::start_with(test, &["--rename-command", "PING", ""]) else {
+        return;
+    };
+    let store = RedisStore::open(&redis_config(server.port), 10, 10).expect("open");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let checked = loop {
+        let health = store.health();
+        let error = health.error.unwrap_or_default();
+        if !health.healthy && error.contains("PING") {
+            break error;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the monitor never checked: {error}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let t = now();
+    store
+        .put(Kind::ExchangeCode, key_of("code"), code(t, t + 60))
+        .await
+        .expect("stored");
+    let health = store.health();
+    assert!(
+        health.healthy,
+        "after a successful put (the monitor said {checked:?}): {:?}",
+        health.error
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_12_an_unreachable_redis_is_unavailable_within_the_timeout() {
     // A port nobody listens on: every call fails fast, none hangs, none panics.
