@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokend_shared::Secret;
 
-use super::test_redis::{RedisCluster, RedisServer, free_port, redis_config};
+use super::test_redis::{RedisCluster, RedisServer, cli, free_port, redis_config};
 use super::*;
 
 /// A store under test, and what keeps its engine alive.
@@ -461,32 +461,41 @@ async fn issue_8_outstanding_codes_are_listed_by_their_keys() {
     assert_eq!(listed, expected);
 }
 
-/// Issue #8 (mutation testing): the monitor checks Redis unasked, and on a single Redis a
-/// call that succeeds marks the engine healthy at once (it need not wait for the monitor's
-/// next check). `PING` is renamed away here, so the monitor's check alone fails.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issue_8_the_monitor_checks_unasked_and_a_success_marks_a_single_redis_healthy() {
-    let test = "issue_8_the_monitor_checks_unasked_and_a_success_marks_a_single_redis_healthy";
-    let Some(server) = RedisServer::start_with(test, &["--rename-command", "PING", ""]) else {
-        return;
-    };
-    let store = RedisStore::open(&redis_config(server.port), 10, 10).expect("open");
+/// Waits until the store's health is `healthy` with an error containing `why` (the monitor
+/// checks every [`MONITOR_INTERVAL`]); returns the error.
+async fn health_becomes(store: &RedisStore, healthy: bool, why: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
-    let checked = loop {
+    loop {
         let health = store.health();
         let error = health.error.unwrap_or_default();
-        if !health.healthy && error.contains("PING") {
-            break error;
+        if health.healthy == healthy && error.contains(why) {
+            return error;
         }
         assert!(
             Instant::now() < deadline,
-            "the monitor never checked: {error}"
+            "health never became {healthy} with {why:?}: {error:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Issue #8 (mutation testing): on a single Redis the monitor checks unasked, a call that
+/// succeeds marks the engine healthy at once (it need not wait for the monitor's next check)
+/// and one that fails says why, even when the engine was already down for another reason.
+/// Redis ACLs take `PING` (the monitor's check), then `EVALSHA` (a put) away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_8_a_single_redis_health_follows_the_monitor_and_every_call() {
+    let test = "issue_8_a_single_redis_health_follows_the_monitor_and_every_call";
+    let Some(server) = RedisServer::start(test) else {
+        return;
     };
+    let store = RedisStore::open(&redis_config(server.port), 10, 10).expect("open");
+    health_becomes(&store, true, "").await;
+    cli(server.port, &["ACL", "SETUSER", "default", "-ping"]);
+    let checked = health_becomes(&store, false, "'ping'").await;
     let t = now();
     store
-        .put(Kind::ExchangeCode, key_of("code"), code(t, t + 60))
+        .put(Kind::ExchangeCode, key_of("code-1"), code(t, t + 60))
         .await
         .expect("stored");
     let health = store.health();
@@ -494,6 +503,56 @@ async fn issue_8_the_monitor_checks_unasked_and_a_success_marks_a_single_redis_h
         health.healthy,
         "after a successful put (the monitor said {checked:?}): {:?}",
         health.error
+    );
+    cli(
+        server.port,
+        &["ACL", "SETUSER", "default", "-evalsha", "-eval"],
+    );
+    health_becomes(&store, false, "'ping'").await;
+    let failed = store
+        .put(Kind::ExchangeCode, key_of("code-2"), code(t, t + 60))
+        .await;
+    assert!(
+        matches!(failed, Err(StoreError::Unavailable(_))),
+        "{failed:?}"
+    );
+    let error = store.health().error.unwrap_or_default();
+    assert!(
+        error.contains("'evalsha'") || error.contains("'eval'"),
+        "the failed put's reason replaces the monitor's: {error}"
+    );
+}
+
+/// Issue #8 (mutation testing): in a cluster the monitor's reason stands — a call that
+/// succeeds does not mark the engine healthy while the monitor finds a node failing its check
+/// (here one master whose ACL takes `PING` away).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_8_a_cluster_stays_down_while_a_node_fails_the_monitor_s_check() {
+    let test = "issue_8_a_cluster_stays_down_while_a_node_fails_the_monitor_s_check";
+    let Some(cluster) = RedisCluster::start(test) else {
+        return;
+    };
+    let store = RedisStore::open(&cluster.config(), 10, 10).expect("open");
+    store.refresh().await;
+    health_becomes(&store, true, "").await;
+    cli(cluster.ports()[1], &["ACL", "SETUSER", "default", "-ping"]);
+    store.refresh().await;
+    let checked = health_becomes(&store, false, "'ping'").await;
+    let t = now();
+    for i in 0..6 {
+        store
+            .put(
+                Kind::ExchangeCode,
+                key_of(&format!("code-{i}")),
+                code(t, t + 60),
+            )
+            .await
+            .expect("stored on the masters that answer");
+    }
+    let health = store.health();
+    assert!(
+        !health.healthy && health.error.as_deref() == Some(checked.as_str()),
+        "the monitor said {checked:?}; after the puts: {health:?}"
     );
 }
 

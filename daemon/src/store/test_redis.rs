@@ -113,7 +113,7 @@ pub(crate) fn free_port() -> u16 {
 }
 
 /// `redis-cli -p <port> <args>`'s output (empty when it fails).
-fn cli(port: u16, args: &[&str]) -> String {
+pub(crate) fn cli(port: u16, args: &[&str]) -> String {
     Command::new("redis-cli")
         .args(["-p", &port.to_string()])
         .args(args)
