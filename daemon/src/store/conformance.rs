@@ -461,6 +461,72 @@ async fn issue_8_outstanding_codes_are_listed_by_their_keys() {
     assert_eq!(listed, expected);
 }
 
+/// Issue #8 (mutation testing): a login state put again under a key already used (its
+/// tombstone still there) is refused and not counted: it takes no place from the next login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_8_a_refused_login_state_takes_no_place() {
+    let test = "issue_8_a_refused_login_state_takes_no_place";
+    let Some(server) = RedisServer::start(test) else {
+        return;
+    };
+    let store = RedisStore::open(&redis_config(server.port), 10, 1).expect("open");
+    let t = now();
+    let used = key_of("used");
+    store
+        .put(Kind::LoginState, used, login(t, t + 100))
+        .await
+        .expect("stored");
+    assert!(store.take(Kind::LoginState, used, t).await.is_ok());
+    assert_eq!(
+        store
+            .put(Kind::LoginState, used, login(t, t + 100))
+            .await
+            .err(),
+        Some(StoreError::Duplicate)
+    );
+    let stored = store
+        .put(Kind::LoginState, key_of("next"), login(t, t + 100))
+        .await
+        .expect("stored");
+    assert_eq!(stored.evicted, 0, "the one place is free");
+}
+
+/// Issue #8 (mutation testing): deployments with different `key_prefix`es share one Redis
+/// and nothing else — not even the count of login states in progress.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_8_deployments_with_different_prefixes_share_nothing() {
+    let test = "issue_8_deployments_with_different_prefixes_share_nothing";
+    let Some(server) = RedisServer::start(test) else {
+        return;
+    };
+    let open = |prefix: &str| {
+        let config = StoreConfig {
+            key_prefix: prefix.into(),
+            ..redis_config(server.port)
+        };
+        RedisStore::open(&config, 10, 1).expect("open")
+    };
+    let (a, b) = (open("app-a:"), open("app-b:"));
+    let t = now();
+    for (store, name) in [(&a, "state-a"), (&b, "state-b")] {
+        let stored = store
+            .put(Kind::LoginState, key_of(name), login(t, t + 100))
+            .await
+            .expect("stored");
+        assert_eq!(
+            stored.evicted, 0,
+            "{name}: each deployment has its one place"
+        );
+    }
+    assert!(a.take(Kind::LoginState, key_of("state-a"), t).await.is_ok());
+    assert_eq!(
+        a.take(Kind::LoginState, key_of("state-b"), t).await.err(),
+        Some(TakeError::Unknown),
+        "another deployment's state is not this one's"
+    );
+    assert!(b.take(Kind::LoginState, key_of("state-b"), t).await.is_ok());
+}
+
 /// Waits until the store's health is `healthy` with an error containing `why` (the monitor
 /// checks every [`MONITOR_INTERVAL`]); returns the error.
 async fn health_becomes(store: &RedisStore, healthy: bool, why: &str) -> String {
