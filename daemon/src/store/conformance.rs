@@ -461,6 +461,40 @@ async fn issue_8_outstanding_codes_are_listed_by_their_keys() {
     assert_eq!(listed, expected);
 }
 
+/// Issue #8 (mutation testing): the count of outstanding codes (the admin overview's, and
+/// what capacity is checked against) drops when a code is redeemed, not when an unknown key is
+/// asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_8_an_unknown_key_leaves_the_code_count_alone() {
+    let test = "issue_8_an_unknown_key_leaves_the_code_count_alone";
+    let Some(server) = RedisServer::start(test) else {
+        return;
+    };
+    let store = RedisStore::open(&redis_config(server.port), 10, 10).expect("open");
+    let t = now();
+    let k = key_of("code");
+    store
+        .put(Kind::ExchangeCode, k, code(t, t + 60))
+        .await
+        .expect("stored");
+    store.refresh().await;
+    assert_eq!(store.outstanding(Kind::ExchangeCode), 1);
+    assert_eq!(
+        store
+            .take(Kind::ExchangeCode, key_of("never-minted"), t)
+            .await
+            .err(),
+        Some(TakeError::Unknown)
+    );
+    assert_eq!(
+        store.outstanding(Kind::ExchangeCode),
+        1,
+        "nothing was taken"
+    );
+    assert!(store.take(Kind::ExchangeCode, k, t).await.is_ok());
+    assert_eq!(store.outstanding(Kind::ExchangeCode), 0);
+}
+
 /// Issue #8 (mutation testing): a login state put again under a key already used (its
 /// tombstone still there) is refused and not counted: it takes no place from the next login.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
