@@ -284,6 +284,45 @@ async fn issue_13_the_default_peer_check_refuses_members_under_private_users() -
     Ok(())
 }
 
+/// Issue #8 (mutation testing): the user-namespace warning is for an admin socket tokend binds
+/// itself too, not only for one systemd passed; and an admin API turned off says so, with no
+/// word of a passed socket when none was passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_8_the_start_log_warns_of_a_user_namespace_and_says_why_the_admin_api_is_off() -> R {
+    let test = "issue_8_the_start_log_warns_of_a_user_namespace_and_says_why_the_admin_api_is_off";
+    let Some((_, unshare)) = tools(test) else {
+        return Ok(());
+    };
+    let mut cfg = TokendConfig::hs256(SECRET);
+    cfg.launcher = vec![
+        unshare.to_string_lossy().into_owned(),
+        "--user".into(),
+        "--map-root-user".into(),
+    ];
+    let mut t = Tokend::start(&cfg).await?;
+    t.wait_ready().await?;
+    let log = t.output.text();
+    assert!(
+        log.contains("admin API on its own socket")
+            && log.contains("tokend runs in a user namespace"),
+        "tokend bound the admin socket itself, in a user namespace: {log}"
+    );
+    assert!(t.terminate().await?.success());
+
+    let mut cfg = TokendConfig::hs256(SECRET);
+    cfg.tail = "\n[admin]\nenabled = false\n".into();
+    let mut t = Tokend::start(&cfg).await?;
+    t.wait_ready().await?;
+    let log = t.output.text();
+    assert!(
+        log.contains("admin API off: admin.enabled = false"),
+        "{log}"
+    );
+    assert!(!log.contains("systemd passed an admin socket"), "{log}");
+    assert!(t.terminate().await?.success());
+    Ok(())
+}
+
 /// `socket_permissions` on a passed socket every local user may connect to would make every
 /// local user an operator: tokend refuses to start and says what to fix.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
