@@ -290,15 +290,16 @@ async fn issue_13_the_default_peer_check_refuses_members_under_private_users() -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_8_the_start_log_warns_of_a_user_namespace_and_says_why_the_admin_api_is_off() -> R {
     let test = "issue_8_the_start_log_warns_of_a_user_namespace_and_says_why_the_admin_api_is_off";
-    let Some((_, unshare)) = tools(test) else {
+    let Some((activate, unshare)) = tools(test) else {
         return Ok(());
     };
-    let mut cfg = TokendConfig::hs256(SECRET);
-    cfg.launcher = vec![
+    let in_a_user_namespace = [
         unshare.to_string_lossy().into_owned(),
         "--user".into(),
         "--map-root-user".into(),
     ];
+    let mut cfg = TokendConfig::hs256(SECRET);
+    cfg.launcher = in_a_user_namespace.to_vec();
     let mut t = Tokend::start(&cfg).await?;
     t.wait_ready().await?;
     let log = t.output.text();
@@ -306,6 +307,32 @@ async fn issue_8_the_start_log_warns_of_a_user_namespace_and_says_why_the_admin_
         log.contains("admin API on its own socket")
             && log.contains("tokend runs in a user namespace"),
         "tokend bound the admin socket itself, in a user namespace: {log}"
+    );
+    assert!(t.terminate().await?.success());
+
+    // A passed admin socket and no apps' socket, so no admin socket configured: warned too.
+    let dir = tempfile::tempdir()?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+    let admin = dir.path().join("tokend-admin.sock");
+    let mut cfg = TokendConfig::hs256(SECRET);
+    cfg.socket = false;
+    cfg.launcher = vec![
+        activate.to_string_lossy().into_owned(),
+        "-l".into(),
+        admin.to_string_lossy().into_owned(),
+        "--fdname=admin".into(),
+    ];
+    cfg.launcher.extend(in_a_user_namespace);
+    let mut t = Tokend::spawn_in(&cfg, dir)?;
+    as_the_socket_unit(&admin, 0o660).await?;
+    // The first connection starts tokend.
+    let first = curl_as(0, 0, &[], &admin, "/v1/admin/overview").await?;
+    assert_ne!(first.status, 0, "{}\n{}", first.trace, t.output.text());
+    let log = t.output.text();
+    assert!(
+        log.contains("admin API on the socket systemd passed")
+            && log.contains("tokend runs in a user namespace"),
+        "a passed admin socket, in a user namespace: {log}"
     );
     assert!(t.terminate().await?.success());
 
