@@ -495,6 +495,84 @@ async fn issue_8_an_unknown_key_leaves_the_code_count_alone() {
     assert_eq!(store.outstanding(Kind::ExchangeCode), 0);
 }
 
+/// Issue #8 (mutation testing): a sealed record opens only under the Redis key and the expiry
+/// it was sealed with — copied to another code's key, or with its clear expiry moved later,
+/// it does not open (the take finds nothing usable), while the original still does. And the
+/// sweeper counts nothing in Redis, which expires records itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_8_a_record_copied_to_another_key_or_expiry_does_not_open() {
+    let test = "issue_8_a_record_copied_to_another_key_or_expiry_does_not_open";
+    let Some(server) = RedisServer::start(test) else {
+        return;
+    };
+    let store = RedisStore::open(&redis_config(server.port), 10, 10).expect("open");
+    let t = now();
+    let (original, moved, later) = (key_of("original"), key_of("moved"), key_of("later"));
+    store
+        .put(Kind::ExchangeCode, original, code(t, t + 60))
+        .await
+        .expect("stored");
+    let name = |k: &Key| format!("tokend:code:{{{}}}", redis::hex(k));
+    let client = ::redis::Client::open(format!("redis://127.0.0.1:{}/", server.port)).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    for copy in [moved, later] {
+        let copied: bool = ::redis::cmd("COPY")
+            .arg(name(&original))
+            .arg(name(&copy))
+            .query_async(&mut conn)
+            .await
+            .expect("COPY");
+        assert!(copied);
+    }
+    let _: () = ::redis::cmd("HSET")
+        .arg(name(&later))
+        .arg("e")
+        .arg(t + 3600)
+        .query_async(&mut conn)
+        .await
+        .expect("HSET");
+    for (key, what) in [(moved, "another key"), (later, "a later expiry")] {
+        assert_eq!(
+            store.take(Kind::ExchangeCode, key, t).await.err(),
+            Some(TakeError::Unknown),
+            "a record copied to {what} does not open"
+        );
+    }
+    assert!(store.take(Kind::ExchangeCode, original, t).await.is_ok());
+    assert_eq!(store.sweep(t + 3600), 0, "Redis expires its records itself");
+}
+
+/// Issue #8 (mutation testing): the count of outstanding records walks every `SCAN` batch
+/// (1,000 keys a call), not only the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_8_the_count_walks_every_scan_batch() {
+    let test = "issue_8_the_count_walks_every_scan_batch";
+    let Some(server) = RedisServer::start(test) else {
+        return;
+    };
+    let store = Arc::new(RedisStore::open(&redis_config(server.port), 5_000, 10).expect("open"));
+    let t = now();
+    let puts = (0..2_500).map(|i| {
+        let store = store.clone();
+        async move {
+            store
+                .put(
+                    Kind::ExchangeCode,
+                    key_of(&format!("code-{i}")),
+                    code(t, t + 60),
+                )
+                .await
+                .expect("stored");
+        }
+    });
+    futures_util::future::join_all(puts).await;
+    store.refresh().await;
+    assert_eq!(store.outstanding(Kind::ExchangeCode), 2_500);
+}
+
 /// Issue #8 (mutation testing): a login state put again under a key already used (its
 /// tombstone still there) is refused and not counted: it takes no place from the next login.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
