@@ -496,9 +496,9 @@ async fn issue_8_an_unknown_key_leaves_the_code_count_alone() {
 }
 
 /// Issue #8 (mutation testing): a sealed record opens only under the Redis key and the expiry
-/// it was sealed with — copied to another code's key, or with its clear expiry moved later,
-/// it does not open (the take finds nothing usable), while the original still does. And the
-/// sweeper counts nothing in Redis, which expires records itself.
+/// it was sealed with — copied to another code's key, or with its clear expiry moved later in
+/// place, it does not open (the take finds nothing usable), while an untouched one does. And
+/// the sweeper counts nothing in Redis, which expires records itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_8_a_record_copied_to_another_key_or_expiry_does_not_open() {
     let test = "issue_8_a_record_copied_to_another_key_or_expiry_does_not_open";
@@ -507,41 +507,44 @@ async fn issue_8_a_record_copied_to_another_key_or_expiry_does_not_open() {
     };
     let store = RedisStore::open(&redis_config(server.port), 10, 10).expect("open");
     let t = now();
-    let (original, moved, later) = (key_of("original"), key_of("moved"), key_of("later"));
-    store
-        .put(Kind::ExchangeCode, original, code(t, t + 60))
-        .await
-        .expect("stored");
+    let (altered, moved, untouched) = (key_of("altered"), key_of("moved"), key_of("untouched"));
+    for key in [altered, untouched] {
+        store
+            .put(Kind::ExchangeCode, key, code(t, t + 60))
+            .await
+            .expect("stored");
+    }
     let name = |k: &Key| format!("tokend:code:{{{}}}", redis::hex(k));
     let client = ::redis::Client::open(format!("redis://127.0.0.1:{}/", server.port)).expect("url");
     let mut conn = client
         .get_multiplexed_async_connection()
         .await
         .expect("connect");
-    for copy in [moved, later] {
-        let copied: bool = ::redis::cmd("COPY")
-            .arg(name(&original))
-            .arg(name(&copy))
-            .query_async(&mut conn)
-            .await
-            .expect("COPY");
-        assert!(copied);
-    }
+    let copied: bool = ::redis::cmd("COPY")
+        .arg(name(&altered))
+        .arg(name(&moved))
+        .query_async(&mut conn)
+        .await
+        .expect("COPY");
+    assert!(copied);
     let _: () = ::redis::cmd("HSET")
-        .arg(name(&later))
+        .arg(name(&altered))
         .arg("e")
         .arg(t + 3600)
         .query_async(&mut conn)
         .await
         .expect("HSET");
-    for (key, what) in [(moved, "another key"), (later, "a later expiry")] {
+    for (key, what) in [
+        (moved, "copied to another key"),
+        (altered, "given a later expiry"),
+    ] {
         assert_eq!(
             store.take(Kind::ExchangeCode, key, t).await.err(),
             Some(TakeError::Unknown),
-            "a record copied to {what} does not open"
+            "a record {what} does not open"
         );
     }
-    assert!(store.take(Kind::ExchangeCode, original, t).await.is_ok());
+    assert!(store.take(Kind::ExchangeCode, untouched, t).await.is_ok());
     assert_eq!(store.sweep(t + 3600), 0, "Redis expires its records itself");
 }
 
