@@ -382,6 +382,89 @@ async fn issue_13_socket_permissions_refuse_a_world_connectable_passed_socket() 
     Ok(())
 }
 
+/// Issue #8 (mutation testing): a passed admin socket with no file (an abstract socket) has no
+/// permissions to fence it, so `socket_permissions` refuses to start and says why, while
+/// `credentials` (which checks each peer) serves it. And a passed socket at another path than
+/// the configured one is served with a warning (tokentop finds the configured one); at the
+/// same path, without.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_8_passed_admin_sockets_without_a_file_or_elsewhere_than_configured() -> R {
+    let test = "issue_8_passed_admin_sockets_without_a_file_or_elsewhere_than_configured";
+    let Some((activate, unshare)) = tools(test) else {
+        return Ok(());
+    };
+    const DIFFERS: &str = "differs from the socket systemd passed";
+    for check in ["socket_permissions", "credentials"] {
+        let name = format!("tokend-admin-test-{}-{check}", std::process::id());
+        let mut cfg = TokendConfig::hs256(SECRET);
+        cfg.tail = format!("\n[admin]\npeer_check = {check:?}\n");
+        cfg.launcher = vec![
+            activate.to_string_lossy().into_owned(),
+            "-l".into(),
+            format!("@{name}"),
+            "--fdname=admin".into(),
+        ];
+        let mut t = Tokend::spawn_in(&cfg, tempfile::tempdir()?)?;
+        // The first connection starts tokend.
+        let mut seen = None;
+        for _ in 0..100 {
+            let out = tokio::process::Command::new("curl")
+                .args(["-s", "--max-time", "30", "-w", "\n%{http_code}"])
+                .args(["--abstract-unix-socket", &name])
+                .arg("http://tokend/v1/admin/overview")
+                .output()
+                .await?;
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            if out.status.code() != Some(7) {
+                seen = Some(text);
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await; // not bound yet
+        }
+        let seen = seen.context("systemd-socket-activate did not bind the abstract socket")?;
+        if check == "socket_permissions" {
+            let status = t.wait_exit().await?;
+            assert!(!status.success(), "tokend must not start: {status}");
+            let log = t.output.text();
+            assert!(
+                log.contains("it has no file (an abstract or unnamed socket)")
+                    && log.contains("ListenStream=/run/tokend/tokend-admin.sock"),
+                "{log}"
+            );
+        } else {
+            assert!(seen.ends_with("\n200"), "{seen}\n{}", t.output.text());
+            assert!(t.terminate().await?.success());
+        }
+    }
+
+    let dir = tempfile::tempdir()?;
+    let configured = dir.path().join("configured-admin.sock");
+    let (mut t, admin) = spawn(
+        &format!("socket = {configured:?}\n"),
+        false,
+        &activate,
+        &unshare,
+    )?;
+    as_the_socket_unit(&admin, 0o660).await?;
+    let seen = curl_as(0, 0, &[], &admin, "/v1/admin/overview").await?;
+    assert_eq!(seen.status, 200, "{}\n{}", seen.trace, t.output.text());
+    let log = t.output.text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains(DIFFERS)
+                && l.contains(&format!("configured={}", configured.display()))),
+        "{log}"
+    );
+    assert!(t.terminate().await?.success());
+    let (mut t, admin) = spawn("", false, &activate, &unshare)?;
+    as_the_socket_unit(&admin, 0o660).await?;
+    let seen = curl_as(0, 0, &[], &admin, "/v1/admin/overview").await?;
+    assert_eq!(seen.status, 200, "{}\n{}", seen.trace, t.output.text());
+    assert!(!t.output.text().contains(DIFFERS), "{}", t.output.text());
+    assert!(t.terminate().await?.success());
+    Ok(())
+}
+
 /// Issue #8 (a mutant nothing caught: membership by the group database's member list): an
 /// operator whose allowed group is only a supplementary one — listed by user name in
 /// `/etc/group`, as `adduser daemon tokend-ops` makes it, not the peer's primary gid — may use
