@@ -18,6 +18,8 @@ mod shared;
 #[cfg(test)]
 mod conformance;
 #[cfg(test)]
+mod redis_tests;
+#[cfg(test)]
 mod test_redis;
 
 use std::future::Future;
