@@ -356,6 +356,46 @@ async fn issue_12_an_operator_revocation_on_b_ends_a_session_made_on_a() -> R {
     Ok(())
 }
 
+/// Issue #8 (mutation testing of `flow/shared.rs`): an operator's revocation of a user on B,
+/// which never held their sessions, ends that user's sessions made on A from the store's
+/// records (their refresh token dead at the provider) — and no other user's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_8_revoking_a_user_on_b_ends_their_sessions_made_on_a_and_no_other() -> R {
+    let Some(redis) = RedisServer::start("issue_8_revoking_a_user_on_b").await? else {
+        return Ok(());
+    };
+    let Pair {
+        provider,
+        a,
+        b,
+        _key_dir: _keys,
+    } = pair(&redis, "5s").await?;
+    let erin = log_in(&provider, &a, "erin", "jar-e").await?;
+    let fred = log_in(&provider, &a, "fred", "jar-f").await?;
+    let sub = jwt_payload(&erin.access)["sub"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let outcome = b.admin()?.revoke_user(&sub).await?;
+    assert_eq!(
+        outcome.ended, 1,
+        "B ended erin's session from the store's record: {outcome:?}"
+    );
+    let (code, body) = provider.refresh_grant(&erin.refresh).await?;
+    assert_eq!(
+        (code, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "erin's refresh token is dead at the provider: {body}"
+    );
+    let after = refresh(&a, &fred.refresh).await?;
+    assert_eq!(
+        after.status, 200,
+        "fred's session goes on: {:?}",
+        after.body
+    );
+    Ok(())
+}
+
 /// Issue #8 (mutation testing of `flow/logout.rs`): a logout on an instance that never held
 /// the session finds its current refresh token in the store's record and revokes it at the
 /// provider — once, whether or not the browser's refresh cookie names the same token. (A, which
