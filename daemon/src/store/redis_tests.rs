@@ -3,7 +3,6 @@
 //! sealed records' binding to their keys, key prefixes, and the engine's health — each against
 //! a throwaway `redis-server` (or cluster) from `test_redis`.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::conformance::{code, login, now};
@@ -200,31 +199,33 @@ async fn issue_8_a_record_copied_to_another_key_or_expiry_does_not_open() {
 }
 
 /// Issue #8 (mutation testing): the count of outstanding records walks every `SCAN` batch
-/// (1,000 keys a call), not only the first.
+/// (1,000 keys a call), not only the first; the code listing stops at its cap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_8_the_count_walks_every_scan_batch() {
     let test = "issue_8_the_count_walks_every_scan_batch";
     let Some(server) = RedisServer::start(test) else {
         return;
     };
-    let store = Arc::new(RedisStore::open(&redis_config(server.port), 5_000, 10).expect("open"));
+    // 2,500 puts, 100 at a time, with room for a loaded machine (the default timeout is
+    // 500 ms).
+    let config = StoreConfig {
+        timeout: Duration::from_secs(30),
+        ..redis_config(server.port)
+    };
+    let store = RedisStore::open(&config, 5_000, 10).expect("open");
     let t = now();
-    let puts = (0..2_500).map(|i| {
-        let store = store.clone();
-        async move {
-            store
-                .put(
-                    Kind::ExchangeCode,
-                    key_of(&format!("code-{i}")),
-                    code(t, t + 60),
-                )
-                .await
-                .expect("stored");
+    for batch in 0..25 {
+        let puts = (0..100).map(|i| {
+            let key = key_of(&format!("code-{batch}-{i}"));
+            store.put(Kind::ExchangeCode, key, code(t, t + 60))
+        });
+        for stored in futures_util::future::join_all(puts).await {
+            stored.expect("stored");
         }
-    });
-    futures_util::future::join_all(puts).await;
+    }
     store.refresh().await;
     assert_eq!(store.outstanding(Kind::ExchangeCode), 2_500);
+    assert_eq!(store.list_codes().len(), 1_000, "the admin listing's cap");
 }
 
 /// Issue #8 (mutation testing): a login state put again under a key already used (its
