@@ -128,9 +128,14 @@ impl Conn {
                 root_cert: Some(pem.clone()),
             });
         }
+        // The seeds are read first, so what `build` refuses after them is the CA file (the crate
+        // reports a certificate it cannot parse as an I/O error, not as a client config one).
+        for url in urls(config) {
+            url.into_connection_info().map_err(bad)?;
+        }
         let client = builder.build().map_err(|e| match &config.tls_ca {
-            Some(_) if e.kind() == ErrorKind::InvalidClientConfig => OpenError::Ca(e.to_string()),
-            _ => bad(e),
+            Some(_) => OpenError::Ca(e.to_string()),
+            None => bad(e),
         })?;
         Ok(Conn::Cluster(
             client.get_pending_async_connection_with_config(ClusterConfig::new()),
