@@ -110,7 +110,14 @@ impl Conn {
                 .map(Conn::Server)
                 .map_err(bad);
         }
-        let mut builder = ClusterClientBuilder::new(urls(config))
+        // The seeds are parsed here, so what `build` refuses below is the CA file (the crate
+        // reports a certificate it cannot parse as an I/O error, not as a client config one).
+        let seeds = urls(config)
+            .into_iter()
+            .map(IntoConnectionInfo::into_connection_info)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(bad)?;
+        let mut builder = ClusterClientBuilder::new(seeds)
             .connection_timeout(config.timeout)
             .response_timeout(config.timeout)
             // Enough for a MOVED/ASK while slots migrate; `store.timeout` bounds it all.
@@ -127,11 +134,6 @@ impl Conn {
                 client_tls: None,
                 root_cert: Some(pem.clone()),
             });
-        }
-        // The seeds are read first, so what `build` refuses after them is the CA file (the crate
-        // reports a certificate it cannot parse as an I/O error, not as a client config one).
-        for url in urls(config) {
-            url.into_connection_info().map_err(bad)?;
         }
         let client = builder.build().map_err(|e| match &config.tls_ca {
             Some(_) => OpenError::Ca(e.to_string()),
