@@ -23,7 +23,7 @@ use redis::Script;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokend_shared::{Secret, SessionInfo};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use super::redis::{hex, within};
 use super::redis_conn::{Conn, NodeConn};
@@ -77,7 +77,7 @@ impl std::fmt::Debug for RedisSessions {
     }
 }
 
-/// The record as sealed (secrets wiped when dropped).
+/// The record as sealed (its tokens wiped when dropped).
 #[derive(Serialize, Deserialize)]
 struct Wire {
     key: String,
@@ -90,46 +90,29 @@ struct Wire {
     ae: i64,
     re: i64,
     ls: i64,
-    rt: Option<String>,
-    it: Option<String>,
-}
-
-impl Drop for Wire {
-    fn drop(&mut self) {
-        self.rt.zeroize();
-        self.it.zeroize();
-    }
+    rt: Option<Zeroizing<String>>,
+    it: Option<Zeroizing<String>>,
 }
 
 /// An outcome as sealed (tokens wiped when dropped).
 #[derive(Serialize, Deserialize)]
 enum OutcomeWire {
     Tokens {
-        a: String,
-        r: Option<String>,
-        i: Option<String>,
+        a: Zeroizing<String>,
+        r: Option<Zeroizing<String>>,
+        i: Option<Zeroizing<String>>,
     },
     Refused(String),
     NoSession,
     Upstream(String),
 }
 
-impl Drop for OutcomeWire {
-    fn drop(&mut self) {
-        if let OutcomeWire::Tokens { a, r, i } = self {
-            a.zeroize();
-            r.zeroize();
-            i.zeroize();
-        }
-    }
+fn secret(s: Option<&Zeroizing<String>>) -> Option<Secret> {
+    s.map(|s| Secret::new(s.as_str()))
 }
 
-fn secret(s: &Option<String>) -> Option<Secret> {
-    s.as_ref().map(|s| Secret::new(s.clone()))
-}
-
-fn exposed(s: &Option<Secret>) -> Option<String> {
-    s.as_ref().map(|s| s.expose().to_string())
+fn exposed(s: Option<&Secret>) -> Option<Zeroizing<String>> {
+    s.map(|s| Zeroizing::new(s.expose().to_string()))
 }
 
 /// `S`: the hex hash of a registry key.
@@ -179,8 +162,8 @@ impl RedisSessions {
             ae: r.access_expires,
             re: r.refresh_expires,
             ls: r.last_seen,
-            rt: exposed(&r.refresh_token),
-            it: exposed(&r.id_token),
+            rt: exposed(r.refresh_token.as_ref()),
+            it: exposed(r.id_token.as_ref()),
         };
         let plain = Zeroizing::new(serde_json::to_vec(&wire).map_err(|e| sealing(&e))?);
         self.seal
@@ -203,18 +186,18 @@ impl RedisSessions {
             return None;
         }
         Some(SessionRecord {
-            key: w.key.clone(),
-            sid: w.sid.clone(),
-            sub: w.sub.clone(),
-            email: w.email.clone(),
-            organization_id: w.org.clone(),
-            role: w.role.clone(),
+            key: w.key,
+            sid: w.sid,
+            sub: w.sub,
+            email: w.email,
+            organization_id: w.org,
+            role: w.role,
             created: w.created,
             access_expires: w.ae,
             refresh_expires: w.re,
             last_seen: w.ls.max(l),
-            refresh_token: secret(&w.rt),
-            id_token: secret(&w.it),
+            refresh_token: secret(w.rt.as_ref()),
+            id_token: secret(w.it.as_ref()),
         })
     }
 
@@ -338,9 +321,9 @@ impl RedisSessions {
                 refresh_token,
                 id_token,
             } => OutcomeWire::Tokens {
-                a: access_token.expose().to_string(),
-                r: exposed(refresh_token),
-                i: exposed(id_token),
+                a: Zeroizing::new(access_token.expose().to_string()),
+                r: exposed(refresh_token.as_ref()),
+                i: exposed(id_token.as_ref()),
             },
             RefreshOutcome::Refused(e) => OutcomeWire::Refused(e.clone()),
             RefreshOutcome::NoSession => OutcomeWire::NoSession,
@@ -357,9 +340,9 @@ impl RedisSessions {
         let wire: OutcomeWire = serde_json::from_slice(&plain).ok()?;
         Some(match &wire {
             OutcomeWire::Tokens { a, r, i } => RefreshOutcome::Tokens {
-                access_token: Secret::new(a.clone()),
-                refresh_token: secret(r),
-                id_token: secret(i),
+                access_token: Secret::new(a.as_str()),
+                refresh_token: secret(r.as_ref()),
+                id_token: secret(i.as_ref()),
             },
             OutcomeWire::Refused(e) => RefreshOutcome::Refused(e.clone()),
             OutcomeWire::NoSession => RefreshOutcome::NoSession,
