@@ -204,3 +204,7 @@ impl SharedSessions for Sessions {
         self.timed("refresh_outcome", self.inner.outcome(refresh))
     }
 }
+
+#[cfg(test)]
+#[path = "instrumented_tests.rs"]
+mod tests;

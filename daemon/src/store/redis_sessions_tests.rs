@@ -36,7 +36,16 @@ struct Backing {
 
 /// Shared sessions on a server of their own, or (`cluster`) on a cluster of their own.
 async fn engine(test: &str, cluster: bool) -> Option<(Backing, Arc<dyn SharedSessions>)> {
-    let (config, backing) = if cluster {
+    engine_with(test, cluster, None).await
+}
+
+/// [`engine`], its calls bounded by `timeout` rather than the default `store.timeout`.
+async fn engine_with(
+    test: &str,
+    cluster: bool,
+    timeout: Option<Duration>,
+) -> Option<(Backing, Arc<dyn SharedSessions>)> {
+    let (mut config, backing) = if cluster {
         let c = RedisCluster::start(test)?;
         let ports = c.ports();
         (
@@ -57,6 +66,9 @@ async fn engine(test: &str, cluster: bool) -> Option<(Backing, Arc<dyn SharedSes
             },
         )
     };
+    if let Some(timeout) = timeout {
+        config.timeout = timeout;
+    }
     let store = crate::store::RedisStore::open(&config, 10, 10).expect("open");
     let shared = store.shared_sessions().expect("redis shares sessions");
     Some((backing, shared))
@@ -259,4 +271,145 @@ async fn unavailable(test: &str, cluster: bool) {
             .is_err()
     );
     assert!(started.elapsed() < Duration::from_secs(5), "bounded");
+}
+
+/// `record` under another registry key, user and refresh token.
+fn other_record(now: i64, key: &str, rt: &str) -> SessionRecord {
+    SessionRecord {
+        key: key.into(),
+        sid: Some(key.into()),
+        sub: format!("user-of-{key}"),
+        refresh_token: Some(Secret::new(rt)),
+        ..record(now, rt)
+    }
+}
+
+/// Issue #8 (mutation testing): the round trip above holds one session, so it passed with
+/// every session stored under one record; here two live side by side, each found by its own
+/// key and refresh token, and one removed leaves the other.
+#[tokio::test]
+async fn issue_8_two_sessions_keep_their_own_records() {
+    let Some((_backing, s)) = engine("issue_8_two_sessions_keep_their_own_records", false).await
+    else {
+        return;
+    };
+    let now = now_unix();
+    s.save(&other_record(now, "sid-A", "rt-A"))
+        .await
+        .expect("saved");
+    s.save(&other_record(now, "sid-B", "rt-B"))
+        .await
+        .expect("saved");
+    for key in ["sid-A", "sid-B"] {
+        let found = s.by_key(key).await.expect("read").expect("found");
+        assert_eq!(found.sub, format!("user-of-{key}"));
+    }
+    let b = s
+        .by_refresh(key_of("rt-B"))
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(b.key, "sid-B");
+    let mut listed: Vec<String> = s
+        .list()
+        .await
+        .expect("listed")
+        .into_iter()
+        .map(|i| i.sub)
+        .collect();
+    listed.sort();
+    assert_eq!(listed, ["user-of-sid-A", "user-of-sid-B"]);
+    s.remove("sid-A").await.expect("removed");
+    assert!(s.by_key("sid-A").await.expect("read").is_none());
+    assert!(s.by_key("sid-B").await.expect("read").is_some());
+}
+
+/// Issue #8 (mutation testing): each key's lifetime, not just "some TTL" — a session's record
+/// and its refresh token's index live until the later of its two expiries plus
+/// [`KEEP_AFTER`], the refresh lock for its hold, a published outcome for its keep.
+#[tokio::test]
+async fn issue_8_each_key_lives_as_long_as_it_should() {
+    let Some((backing, s)) = engine("issue_8_each_key_lives_as_long_as_it_should", false).await
+    else {
+        return;
+    };
+    let now = now_unix();
+    // The access token outliving the refresh token (a short refresh lifetime).
+    let long_access = SessionRecord {
+        access_expires: now + 7200,
+        refresh_expires: now + 3600,
+        ..other_record(now, "sid-A", "rt-A")
+    };
+    s.save(&long_access).await.expect("saved");
+    s.save(&other_record(now, "sid-B", "rt-B"))
+        .await
+        .expect("saved");
+    assert!(
+        s.lock_refresh(key_of("rt-B"), Duration::from_secs(5))
+            .await
+            .expect("lock")
+    );
+    s.publish_outcome(
+        key_of("rt-B"),
+        &RefreshOutcome::NoSession,
+        Duration::from_secs(9),
+    )
+    .await
+    .expect("published");
+
+    let all = dump(&backing.ports).await;
+    let ttl_of = |suffix: String| {
+        all.iter()
+            .find(|(k, _, _)| k.ends_with(&suffix))
+            .unwrap_or_else(|| panic!("no key ends with {suffix}: {all:?}"))
+            .1
+    };
+    let within = |ttl: i64, secs: i64| {
+        // Whole seconds, read a moment after the save.
+        assert!(
+            (secs - 3) * 1000 < ttl && ttl <= secs * 1000,
+            "TTL {ttl} ms, expected about {secs} s"
+        );
+    };
+    within(
+        ttl_of(format!("sess:{{{}}}", session_hash("sid-A"))),
+        7200 + KEEP_AFTER,
+    );
+    within(
+        ttl_of(format!("sessrt:{{{}}}", hex(&key_of("rt-A")))),
+        7200 + KEEP_AFTER,
+    );
+    within(
+        ttl_of(format!("sess:{{{}}}", session_hash("sid-B"))),
+        3600 + KEEP_AFTER,
+    );
+    within(
+        ttl_of(format!("sessrt:{{{}}}", hex(&key_of("rt-B")))),
+        3600 + KEEP_AFTER,
+    );
+    within(ttl_of(format!("rflock:{{{}}}", hex(&key_of("rt-B")))), 5);
+    within(ttl_of(format!("rfres:{{{}}}", hex(&key_of("rt-B")))), 9);
+}
+
+/// Issue #8 (mutation testing): the listing walks every `SCAN` batch of the node (2,500
+/// sessions; one batch is about 1,000 keys).
+#[tokio::test]
+async fn issue_8_the_session_listing_walks_every_scan_batch() {
+    // Puts 100 at a time, each bounded by 30 s: a loaded machine is not a failure here.
+    let test = "issue_8_the_session_listing_walks_every_scan_batch";
+    let Some((_backing, s)) = engine_with(test, false, Some(Duration::from_secs(30))).await else {
+        return;
+    };
+    let now = now_unix();
+    let records: Vec<SessionRecord> = (0..2500)
+        .map(|i| other_record(now, &format!("sid-{i}"), &format!("rt-{i}")))
+        .collect();
+    for batch in records.chunks(100) {
+        try_join_all(batch.iter().map(|r| s.save(r)))
+            .await
+            .expect("saved");
+    }
+    let listed = s.list().await.expect("listed");
+    let distinct: std::collections::HashSet<String> = listed.into_iter().map(|i| i.sub).collect();
+    assert_eq!(distinct.len(), 2500);
 }
