@@ -286,7 +286,8 @@ fn other_record(now: i64, key: &str, rt: &str) -> SessionRecord {
 
 /// Issue #8 (mutation testing): the round trip above holds one session, so it passed with
 /// every session stored under one record; here two live side by side, each found by its own
-/// key and refresh token, and one removed leaves the other.
+/// key and refresh token, and one removed leaves the other; and two refresh tokens have a
+/// lock and an outcome each.
 #[tokio::test]
 async fn issue_8_two_sessions_keep_their_own_records() {
     let Some((_backing, s)) = engine("issue_8_two_sessions_keep_their_own_records", false).await
@@ -322,6 +323,18 @@ async fn issue_8_two_sessions_keep_their_own_records() {
     s.remove("sid-A").await.expect("removed");
     assert!(s.by_key("sid-A").await.expect("read").is_none());
     assert!(s.by_key("sid-B").await.expect("read").is_some());
+
+    // Each refresh token has its own lock and its own published outcome.
+    let hold = Duration::from_secs(5);
+    assert!(s.lock_refresh(key_of("rt-A"), hold).await.expect("lock"));
+    assert!(
+        s.lock_refresh(key_of("rt-B"), hold).await.expect("lock"),
+        "another token's lock is free"
+    );
+    s.publish_outcome(key_of("rt-A"), &RefreshOutcome::NoSession, hold)
+        .await
+        .expect("published");
+    assert!(s.outcome(key_of("rt-B")).await.expect("read").is_none());
 }
 
 /// Issue #8 (mutation testing): each key's lifetime, not just "some TTL" — a session's record
