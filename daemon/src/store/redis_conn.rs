@@ -167,9 +167,9 @@ impl Conn {
             let Some(Value::Array(master)) = parts.get(2) else {
                 return Err(unexpected("CLUSTER SLOTS: a slot range names no master"));
             };
+            // A bulk string, as Redis sends it and the crate's own slot map reads it.
             let host = match master.first() {
                 Some(Value::BulkString(b)) => String::from_utf8(b.clone()).ok(),
-                Some(Value::SimpleString(s)) => Some(s.clone()),
                 _ => None,
             };
             let port = match master.get(1) {
