@@ -415,3 +415,20 @@ async fn issue_8_an_unusable_ca_file_is_blamed_for_a_cluster_too() {
         }
     }
 }
+
+/// Issue #8 (mutation testing): a connection reports the database `store.url` selects (the
+/// `ConnectionLike` contract; the crate's own calls do not read it), and so does the single
+/// server's one node. Connects nothing.
+#[tokio::test]
+async fn issue_8_a_connection_reports_the_database_of_its_url() {
+    use ::redis::aio::ConnectionLike;
+    let config = StoreConfig {
+        url: Some("redis://127.0.0.1:6390/3".into()),
+        ..redis_config(6390)
+    };
+    let conn = redis_conn::Conn::open(&config).expect("open");
+    assert_eq!(conn.get_db(), 3);
+    let nodes = conn.nodes().await.expect("a single server is its own node");
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0].get_db(), 3);
+}
