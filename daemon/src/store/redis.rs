@@ -162,6 +162,25 @@ impl RedisStore {
         max_codes: usize,
         max_logins: usize,
     ) -> Result<Self, OpenError> {
+        let store = Self::build(config, max_codes, max_logins)?;
+        tokio::spawn(monitor(Arc::downgrade(&store.inner)));
+        Ok(store)
+    }
+
+    /// [`Self::open`] without the monitor: the counts and the health change only by this
+    /// store's own calls and [`Self::refresh`]. For tests that assert exact counts, which a
+    /// monitor's `SCAN` running beside their puts would race (the count is approximate by
+    /// design: README, "Capacity").
+    #[cfg(test)]
+    pub(crate) fn open_unmonitored(
+        config: &StoreConfig,
+        max_codes: usize,
+        max_logins: usize,
+    ) -> Result<Self, OpenError> {
+        Self::build(config, max_codes, max_logins)
+    }
+
+    fn build(config: &StoreConfig, max_codes: usize, max_logins: usize) -> Result<Self, OpenError> {
         let url = config.url.as_deref().unwrap_or_default();
         let manager = Conn::open(config)?;
         let seeds = if config.cluster {
@@ -196,7 +215,6 @@ impl RedisStore {
             take: Script::new(TAKE),
             admit: Script::new(ADMIT),
         });
-        tokio::spawn(monitor(Arc::downgrade(&inner)));
         // The URL carries no credentials (refused at load).
         tracing::info!(
             url = %url,
