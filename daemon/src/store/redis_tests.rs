@@ -201,7 +201,10 @@ async fn issue_8_a_record_copied_to_another_key_or_expiry_does_not_open() {
 }
 
 /// Issue #8 (mutation testing): the count of outstanding records walks every `SCAN` batch
-/// (1,000 keys a call), not only the first; the code listing stops at its cap.
+/// (1,000 keys a call), not only the first; the code listing stops at its cap, also within a
+/// batch — 7,500 other keys beside the codes make each batch hold about 250 codes, so the
+/// cap falls inside one (with codes alone the first batch held exactly 1,000, and a listing
+/// one longer went unseen).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_8_the_count_walks_every_scan_batch() {
     let test = "issue_8_the_count_walks_every_scan_batch";
@@ -215,6 +218,17 @@ async fn issue_8_the_count_walks_every_scan_batch() {
         ..redis_config(server.port)
     };
     let store = RedisStore::open_unmonitored(&config, 5_000, 10).expect("open");
+    let mut conn = raw(&server).await;
+    for chunk in 0..75 {
+        let mut pipe = ::redis::pipe();
+        for i in 0..100 {
+            pipe.cmd("SET")
+                .arg(format!("other:{chunk}-{i}"))
+                .arg(1)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await.expect("filler");
+    }
     let t = now();
     for batch in 0..25 {
         let puts = (0..100).map(|i| {
