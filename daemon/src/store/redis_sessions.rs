@@ -338,15 +338,15 @@ impl RedisSessions {
     fn open_outcome(&self, name: &str, sealed: &[u8]) -> Option<RefreshOutcome> {
         let plain = self.seal.open_bytes(name.as_bytes(), sealed).ok()?;
         let wire: OutcomeWire = serde_json::from_slice(&plain).ok()?;
-        Some(match &wire {
+        Some(match wire {
             OutcomeWire::Tokens { a, r, i } => RefreshOutcome::Tokens {
                 access_token: Secret::new(a.as_str()),
                 refresh_token: secret(r.as_ref()),
                 id_token: secret(i.as_ref()),
             },
-            OutcomeWire::Refused(e) => RefreshOutcome::Refused(e.clone()),
+            OutcomeWire::Refused(e) => RefreshOutcome::Refused(e),
             OutcomeWire::NoSession => RefreshOutcome::NoSession,
-            OutcomeWire::Upstream(e) => RefreshOutcome::Upstream(e.clone()),
+            OutcomeWire::Upstream(e) => RefreshOutcome::Upstream(e),
         })
     }
 }
